@@ -1,0 +1,14 @@
+"""dq_assets: a Dagster data warehouse that is a trust gate for daily e-commerce data."""
+
+import warnings
+
+import dagster as dg
+
+# Single-run backfills and history-reaching partition mappings are deliberate here; Dagster
+# flags both arguments as beta on every load.
+for _beta in ("backfill_policy", "allow_nonexistent_upstream_partitions"):
+    warnings.filterwarnings("ignore", message=f".*{_beta}.*", category=dg.BetaWarning)
+
+from dq_assets.definitions import defs  # noqa: E402
+
+__all__ = ["defs"]

@@ -1,0 +1,253 @@
+"""Raw -> staging + quarantine as set-based DuckDB SQL, generated from a table contract.
+
+`validate(conn, table, raw, refs)` types every value, tags every row with its reject reasons
+(contract §3, in the contract's order), deduplicates the valid rows by key, and returns two
+Arrow tables: the staging rows and the quarantined rows. Every raw row lands in exactly one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+
+from dq_assets.duck import fetch_arrow
+from dq_assets.contracts import (
+    COUNTRY,
+    CURRENCY,
+    DECIMAL,
+    EMAIL,
+    ENUM,
+    INTEGER,
+    MONEY_PRECISION,
+    MONEY_SCALE,
+    PARSED_KINDS,
+    REJECT_REASONS,
+    SAME_PARTITION,
+    SHAPED_KINDS,
+    TIMESTAMP,
+    Column,
+    Table,
+    country_codes,
+    currency_codes,
+)
+
+MONEY_TYPE = f"DECIMAL({MONEY_PRECISION},{MONEY_SCALE})"
+LINEAGE = ("ingest_date", "source_file", "source_line")
+
+# Value spellings accepted by the contract (§2 "Value formats"), matched after trimming.
+DECIMAL_RE = rf"[+-]?(\d{{1,{MONEY_PRECISION - MONEY_SCALE}}}(\.\d{{0,{MONEY_SCALE}}}0*)?|\.\d{{1,{MONEY_SCALE}}}0*)"
+INTEGER_RE = r"[+-]?\d{1,18}"
+ISO_TS_RE = r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?"
+EPOCH_RE = r"-?\d{1,11}"
+EMAIL_RE = r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+"
+WHITESPACE = " \t\r\n"
+
+
+def _lit(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _in_list(values) -> str:
+    return "(" + ", ".join(_lit(v) for v in sorted(values)) + ")"
+
+
+def trimmed(expr: str) -> str:
+    """Blank after trimming is missing."""
+    return f"NULLIF(trim({expr}, {_lit(WHITESPACE)}), '')"
+
+
+def parse_timestamp(x: str) -> str:
+    """ISO 8601 (T or space, optional fraction, Z / ±HH:MM / no zone = UTC) or epoch seconds,
+    to a UTC TIMESTAMPTZ; NULL when it is none of these. Fractions keep microseconds."""
+    offset_minutes = (
+        f"(CASE WHEN substr({x}, -6, 1) = '-' THEN -1 ELSE 1 END)"
+        f" * (CAST(substr({x}, -5, 2) AS INTEGER) * 60 + CAST(substr({x}, -2, 2) AS INTEGER))"
+    )
+    has_offset = rf"regexp_matches({x}, '[+-]\d{{2}}:\d{{2}}$')"
+    offset_ok = f"(NOT {has_offset} OR (CAST(substr({x}, -5, 2) AS INTEGER) <= 14 AND CAST(substr({x}, -2, 2) AS INTEGER) < 60))"
+    fraction = rf"coalesce('.' || left(NULLIF(regexp_extract({x}, '^[^.]*\.(\d+)', 1), ''), 6), '')"
+    local = f"TRY_CAST(substr({x}, 1, 10) || ' ' || substr({x}, 12, 8) || {fraction} AS TIMESTAMP)"
+    return f"""(CASE
+        WHEN regexp_full_match({x}, '{ISO_TS_RE}') AND {offset_ok} THEN
+            CAST({local} - (CASE WHEN {has_offset} THEN {offset_minutes} ELSE 0 END) * INTERVAL 1 MINUTE AS TIMESTAMPTZ)
+        WHEN regexp_full_match({x}, '{EPOCH_RE}') THEN to_timestamp(CAST({x} AS BIGINT))
+    END)"""
+
+
+def parse_decimal(x: str) -> str:
+    return f"(CASE WHEN regexp_full_match({x}, '{DECIMAL_RE}') THEN TRY_CAST({x} AS {MONEY_TYPE}) END)"
+
+
+def parse_integer(x: str) -> str:
+    return f"(CASE WHEN regexp_full_match({x}, '{INTEGER_RE}') THEN TRY_CAST({x} AS BIGINT) END)"
+
+
+def typed_value(col: Column, x: str) -> str:
+    """The stored value of a trimmed text `x`, or NULL when it cannot be read or is not valid."""
+    if col.kind == DECIMAL:
+        return parse_decimal(x)
+    if col.kind == INTEGER:
+        return parse_integer(x)
+    if col.kind == TIMESTAMP:
+        return parse_timestamp(x)
+    if col.kind == EMAIL:
+        return f"(CASE WHEN regexp_full_match({x}, '{EMAIL_RE}') THEN lower({x}) END)"
+    if col.kind == COUNTRY:
+        return f"(CASE WHEN upper({x}) IN {_in_list(country_codes())} THEN upper({x}) END)"
+    if col.kind == CURRENCY:
+        return f"(CASE WHEN upper({x}) IN {_in_list(currency_codes())} THEN upper({x}) END)"
+    if col.kind == ENUM:
+        return f"(CASE WHEN lower({x}) IN {_in_list(col.values)} THEN lower({x}) END)"
+    return x  # ID, TEXT: trimmed text
+
+
+@dataclass(frozen=True)
+class Failure:
+    column: str
+    reason: str
+    condition: str  # SQL, TRUE when the row fails
+
+
+def column_failures(t: Table, refs: dict[str, str]) -> list[Failure]:
+    """Per-column failure conditions over the `typed` CTE (`_t_<c>` text, `<c>` typed)."""
+    out: list[Failure] = []
+    for col in t.columns:
+        txt, val = f'"_t_{col.name}"', f'"{col.name}"'
+        if not col.nullable:
+            out.append(Failure(col.name, "missing_required", f"{txt} IS NULL"))
+        if col.kind in PARSED_KINDS:
+            out.append(Failure(col.name, "unparseable", f"{txt} IS NOT NULL AND {val} IS NULL"))
+        if col.kind in SHAPED_KINDS:
+            out.append(Failure(col.name, "invalid_value", f"{txt} IS NOT NULL AND {val} IS NULL"))
+        bounds = []
+        if col.min is not None:
+            bounds.append(f"{val} < {col.min}")
+        if col.max is not None:
+            bounds.append(f"{val} > {col.max}")
+        if bounds:
+            out.append(Failure(col.name, "out_of_range", " OR ".join(bounds)))
+        if col.not_future:
+            out.append(
+                Failure(
+                    col.name,
+                    "future_timestamp",
+                    f"{val} > CAST(ingest_date AS TIMESTAMPTZ) + INTERVAL 25 HOUR",
+                )
+            )
+        if col.references is not None:
+            ref = col.references
+            same = "=" if ref.scope == SAME_PARTITION else "<="
+            out.append(
+                Failure(
+                    col.name,
+                    "unknown_reference",
+                    f"{txt} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {refs[col.name]} r "
+                    f"WHERE r.key = {txt} AND r.ingest_date {same} typed.ingest_date)",
+                )
+            )
+    for rule in t.rules:
+        parsed = " AND ".join(f'"{c}" IS NOT NULL' for c in rule.columns)
+        out.append(Failure(rule.name, rule.reason, f"{parsed} AND ({rule.fails_when})"))
+    return out
+
+
+def validated_sql(t: Table, raw: str, refs: dict[str, str]) -> str:
+    """Every raw row, typed, with `reject_reasons`/`reject_reason`/`reject_details` (NULL when
+    valid) and `_keep` (TRUE for the kept version of a valid key)."""
+    raw_cols = [f'"{c}" AS "_raw_{c}"' for c in t.column_names]
+    typed_cols = []
+    for col in t.columns:
+        txt = trimmed(f'"_raw_{col.name}"')
+        typed_cols.append(f'{txt} AS "_t_{col.name}"')
+        typed_cols.append(f'{typed_value(col, txt)} AS "{col.name}"')
+    failures = column_failures(t, refs)
+    by_reason = {
+        reason: " OR ".join(f"({f.condition})" for f in failures if f.reason == reason)
+        for reason in REJECT_REASONS
+        if any(f.reason == reason for f in failures)
+    }
+    flags = [f"coalesce({cond}, false) AS \"_r_{reason}\"" for reason, cond in by_reason.items()]
+    details = ", ".join(
+        f"CASE WHEN coalesce({f.condition}, false) THEN {_lit(f'{f.column}: {f.reason}')} END"
+        for f in failures
+    )
+    reasons = ", ".join(f"CASE WHEN \"_r_{r}\" THEN '{r}' END" for r in by_reason)
+    first = " ".join(f"WHEN \"_r_{r}\" THEN '{r}'" for r in by_reason)
+    any_failed = " OR ".join(f'"_r_{r}"' for r in by_reason)
+    key = ", ".join(f'"{k}"' for k in t.key)
+    version = f'"{t.version_column}" DESC NULLS LAST, ' if t.version_column else ""
+    return f"""
+    WITH src AS (
+        SELECT {", ".join(raw_cols)}, extra_columns, ingest_date, source_file, source_line
+        FROM {raw}
+    ),
+    typed AS (
+        SELECT *, {", ".join(typed_cols)} FROM src
+    ),
+    flagged AS (
+        SELECT *, {", ".join(flags)}, concat_ws('; ', {details}) AS _details FROM typed
+    ),
+    tagged AS (
+        SELECT *,
+               NULLIF(concat_ws(',', {reasons}), '') AS _reasons,
+               CASE {first} END AS _first_reason,
+               ({any_failed}) AS _invalid
+        FROM flagged
+    ),
+    ranked AS (
+        SELECT *,
+               CASE WHEN NOT _invalid THEN row_number() OVER w END AS _rank,
+               CASE WHEN NOT _invalid THEN first_value(source_line) OVER w END AS _kept_line
+        FROM tagged
+        WINDOW w AS (PARTITION BY ingest_date, _invalid, {key}
+                     ORDER BY {version}source_line DESC)
+    )
+    SELECT *,
+           (NOT _invalid AND _rank = 1) AS _keep,
+           CASE WHEN _invalid THEN _first_reason
+                WHEN _rank > 1 THEN 'duplicate' END AS reject_reason,
+           CASE WHEN _invalid THEN _reasons
+                WHEN _rank > 1 THEN 'duplicate' END AS reject_reasons,
+           CASE WHEN _invalid THEN _details
+                WHEN _rank > 1 THEN 'duplicate: older version of the key kept at line '
+                                    || _kept_line END AS reject_details
+    FROM ranked
+    """
+
+
+def staging_columns(t: Table) -> list[str]:
+    return [f'"{c}"' for c in t.column_names] + list(LINEAGE)
+
+
+def quarantine_columns(t: Table) -> list[str]:
+    return [
+        "ingest_date", "source_file", "source_line", "reject_reason", "reject_reasons",
+        "reject_details",
+    ] + [f'"_raw_{c}" AS "{c}"' for c in t.column_names] + ["extra_columns"]
+
+
+def validate(
+    conn: duckdb.DuckDBPyConnection, t: Table, raw: pa.Table, refs: dict[str, pa.Table]
+) -> tuple[pa.Table, pa.Table]:
+    """Split raw rows into (staging, quarantine). `refs` maps each referencing column to the
+    received keys of its target: a table of (key VARCHAR, ingest_date DATE)."""
+    conn.register("raw_rows", raw)
+    ref_names = {}
+    for col_name, keys in refs.items():
+        name = f"ref_{col_name}"
+        conn.register(name, keys)
+        ref_names[col_name] = name
+    sql = validated_sql(t, "raw_rows", ref_names)
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE validated AS {sql}")
+    order = "ORDER BY ingest_date, source_line"
+    staging = fetch_arrow(
+        conn, f"SELECT {', '.join(staging_columns(t))} FROM validated WHERE _keep {order}"
+    )
+    quarantine = fetch_arrow(
+        conn, f"SELECT {', '.join(quarantine_columns(t))} FROM validated WHERE NOT _keep {order}"
+    )
+    conn.execute("DROP TABLE validated")
+    return staging, quarantine
+

@@ -1,0 +1,293 @@
+"""The six table contracts of ../shared/contract.md, declared once as data.
+
+Raw, staging and quarantine assets, the marts' inputs and the checks are all derived from
+`TABLES`; nothing else in the package spells out a table's columns or rules again.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import cache
+
+import pycountry
+
+# Reject reasons in the contract's order: `reject_reason` is the first that applies.
+REJECT_REASONS: tuple[str, ...] = (
+    "missing_required",
+    "unparseable",
+    "invalid_value",
+    "out_of_range",
+    "future_timestamp",
+    "calculation_mismatch",
+    "unknown_reference",
+    "duplicate",
+)
+
+# Column kinds. Text-like kinds are trimmed; codes are normalised as stored.
+ID, TEXT, EMAIL, COUNTRY, CURRENCY, ENUM = "id", "text", "email", "country", "currency", "enum"
+DECIMAL, INTEGER, TIMESTAMP = "decimal", "integer", "timestamp"
+KINDS = (ID, TEXT, EMAIL, COUNTRY, CURRENCY, ENUM, DECIMAL, INTEGER, TIMESTAMP)
+PARSED_KINDS = (DECIMAL, INTEGER, TIMESTAMP)  # can be `unparseable`
+SHAPED_KINDS = (EMAIL, COUNTRY, CURRENCY, ENUM)  # can be `invalid_value`
+
+# Money and prices are exact decimals: 32 integer digits, 6 fractional digits.
+MONEY_PRECISION, MONEY_SCALE = 38, 6
+
+# Reference scopes: where a referenced key may have been received.
+SAME_PARTITION = "same_partition"
+UP_TO_PARTITION = "up_to_partition"  # this partition or any earlier one
+
+IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def check_identifier(name: str) -> str:
+    """Every table and column name ends up in SQL, so it must be a plain identifier."""
+    if not IDENTIFIER.match(name):
+        raise ValueError(f"not a valid SQL identifier: {name!r}")
+    return name
+
+
+@dataclass(frozen=True)
+class Reference:
+    table: str
+    column: str
+    scope: str  # SAME_PARTITION or UP_TO_PARTITION
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str
+    nullable: bool = False
+    values: tuple[str, ...] = ()  # accepted values of an ENUM (stored lower-case)
+    min: Decimal | None = None  # inclusive bounds -> `out_of_range`
+    max: Decimal | None = None
+    not_future: bool = False  # later than the partition's day end + 1 hour -> `future_timestamp`
+    references: Reference | None = None
+
+    def __post_init__(self) -> None:
+        check_identifier(self.name)
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown kind {self.kind!r} for column {self.name}")
+        if self.kind == ENUM and not self.values:
+            raise ValueError(f"enum column {self.name} needs values")
+
+
+@dataclass(frozen=True)
+class RowRule:
+    """A rule across columns of one row, as a SQL predicate that is TRUE for a failing row.
+
+    The predicate sees the typed values under the column names; it is only evaluated when
+    every column it names parsed, so it never double-reports a missing or unparseable value.
+    """
+
+    name: str
+    reason: str
+    columns: tuple[str, ...]
+    fails_when: str
+    description: str
+
+    def __post_init__(self) -> None:
+        if self.reason not in REJECT_REASONS:
+            raise ValueError(f"unknown reject reason {self.reason!r}")
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+    rules: tuple[RowRule, ...] = ()
+    is_change_feed: bool = False  # dimension feeds carry new and changed rows only
+    # Manifest control total: the file's money column summed as sent -> manifest field name.
+    manifest_sum: tuple[str, str] | None = None
+    version_column: str | None = "updated_at"  # orders versions of a key; None = file order only
+
+    def __post_init__(self) -> None:
+        check_identifier(self.name)
+        names = self.column_names
+        for k in self.key:
+            if k not in names:
+                raise ValueError(f"{self.name}: key column {k} is not a column")
+        if self.version_column and self.version_column not in names:
+            raise ValueError(f"{self.name}: version column {self.version_column} missing")
+        for rule in self.rules:
+            for c in rule.columns:
+                if c not in names:
+                    raise ValueError(f"{self.name}.{rule.name}: unknown column {c}")
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.name}.csv"
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(f"{self.name} has no column {name}")
+
+    @property
+    def references(self) -> tuple[tuple[Column, Reference], ...]:
+        return tuple((c, c.references) for c in self.columns if c.references)
+
+
+ZERO = Decimal(0)
+
+ORDER_STATUSES = ("placed", "paid", "shipped", "delivered", "cancelled", "refunded")
+REVENUE_STATUSES = ("paid", "shipped", "delivered")  # counted as revenue; need a captured payment
+PAYMENT_METHODS = ("card", "paypal", "bank_transfer", "gift_card")
+PAYMENT_STATUSES = ("captured", "failed", "refunded")
+EVENT_TYPES = ("page_view", "add_to_cart", "checkout", "purchase")
+PLATFORMS = ("web", "ios", "android")
+
+
+def _ref(table: str, column: str, scope: str = UP_TO_PARTITION) -> Reference:
+    return Reference(table=table, column=column, scope=scope)
+
+
+TABLES: tuple[Table, ...] = (
+    Table(
+        name="customers",
+        is_change_feed=True,
+        key=("customer_id",),
+        columns=(
+            Column("customer_id", ID),
+            Column("email", EMAIL),
+            Column("full_name", TEXT),
+            Column("country_code", COUNTRY),
+            Column("signup_ts", TIMESTAMP),
+            Column("updated_at", TIMESTAMP),
+        ),
+    ),
+    Table(
+        name="products",
+        is_change_feed=True,
+        key=("product_id",),
+        columns=(
+            Column("product_id", ID),
+            Column("sku", TEXT),
+            Column("product_name", TEXT),
+            Column("category", TEXT),
+            Column("unit_price", DECIMAL, min=ZERO),
+            Column("currency", CURRENCY),
+            Column("updated_at", TIMESTAMP),
+        ),
+    ),
+    Table(
+        name="orders",
+        key=("order_id",),
+        manifest_sum=("amount", "amount_sum"),
+        columns=(
+            Column("order_id", ID),
+            Column("customer_id", ID, references=_ref("customers", "customer_id")),
+            Column("order_ts", TIMESTAMP, not_future=True),
+            Column("status", ENUM, values=ORDER_STATUSES),
+            Column("currency", CURRENCY),
+            Column("amount", DECIMAL, min=ZERO),
+            Column("updated_at", TIMESTAMP),
+        ),
+    ),
+    Table(
+        name="order_items",
+        key=("order_id", "line_no"),
+        manifest_sum=("line_amount", "line_amount_sum"),
+        version_column=None,
+        columns=(
+            Column("order_id", ID, references=_ref("orders", "order_id", SAME_PARTITION)),
+            Column("line_no", INTEGER),
+            Column("product_id", ID, references=_ref("products", "product_id")),
+            Column("quantity", INTEGER, min=Decimal(1)),
+            Column("unit_price", DECIMAL, min=ZERO),
+            Column("line_amount", DECIMAL),
+        ),
+        rules=(
+            RowRule(
+                name="line_amount_is_quantity_times_price",
+                reason="calculation_mismatch",
+                columns=("quantity", "unit_price", "line_amount"),
+                fails_when="abs(line_amount - quantity * unit_price) > 0.01",
+                description="line_amount = quantity x unit_price within 0.01",
+            ),
+        ),
+    ),
+    Table(
+        name="payments",
+        key=("payment_id",),
+        manifest_sum=("amount", "amount_sum"),
+        version_column=None,
+        columns=(
+            Column("payment_id", ID),
+            Column("order_id", ID, references=_ref("orders", "order_id")),
+            Column("payment_ts", TIMESTAMP, not_future=True),
+            Column("method", ENUM, values=PAYMENT_METHODS),
+            Column("status", ENUM, values=PAYMENT_STATUSES),
+            Column("amount", DECIMAL, min=ZERO),
+            Column("currency", CURRENCY),
+        ),
+        rules=(
+            RowRule(
+                name="settled_payment_amount_positive",
+                reason="out_of_range",
+                columns=("status", "amount"),
+                fails_when="status IN ('captured', 'refunded') AND amount <= 0",
+                description="amount > 0 when captured or refunded",
+            ),
+        ),
+    ),
+    Table(
+        name="events",
+        key=("event_id",),
+        version_column=None,
+        columns=(
+            Column("event_id", ID),
+            Column(
+                "customer_id", ID, nullable=True, references=_ref("customers", "customer_id")
+            ),
+            Column("session_id", ID),
+            Column("event_type", ENUM, values=EVENT_TYPES),
+            Column("event_ts", TIMESTAMP),
+            Column("platform", ENUM, values=PLATFORMS),
+            Column("duration_ms", INTEGER, min=ZERO, max=Decimal(86_400_000)),
+        ),
+    ),
+)
+
+TABLES_BY_NAME: dict[str, Table] = {t.name: t for t in TABLES}
+TABLE_NAMES: tuple[str, ...] = tuple(TABLES_BY_NAME)
+MANIFEST_FILE = "_manifest.json"
+
+
+def table(name: str) -> Table:
+    try:
+        return TABLES_BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown table {name!r}; tables are {', '.join(TABLE_NAMES)}") from None
+
+
+@cache
+def country_codes() -> frozenset[str]:
+    """ISO 3166-1 alpha-2 codes, upper-case."""
+    return frozenset(c.alpha_2 for c in pycountry.countries)
+
+
+@cache
+def currency_codes() -> frozenset[str]:
+    """ISO 4217 alphabetic codes, upper-case."""
+    return frozenset(c.alpha_3 for c in pycountry.currencies)
+
+
+def _validate_references() -> None:
+    for t in TABLES:
+        for col, ref in t.references:
+            target = table(ref.table)
+            if target.key != (ref.column,):
+                raise ValueError(f"{t.name}.{col.name} must reference the key of {ref.table}")
+
+
+_validate_references()

@@ -1,0 +1,126 @@
+"""The embedded default warehouse: one DuckDB file, one schema per layer.
+
+Built on dagster-duckdb-pandas, with three changes the warehouse needs:
+- frames travel as Arrow-backed pandas columns, so exact decimals, UTC timestamps and dates
+  survive the round trip (DuckDB's own `fetchdf()` would turn DECIMAL into float64);
+- the replace of a partition (delete the slice, insert the frame) is one transaction, so a
+  reader never sees a half-written partition and a failed write leaves the old one intact;
+- an empty frame still creates its table, so downstream assets can always read it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import dagster as dg
+import duckdb
+import pandas as pd
+from dagster._core.definitions.metadata import TableMetadataSet
+from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
+from dagster._utils.backoff import backoff
+from dagster_duckdb.io_manager import DuckDbClient
+from dagster_duckdb_pandas import DuckDBPandasTypeHandler
+
+from dq_assets.duck import connect_duckdb, fetch_arrow, qualified, quote, table_exists, to_arrow, to_pandas
+from dq_assets.settings import warehouse_path
+
+
+class TransactionalDuckDbClient(DuckDbClient):
+    def __init__(self, database: str):
+        self.database = database
+
+    @contextmanager
+    def connect(self, context, table_slice: TableSlice) -> Iterator[duckdb.DuckDBPyConnection]:
+        conn = backoff(  # the file lock is held by one writer process at a time
+            fn=connect_duckdb,
+            retry_on=(duckdb.IOException,),
+            kwargs={"database": self.database},
+            max_retries=10,
+        )
+        try:
+            conn.begin()
+            yield conn
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        finally:
+            conn.close()
+
+    @staticmethod
+    def ensure_schema_exists(context, table_slice: TableSlice, connection) -> None:
+        connection.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(table_slice.schema)}")
+
+    @staticmethod
+    def delete_table_slice(context, table_slice: TableSlice, connection) -> None:
+        # Checked rather than caught: a failed statement would abort the open transaction.
+        if table_exists(connection, table_slice.schema, table_slice.table):
+            connection.execute(_cleanup_statement(table_slice))
+
+    @staticmethod
+    def get_select_statement(table_slice: TableSlice) -> str:
+        cols = ", ".join(quote(c) for c in table_slice.columns) if table_slice.columns else "*"
+        sql = f"SELECT {cols} FROM {qualified(table_slice.schema, table_slice.table)}"
+        if table_slice.partition_dimensions:
+            sql += " WHERE " + _where(table_slice)
+        return sql
+
+
+def _where(table_slice: TableSlice) -> str:
+    # Same slice as dagster-duckdb's, with a partition_expr that we declare ourselves.
+    return DuckDbClient.get_select_statement(table_slice).split(" WHERE\n", 1)[1]
+
+
+def _cleanup_statement(table_slice: TableSlice) -> str:
+    sql = f"DELETE FROM {qualified(table_slice.schema, table_slice.table)}"
+    if table_slice.partition_dimensions:
+        sql += " WHERE " + _where(table_slice)
+    return sql
+
+
+class ArrowPandasTypeHandler(DuckDBPandasTypeHandler):
+    def handle_output(self, context, table_slice: TableSlice, obj: pd.DataFrame, connection):
+        name = qualified(table_slice.schema, table_slice.table)
+        connection.register("_frame", to_arrow(obj))
+        connection.execute(f"CREATE TABLE IF NOT EXISTS {name} AS SELECT * FROM _frame LIMIT 0")
+        connection.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _frame")
+        connection.unregister("_frame")
+        meta = (
+            TableMetadataSet(partition_row_count=len(obj))
+            if context.has_partition_key or context.has_asset_partitions
+            else TableMetadataSet(row_count=len(obj))
+        )
+        context.add_output_metadata(dict(meta))
+
+    def load_input(self, context, table_slice: TableSlice, connection) -> pd.DataFrame:
+        if not table_exists(connection, table_slice.schema, table_slice.table):
+            raise dg.Failure(
+                f"{table_slice.schema}.{table_slice.table} does not exist in the warehouse yet: "
+                "materialize it first."
+            )
+        select = TransactionalDuckDbClient.get_select_statement(table_slice)
+        return to_pandas(fetch_arrow(connection, select))
+
+
+class WarehouseIOManager(dg.ConfigurableIOManagerFactory):
+    """DuckDB file at `database`, default `DQ_WAREHOUSE` or `data/warehouse.duckdb`."""
+
+    database: str | None = None
+
+    def resolved_database(self) -> str:
+        return self.database or warehouse_path()
+
+    @staticmethod
+    def type_handlers() -> Sequence[DbTypeHandler]:
+        return [ArrowPandasTypeHandler()]
+
+    def create_io_manager(self, context) -> DbIOManager:
+        return DbIOManager(
+            db_client=TransactionalDuckDbClient(self.resolved_database()),
+            database=self.resolved_database(),
+            type_handlers=self.type_handlers(),
+            default_load_type=pd.DataFrame,
+            io_manager_name="WarehouseIOManager",
+        )
+

@@ -1,0 +1,137 @@
+"""Marts: only data of partitions that passed the gate.
+
+The partitioned marts run after every staging asset of their partition and its blocking
+checks, so a failed gate leaves them as they were. The two current-state marts are rebuilt
+from those gated partitions only, never from staging directly.
+"""
+
+
+import dagster as dg
+import pandas as pd
+
+from dq_assets.contracts import REVENUE_STATUSES
+from dq_assets.duck import connect_duckdb, to_arrow, to_pandas
+from dq_assets.layers.raw import partition_asset_args
+from dq_assets.layers.staging import quarantine_key, staging_key
+from dq_assets.contracts import TABLE_NAMES
+
+MARTS_GROUP = "marts"
+PARTITIONED = {**partition_asset_args(MARTS_GROUP), "metadata": {"partition_expr": "ingest_date"}}
+
+# The gate: a partitioned mart waits for every staging table of its partition (and their
+# blocking checks), not only for the ones it reads.
+GATE_DEPS = [staging_key(t) for t in TABLE_NAMES] + [quarantine_key(t) for t in TABLE_NAMES]
+REVENUE_IN = "(" + ", ".join(f"'{s}'" for s in REVENUE_STATUSES) + ")"
+
+
+def run_sql(sql: str, **frames: pd.DataFrame) -> pd.DataFrame:
+    """Run DuckDB SQL over the given frames (by name) and return an Arrow-backed frame."""
+    conn = connect_duckdb()
+    for name, frame in frames.items():
+        conn.register(name, to_arrow(frame))
+    return to_pandas(conn.sql(sql).to_arrow_table())
+
+
+def _gate_deps(*reads: dg.AssetKey) -> list[dg.AssetKey]:
+    return [k for k in GATE_DEPS if k not in reads]
+
+
+@dg.asset(
+    key=["marts", "fact_orders"],
+    ins={"orders": dg.AssetIn(key=staging_key("orders"))},
+    deps=_gate_deps(staging_key("orders")),
+    description="Orders received in each ingest date that passed the gate (latest version "
+    "within the partition), with their UTC order_date.",
+    **PARTITIONED,
+)
+def fact_orders(orders: pd.DataFrame) -> pd.DataFrame:
+    return run_sql(
+        """SELECT ingest_date, order_id, customer_id, order_ts,
+                  CAST(order_ts AS DATE) AS order_date, status, currency, amount, updated_at
+           FROM orders ORDER BY ingest_date, order_id""",
+        orders=orders,
+    )
+
+
+@dg.asset(
+    key=["marts", "fact_revenue_daily"],
+    ins={"fact_orders": dg.AssetIn(key=["marts", "fact_orders"])},
+    description="Per ingest_date, order_date (UTC) and currency: distinct orders received in "
+    "that partition and the revenue of those paid, shipped or delivered.",
+    **PARTITIONED,
+)
+def fact_revenue_daily(fact_orders: pd.DataFrame) -> pd.DataFrame:
+    return run_sql(
+        f"""SELECT ingest_date, order_date, currency,
+                   count(DISTINCT order_id) AS order_count,
+                   coalesce(sum(amount) FILTER (WHERE status IN {REVENUE_IN}), 0) AS revenue
+            FROM fact_orders GROUP BY ALL ORDER BY ALL""",
+        fact_orders=fact_orders,
+    )
+
+
+@dg.asset(
+    key=["marts", "revenue_by_order_date"],
+    ins={"fact_orders": dg.AssetIn(key=["marts", "fact_orders"])},
+    group_name=MARTS_GROUP,
+    description="Revenue by order_date and currency over the current state of every order in "
+    "all gated partitions: a re-sent order replaces its earlier version (newer updated_at, "
+    "then later ingest date), so no order is counted twice.",
+)
+def revenue_by_order_date(fact_orders: pd.DataFrame) -> pd.DataFrame:
+    return run_sql(
+        f"""WITH current_orders AS (
+                SELECT * FROM fact_orders
+                QUALIFY row_number() OVER (PARTITION BY order_id
+                                           ORDER BY updated_at DESC, ingest_date DESC) = 1)
+            SELECT order_date, currency,
+                   count(*) AS order_count,
+                   coalesce(sum(amount) FILTER (WHERE status IN {REVENUE_IN}), 0) AS revenue
+            FROM current_orders GROUP BY ALL ORDER BY ALL""",
+        fact_orders=fact_orders,
+    )
+
+
+@dg.asset(
+    key=["marts", "customer_versions"],
+    ins={"customers": dg.AssetIn(key=staging_key("customers"))},
+    deps=_gate_deps(staging_key("customers")),
+    description="Customer versions received in each ingest date that passed the gate: the "
+    "input of the SCD2 dimension.",
+    **PARTITIONED,
+)
+def customer_versions(customers: pd.DataFrame) -> pd.DataFrame:
+    return customers
+
+
+@dg.asset(
+    key=["marts", "dim_customers"],
+    ins={"versions": dg.AssetIn(key=["marts", "customer_versions"])},
+    group_name=MARTS_GROUP,
+    description="Customers as SCD type 2: one row per change of email, name, country or "
+    "signup, valid_from = its updated_at, valid_to = the next version's (exclusive), "
+    "is_current for the latest. Late versions slot into history by updated_at.",
+)
+def dim_customers(versions: pd.DataFrame) -> pd.DataFrame:
+    return run_sql(
+        """WITH one_per_instant AS (  -- the same version re-sent: keep the latest received
+                SELECT * FROM versions
+                QUALIFY row_number() OVER (PARTITION BY customer_id, updated_at
+                                           ORDER BY ingest_date DESC, source_line DESC) = 1),
+            changes AS (  -- a version that changes nothing is not a new version
+                SELECT * FROM one_per_instant
+                QUALIFY {'e': email, 'n': full_name, 'c': country_code, 's': signup_ts}
+                        IS DISTINCT FROM lag({'e': email, 'n': full_name, 'c': country_code,
+                                              's': signup_ts})
+                        OVER (PARTITION BY customer_id ORDER BY updated_at))
+           SELECT customer_id, email, full_name, country_code, signup_ts,
+                  updated_at AS valid_from,
+                  lead(updated_at) OVER (PARTITION BY customer_id ORDER BY updated_at) AS valid_to,
+                  valid_to IS NULL AS is_current,
+                  ingest_date AS received_on
+           FROM changes ORDER BY customer_id, valid_from""",
+        versions=versions,
+    )
+
+
+mart_assets = [fact_orders, fact_revenue_daily, revenue_by_order_date, customer_versions, dim_customers]

@@ -1,0 +1,177 @@
+"""Raw layer: each landed file as received (text), with lineage; plus the landing audit."""
+
+
+import json
+
+import dagster as dg
+import pandas as pd
+import pyarrow as pa
+
+from dq_assets.contracts import TABLES, Table
+from dq_assets.duck import connect_duckdb, to_pandas
+from dq_assets.landing import (
+    FileSchema,
+    LandingError,
+    LandingZone,
+    empty_raw,
+    read_csv_file,
+    read_header,
+    sha256_of,
+    table_of_file,
+)
+from dq_assets.settings import DAILY
+
+RAW_GROUP = "raw"
+LANDING_FILES_KEY = dg.AssetKey(["raw", "landing_files"])
+
+
+def raw_key(table_name: str) -> dg.AssetKey:
+    return dg.AssetKey(["raw", table_name])
+
+
+def partition_asset_args(group: str) -> dict:
+    """What every daily asset of the warehouse shares."""
+    return dict(
+        partitions_def=DAILY,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        group_name=group,
+    )
+
+
+def build_raw_asset(t: Table) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=raw_key(t.name),
+        metadata={"partition_expr": "ingest_date"},
+        description=(
+            f"`{t.file_name}` of each ingest date as received: every value as text, columns "
+            "matched by name, unknown columns kept as JSON in `extra_columns`, and lineage "
+            "(ingest_date, source_file, source_line, loaded_at)."
+        ),
+        **partition_asset_args(RAW_GROUP),
+    )
+    def raw_table(context: dg.AssetExecutionContext, landing: LandingZone) -> pd.DataFrame:
+        conn = connect_duckdb()
+        parts, unknown, missing = [], set(), set()
+        for key in context.partition_keys:
+            try:
+                manifest = landing.manifest(key)
+                path = landing.file_path(key, t.file_name)
+                if path is None:
+                    if manifest.lists(t.file_name):
+                        context.log.error(f"{key}: {t.file_name} is listed in the manifest but absent")
+                    parts.append(empty_raw(conn, t))
+                    continue
+                data, schema = read_csv_file(conn, path, t, key, t.file_name)
+            except LandingError as e:
+                raise dg.Failure(description=str(e)) from None
+            unknown.update(schema.unknown)
+            missing.update(schema.missing)
+            parts.append(data)
+        table = pa.concat_tables(parts) if parts else empty_raw(conn, t)
+        if unknown:
+            context.log.warning(f"{t.file_name}: unknown columns (schema drift): {sorted(unknown)}")
+        if missing:
+            context.log.error(f"{t.file_name}: required columns missing: {sorted(missing)}")
+        context.add_output_metadata(
+            {
+                "unknown_columns": ", ".join(sorted(unknown)) or "none",
+                "missing_columns": ", ".join(sorted(missing)) or "none",
+            }
+        )
+        return to_pandas(table)
+
+    return raw_table
+
+
+@dg.asset(
+    key=LANDING_FILES_KEY,
+    metadata={"partition_expr": "ingest_date"},
+    description=(
+        "One row per file of each ingest date (every contract table, every file present, every "
+        "file the manifest lists): listed, present, the manifest's control totals, the landed "
+        "file's sha256 and size, and its header against the contract."
+    ),
+    **partition_asset_args(RAW_GROUP),
+)
+def landing_files(context: dg.AssetExecutionContext, landing: LandingZone) -> pd.DataFrame:
+    rows = []
+    for key in context.partition_keys:
+        try:
+            manifest = landing.manifest(key)
+            present = set(landing.present_files(key))
+            names = sorted(set(manifest.files) | present | {t.file_name for t in TABLES})
+            for name in names:
+                rows.append(_file_row(landing, key, name, manifest.files.get(name), name in present))
+        except LandingError as e:
+            raise dg.Failure(description=str(e)) from None
+    frame = pd.DataFrame(rows, columns=list(LANDING_FILE_COLUMNS))
+    frame = to_pandas(pa.Table.from_pandas(frame, schema=LANDING_FILES_SCHEMA, preserve_index=False))
+    problems = frame[(frame.listed != frame.present) | frame.table_name.isna()]
+    if len(problems):
+        context.log.error("landing problems:\n" + problems[["ingest_date", "file_name", "listed", "present"]].to_string())
+    return frame
+
+
+LANDING_FILES_SCHEMA = pa.schema(
+    [
+        ("ingest_date", pa.date32()),
+        ("file_name", pa.string()),
+        ("table_name", pa.string()),  # NULL for a file that is no contract table
+        ("listed", pa.bool_()),
+        ("present", pa.bool_()),
+        ("manifest_rows", pa.string()),  # as written in the manifest; checks parse them
+        ("manifest_sha256", pa.string()),
+        ("manifest_sum_field", pa.string()),
+        ("manifest_sum", pa.string()),
+        ("landed_sha256", pa.string()),
+        ("landed_bytes", pa.int64()),
+        ("header", pa.string()),  # JSON list of the header as sent
+        ("missing_columns", pa.string()),  # comma-separated contract columns absent
+        ("unknown_columns", pa.string()),  # comma-separated columns not in the contract
+    ]
+)
+LANDING_FILE_COLUMNS = tuple(LANDING_FILES_SCHEMA.names)
+
+
+def _file_row(landing: LandingZone, key: str, name: str, listed: dict | None, present: bool) -> dict:
+    from datetime import date
+
+    from dq_assets.contracts import table
+
+    table_name = table_of_file(name)
+    t = table(table_name) if table_name else None
+    sum_field = t.manifest_sum[1] if t and t.manifest_sum else None
+    row = {
+        "ingest_date": date.fromisoformat(key),
+        "file_name": name,
+        "table_name": table_name,
+        "listed": listed is not None,
+        "present": present,
+        "manifest_rows": _text(listed.get("rows")) if listed else None,
+        "manifest_sha256": _text(listed.get("sha256")) if listed else None,
+        "manifest_sum_field": sum_field,
+        "manifest_sum": _text(listed.get(sum_field)) if listed and sum_field else None,
+        "landed_sha256": None,
+        "landed_bytes": None,
+        "header": None,
+        "missing_columns": None,
+        "unknown_columns": None,
+    }
+    path = landing.file_path(key, name) if present else None
+    if path is not None:
+        row["landed_sha256"] = sha256_of(path)
+        row["landed_bytes"] = path.stat().st_size
+        if t is not None:
+            header = read_header(path)
+            schema = FileSchema.of(header, t)
+            row["header"] = json.dumps(header)
+            row["missing_columns"] = ",".join(schema.missing)
+            row["unknown_columns"] = ",".join(schema.unknown)
+    return row
+
+
+def _text(value) -> str | None:
+    return None if value is None else str(value)
+
+
+raw_assets = [build_raw_asset(t) for t in TABLES] + [landing_files]

@@ -1,0 +1,38 @@
+from setuptools import find_packages, setup
+
+# One set that installs together: the 0.29.27 libraries pin dagster==1.13.27 exactly, and
+# dagster-duckdb-pandas needs pandas < 3.
+DAGSTER = "1.13.27"
+LIBS = "0.29.27"
+
+setup(
+    name="dq_assets",
+    version="0.1.0",
+    description="A Dagster data warehouse that is a trust gate for daily e-commerce data",
+    packages=find_packages(exclude=["dq_assets_tests"]),
+    python_requires=">=3.10,<3.15",
+    install_requires=[
+        f"dagster=={DAGSTER}",
+        f"dagster-webserver=={DAGSTER}",
+        f"dagster-duckdb=={LIBS}",
+        f"dagster-duckdb-pandas=={LIBS}",
+        f"dagster-aws=={LIBS}",
+        "pandas>=2.2,<3",
+        "pyarrow>=15",
+        "duckdb>=1.1",
+        "boto3",
+        "pycountry>=23",
+        "numpy",
+    ],
+    extras_require={
+        "dev": [
+            "pytest>=8",
+            "moto[server]>=5",
+        ],
+    },
+    entry_points={
+        "console_scripts": [
+            "dq-generate=dq_assets.generator:main",
+        ],
+    },
+)
