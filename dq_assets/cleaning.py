@@ -163,15 +163,14 @@ def validated_sql(t: Table, raw: str, refs: dict[str, str]) -> str:
         typed_cols.append(f'{txt} AS "_t_{col.name}"')
         typed_cols.append(f'{typed_value(col, txt)} AS "{col.name}"')
     failures = column_failures(t, refs)
-    by_reason = {
-        reason: " OR ".join(f"({f.condition})" for f in failures if f.reason == reason)
-        for reason in REJECT_REASONS
-        if any(f.reason == reason for f in failures)
-    }
-    flags = [f"coalesce({cond}, false) AS \"_r_{reason}\"" for reason, cond in by_reason.items()]
+    by_reason = [r for r in REJECT_REASONS if any(f.reason == r for f in failures)]
+    failure_flags = [f'coalesce({f.condition}, false) AS "_f{i}"' for i, f in enumerate(failures)]
+    reason_flags = [
+        f'({" OR ".join(f"_f{i}" for i, f in enumerate(failures) if f.reason == reason)}) AS "_r_{reason}"'
+        for reason in by_reason
+    ]
     details = ", ".join(
-        f"CASE WHEN coalesce({f.condition}, false) THEN {_lit(f'{f.column}: {f.reason}')} END"
-        for f in failures
+        f"CASE WHEN _f{i} THEN {_lit(f'{f.column}: {f.reason}')} END" for i, f in enumerate(failures)
     )
     reasons = ", ".join(f"CASE WHEN \"_r_{r}\" THEN '{r}' END" for r in by_reason)
     first = " ".join(f"WHEN \"_r_{r}\" THEN '{r}'" for r in by_reason)
@@ -186,8 +185,11 @@ def validated_sql(t: Table, raw: str, refs: dict[str, str]) -> str:
     typed AS (
         SELECT *, {", ".join(typed_cols)} FROM src
     ),
+    failed AS (
+        SELECT *, {", ".join(failure_flags)} FROM typed
+    ),
     flagged AS (
-        SELECT *, {", ".join(flags)}, concat_ws('; ', {details}) AS _details FROM typed
+        SELECT *, {", ".join(reason_flags)}, concat_ws('; ', {details}) AS _details FROM failed
     ),
     tagged AS (
         SELECT *,
@@ -228,10 +230,44 @@ def quarantine_columns(t: Table) -> list[str]:
     ] + [f'"_raw_{c}" AS "{c}"' for c in t.column_names] + ["extra_columns"]
 
 
+@dataclass(frozen=True)
+class Validation:
+    staging: pa.Table
+    quarantine: pa.Table
+    # One row per (ingest_date, reason, column or rule) that failed at least once:
+    # failing_rows and up to 10 sample keys, in file order.
+    failures: pa.Table
+
+
+def failure_stats_sql(t: Table, refs: dict[str, str]) -> str:
+    key = " || '|' || ".join(f'coalesce("_t_{k}", \'\')' for k in t.key)
+    branches = [
+        f"""SELECT ingest_date, '{f.reason}' AS reason, {_lit(f.column)} AS "column",
+                   count(*) AS failing_rows,
+                   list({key} ORDER BY source_line)[1:10] AS sample_keys
+            FROM validated WHERE _f{i} GROUP BY ingest_date"""
+        for i, f in enumerate(column_failures(t, refs))
+    ]
+    reasons = [r for r in REJECT_REASONS if any(f.reason == r for f in column_failures(t, refs))]
+    branches += [  # rows per reason, whatever the number of columns failing it ("*")
+        f"""SELECT ingest_date, '{r}' AS reason, '*' AS "column", count(*) AS failing_rows,
+                   list({key} ORDER BY source_line)[1:10] AS sample_keys
+            FROM validated WHERE "_r_{r}" GROUP BY ingest_date"""
+        for r in reasons
+    ]
+    branches.append(
+        f"""SELECT ingest_date, 'duplicate' AS reason, '*' AS "column",
+                   count(*) AS failing_rows,
+                   list({key} ORDER BY source_line)[1:10] AS sample_keys
+            FROM validated WHERE _rank > 1 GROUP BY ingest_date"""
+    )
+    return " UNION ALL ".join(branches) + " ORDER BY ingest_date, reason, \"column\""
+
+
 def validate(
     conn: duckdb.DuckDBPyConnection, t: Table, raw: pa.Table, refs: dict[str, pa.Table]
-) -> tuple[pa.Table, pa.Table]:
-    """Split raw rows into (staging, quarantine). `refs` maps each referencing column to the
+) -> Validation:
+    """Split raw rows into staging and quarantine. `refs` maps each referencing column to the
     received keys of its target: a table of (key VARCHAR, ingest_date DATE)."""
     conn.register("raw_rows", raw)
     ref_names = {}
@@ -242,12 +278,15 @@ def validate(
     sql = validated_sql(t, "raw_rows", ref_names)
     conn.execute(f"CREATE OR REPLACE TEMP TABLE validated AS {sql}")
     order = "ORDER BY ingest_date, source_line"
-    staging = fetch_arrow(
-        conn, f"SELECT {', '.join(staging_columns(t))} FROM validated WHERE _keep {order}"
-    )
-    quarantine = fetch_arrow(
-        conn, f"SELECT {', '.join(quarantine_columns(t))} FROM validated WHERE NOT _keep {order}"
+    result = Validation(
+        staging=fetch_arrow(
+            conn, f"SELECT {', '.join(staging_columns(t))} FROM validated WHERE _keep {order}"
+        ),
+        quarantine=fetch_arrow(
+            conn,
+            f"SELECT {', '.join(quarantine_columns(t))} FROM validated WHERE NOT _keep {order}",
+        ),
+        failures=fetch_arrow(conn, failure_stats_sql(t, ref_names)),
     )
     conn.execute("DROP TABLE validated")
-    return staging, quarantine
-
+    return result

@@ -7,16 +7,22 @@ import dagster as dg
 from dq_assets.io_managers import WarehouseIOManager
 from dq_assets.landing import LandingZone
 from dq_assets.layers.marts import mart_assets
+from dq_assets.layers.quality import quality_assets
 from dq_assets.layers.raw import raw_assets
 from dq_assets.layers.staging import staging_assets
+from dq_assets.quality_store import DuckDBQualityStore
 
 
 def build_resources() -> dict:
     """Embedded default: DuckDB for every layer; paths come from the environment at run time."""
-    return {"io_manager": WarehouseIOManager(), "landing": LandingZone()}
+    return {
+        "io_manager": WarehouseIOManager(),
+        "quality_store": DuckDBQualityStore(),
+        "landing": LandingZone(),
+    }
 
 
-ALL_ASSETS = [*raw_assets, *staging_assets, *mart_assets]
+ALL_ASSETS = [*raw_assets, *staging_assets, *quality_assets, *mart_assets]
 
 defs = dg.Definitions(
     assets=ALL_ASSETS,

@@ -12,15 +12,15 @@ import pandas as pd
 from dq_assets.contracts import REVENUE_STATUSES
 from dq_assets.duck import connect_duckdb, to_arrow, to_pandas
 from dq_assets.layers.raw import partition_asset_args
-from dq_assets.layers.staging import quarantine_key, staging_key
-from dq_assets.contracts import TABLE_NAMES
+from dq_assets.layers.quality import GATE_KEY, require_gate
+from dq_assets.layers.staging import staging_key
 
 MARTS_GROUP = "marts"
 PARTITIONED = {**partition_asset_args(MARTS_GROUP), "metadata": {"partition_expr": "ingest_date"}}
 
-# The gate: a partitioned mart waits for every staging table of its partition (and their
-# blocking checks), not only for the ones it reads.
-GATE_DEPS = [staging_key(t) for t in TABLE_NAMES] + [quarantine_key(t) for t in TABLE_NAMES]
+# The gate: a partitioned mart reads the gate decision of its partition(s) and refuses any
+# that did not pass; in a run with the gate asset, its blocking check stops the marts first.
+GATE_IN = dg.AssetIn(key=GATE_KEY)
 REVENUE_IN = "(" + ", ".join(f"'{s}'" for s in REVENUE_STATUSES) + ")"
 
 
@@ -32,19 +32,17 @@ def run_sql(sql: str, **frames: pd.DataFrame) -> pd.DataFrame:
     return to_pandas(conn.sql(sql).to_arrow_table())
 
 
-def _gate_deps(*reads: dg.AssetKey) -> list[dg.AssetKey]:
-    return [k for k in GATE_DEPS if k not in reads]
-
-
 @dg.asset(
     key=["marts", "fact_orders"],
-    ins={"orders": dg.AssetIn(key=staging_key("orders"))},
-    deps=_gate_deps(staging_key("orders")),
+    ins={"orders": dg.AssetIn(key=staging_key("orders")), "gate": GATE_IN},
     description="Orders received in each ingest date that passed the gate (latest version "
     "within the partition), with their UTC order_date.",
     **PARTITIONED,
 )
-def fact_orders(orders: pd.DataFrame) -> pd.DataFrame:
+def fact_orders(
+    context: dg.AssetExecutionContext, orders: pd.DataFrame, gate: pd.DataFrame
+) -> pd.DataFrame:
+    require_gate(gate, context.partition_keys)
     return run_sql(
         """SELECT ingest_date, order_id, customer_id, order_ts,
                   CAST(order_ts AS DATE) AS order_date, status, currency, amount, updated_at
@@ -94,13 +92,15 @@ def revenue_by_order_date(fact_orders: pd.DataFrame) -> pd.DataFrame:
 
 @dg.asset(
     key=["marts", "customer_versions"],
-    ins={"customers": dg.AssetIn(key=staging_key("customers"))},
-    deps=_gate_deps(staging_key("customers")),
+    ins={"customers": dg.AssetIn(key=staging_key("customers")), "gate": GATE_IN},
     description="Customer versions received in each ingest date that passed the gate: the "
     "input of the SCD2 dimension.",
     **PARTITIONED,
 )
-def customer_versions(customers: pd.DataFrame) -> pd.DataFrame:
+def customer_versions(
+    context: dg.AssetExecutionContext, customers: pd.DataFrame, gate: pd.DataFrame
+) -> pd.DataFrame:
+    require_gate(gate, context.partition_keys)
     return customers
 
 

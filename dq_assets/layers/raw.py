@@ -7,8 +7,11 @@ import dagster as dg
 import pandas as pd
 import pyarrow as pa
 
+from dq_assets.checks import evaluate_landing, evaluate_unexpected_files, load_gate_config, raw_check_defs, report
+from dq_assets.cleaning import parse_decimal, trimmed
 from dq_assets.contracts import TABLES, Table
 from dq_assets.duck import connect_duckdb, to_pandas
+from dq_assets.quality_store import DuckDBQualityStore
 from dq_assets.landing import (
     FileSchema,
     LandingError,
@@ -39,48 +42,68 @@ def partition_asset_args(group: str) -> dict:
 
 
 def build_raw_asset(t: Table) -> dg.AssetsDefinition:
+    key = raw_key(t.name)
+    check_defs = raw_check_defs(t, key)
+
     @dg.asset(
-        key=raw_key(t.name),
+        key=key,
         metadata={"partition_expr": "ingest_date"},
         description=(
             f"`{t.file_name}` of each ingest date as received: every value as text, columns "
             "matched by name, unknown columns kept as JSON in `extra_columns`, and lineage "
-            "(ingest_date, source_file, source_line, loaded_at)."
+            "(ingest_date, source_file, source_line, loaded_at). Checked against the manifest."
         ),
+        check_specs=[d.spec(DAILY) for d in check_defs],
         **partition_asset_args(RAW_GROUP),
     )
-    def raw_table(context: dg.AssetExecutionContext, landing: LandingZone) -> pd.DataFrame:
+    def raw_table(
+        context: dg.AssetExecutionContext, landing: LandingZone, quality_store: DuckDBQualityStore
+    ):
+        cfg = load_gate_config()
         conn = connect_duckdb()
-        parts, unknown, missing = [], set(), set()
-        for key in context.partition_keys:
+        parts, outcomes = [], []
+        for partition_key in context.partition_keys:
             try:
-                manifest = landing.manifest(key)
-                path = landing.file_path(key, t.file_name)
-                if path is None:
-                    if manifest.lists(t.file_name):
-                        context.log.error(f"{key}: {t.file_name} is listed in the manifest but absent")
-                    parts.append(empty_raw(conn, t))
-                    continue
-                data, schema = read_csv_file(conn, path, t, key, t.file_name)
+                data, outcome = _load_partition(conn, landing, t, key, partition_key, cfg)
             except LandingError as e:
                 raise dg.Failure(description=str(e)) from None
-            unknown.update(schema.unknown)
-            missing.update(schema.missing)
             parts.append(data)
+            outcomes += outcome
         table = pa.concat_tables(parts) if parts else empty_raw(conn, t)
-        if unknown:
-            context.log.warning(f"{t.file_name}: unknown columns (schema drift): {sorted(unknown)}")
-        if missing:
-            context.log.error(f"{t.file_name}: required columns missing: {sorted(missing)}")
-        context.add_output_metadata(
-            {
-                "unknown_columns": ", ".join(sorted(unknown)) or "none",
-                "missing_columns": ", ".join(sorted(missing)) or "none",
-            }
-        )
-        return to_pandas(table)
+        yield dg.Output(to_pandas(table), metadata={"rows": table.num_rows})
+        yield from report(context, quality_store, outcomes)
 
     return raw_table
+
+
+def _load_partition(conn, landing: LandingZone, t: Table, key, partition_key: str, cfg):
+    manifest = landing.manifest(partition_key)
+    listed = manifest.files.get(t.file_name)
+    path = landing.file_path(partition_key, t.file_name)
+    if path is None:
+        data, schema, sha = empty_raw(conn, t), None, None
+    else:
+        data, schema = read_csv_file(conn, path, t, partition_key, t.file_name)
+        sha = sha256_of(path)
+    landed_sum = None
+    if t.manifest_sum and path is not None:
+        conn.register("_landed", data)
+        landed_sum = conn.execute(
+            f"SELECT coalesce(sum(coalesce({parse_decimal(trimmed(t.manifest_sum[0]))}, 0)), 0) "
+            "FROM _landed"
+        ).fetchall()[0][0]
+        conn.unregister("_landed")
+    outcomes = evaluate_landing(
+        t, key, partition_key, cfg,
+        listed=listed if isinstance(listed, dict) else None,
+        present=path is not None,
+        landed_rows=data.num_rows,
+        landed_sha256=sha,
+        landed_sum=landed_sum,
+        missing_columns=schema.missing if schema and schema.header else [],
+        unknown_columns=schema.unknown if schema else [],
+    )
+    return data, outcomes
 
 
 @dg.asset(
@@ -91,9 +114,17 @@ def build_raw_asset(t: Table) -> dg.AssetsDefinition:
         "file the manifest lists): listed, present, the manifest's control totals, the landed "
         "file's sha256 and size, and its header against the contract."
     ),
+    check_specs=[
+        dg.AssetCheckSpec(
+            "no_unexpected_files", asset=LANDING_FILES_KEY, partitions_def=DAILY,
+            description="Every landed or listed file is one of the six contract tables.",
+        )
+    ],
     **partition_asset_args(RAW_GROUP),
 )
-def landing_files(context: dg.AssetExecutionContext, landing: LandingZone) -> pd.DataFrame:
+def landing_files(
+    context: dg.AssetExecutionContext, landing: LandingZone, quality_store: DuckDBQualityStore
+):
     rows = []
     for key in context.partition_keys:
         try:
@@ -106,10 +137,16 @@ def landing_files(context: dg.AssetExecutionContext, landing: LandingZone) -> pd
             raise dg.Failure(description=str(e)) from None
     frame = pd.DataFrame(rows, columns=list(LANDING_FILE_COLUMNS))
     frame = to_pandas(pa.Table.from_pandas(frame, schema=LANDING_FILES_SCHEMA, preserve_index=False))
-    problems = frame[(frame.listed != frame.present) | frame.table_name.isna()]
-    if len(problems):
-        context.log.error("landing problems:\n" + problems[["ingest_date", "file_name", "listed", "present"]].to_string())
-    return frame
+    yield dg.Output(frame, metadata={"files": len(frame)})
+    cfg = load_gate_config()
+    outcomes = [
+        evaluate_unexpected_files(
+            LANDING_FILES_KEY, key, cfg,
+            [r["file_name"] for r in rows if r["ingest_date"].isoformat() == key and r["table_name"] is None],
+        )
+        for key in context.partition_keys
+    ]
+    yield from report(context, quality_store, outcomes)
 
 
 LANDING_FILES_SCHEMA = pa.schema(
@@ -159,7 +196,7 @@ def _file_row(landing: LandingZone, key: str, name: str, listed: dict | None, pr
     }
     path = landing.file_path(key, name) if present else None
     if path is not None:
-        row["landed_sha256"] = sha256_of(path)
+        row["landed_sha256"] = sha256_of(path)  # the audit row is self-contained
         row["landed_bytes"] = path.stat().st_size
         if t is not None:
             header = read_header(path)

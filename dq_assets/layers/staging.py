@@ -9,10 +9,19 @@ import dagster as dg
 import pandas as pd
 import pyarrow as pa
 
+from dq_assets.checks import (
+    SAMPLE_KEYS,
+    PartitionCounts,
+    evaluate_staging,
+    load_gate_config,
+    report,
+    staging_check_defs,
+)
 from dq_assets.cleaning import validate
 from dq_assets.contracts import SAME_PARTITION, TABLES, Table
 from dq_assets.duck import connect_duckdb, to_arrow, to_pandas
 from dq_assets.layers.raw import raw_key
+from dq_assets.quality_store import DuckDBQualityStore
 from dq_assets.settings import DAILY
 
 STAGING_GROUP = "staging"
@@ -68,27 +77,58 @@ def build_staging_asset(t: Table) -> dg.AssetsDefinition:
                 group_name="quality",
             ),
         },
+        check_specs=[d.spec(DAILY) for d in staging_check_defs(t, staging_key(t.name))],
         partitions_def=DAILY,
         backfill_policy=dg.BackfillPolicy.single_run(),
     )
-    def stage(context: dg.AssetExecutionContext, raw_rows: pd.DataFrame, **refs: pd.DataFrame):
+    def stage(
+        context: dg.AssetExecutionContext,
+        quality_store: DuckDBQualityStore,
+        raw_rows: pd.DataFrame,
+        **refs: pd.DataFrame,
+    ):
         conn = connect_duckdb()
         ref_keys = {}
         for col, ref in t.references:
             keys = refs[_ref_input(col.name)]
             ref_keys[col.name] = _received_keys(conn, keys, ref.column)
-        staging, quarantine = validate(conn, t, to_arrow(raw_rows), ref_keys)
-        reasons = (
-            quarantine.group_by("reject_reason").aggregate([("reject_reason", "count")]).to_pylist()
-        )
-        context.log.info(
-            f"{t.name}: {raw_rows.shape[0]} raw = {staging.num_rows} staging + "
-            f"{quarantine.num_rows} quarantined {({r['reject_reason']: r['reject_reason_count'] for r in reasons})}"
-        )
-        yield dg.Output(to_pandas(staging), output_name="staging")
-        yield dg.Output(to_pandas(quarantine), output_name="quarantine")
+        raw = to_arrow(raw_rows)
+        result = validate(conn, t, raw, ref_keys)
+        yield dg.Output(to_pandas(result.staging), output_name="staging",
+                        metadata={"rows": result.staging.num_rows})
+        yield dg.Output(to_pandas(result.quarantine), output_name="quarantine",
+                        metadata={"rows": result.quarantine.num_rows})
+        cfg = load_gate_config()
+        failures = result.failures.to_pylist()
+        outcomes = []
+        for partition_key in context.partition_keys:
+            counts = partition_counts(conn, t, partition_key, raw, result)
+            mine = [f for f in failures if f["ingest_date"].isoformat() == partition_key]
+            outcomes += evaluate_staging(t, staging_key(t.name), partition_key, cfg, counts, mine)
+        yield from report(context, quality_store, outcomes)
 
     return stage
+
+
+def partition_counts(conn, t: Table, partition_key: str, raw: pa.Table, result) -> PartitionCounts:
+    conn.register("_raw", raw)
+    conn.register("_staging", result.staging)
+    conn.register("_quarantine", result.quarantine)
+    key = ", ".join(f'"{k}"' for k in t.key)
+    sample = " || '|' || ".join(f'CAST("{k}" AS VARCHAR)' for k in t.key)
+    where = "ingest_date = CAST(? AS DATE)"
+    (raw_rows, staging_rows, quarantined, dup_keys, dup_samples), = conn.execute(
+        f"""SELECT (SELECT count(*) FROM _raw WHERE {where}),
+                   (SELECT count(*) FROM _staging WHERE {where}),
+                   (SELECT count(*) FROM _quarantine WHERE {where}),
+                   count(*), list(k)[1:{SAMPLE_KEYS}]
+            FROM (SELECT {sample} AS k FROM _staging WHERE {where}
+                  GROUP BY {key} HAVING count(*) > 1)""",
+        [partition_key] * 4,
+    ).fetchall()
+    for name in ("_raw", "_staging", "_quarantine"):
+        conn.unregister(name)
+    return PartitionCounts(raw_rows, staging_rows, quarantined, dup_keys, list(dup_samples or []))
 
 
 def _received_keys(conn, frame: pd.DataFrame, column: str) -> pa.Table:

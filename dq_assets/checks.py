@@ -1,0 +1,425 @@
+"""The trust gate's checks, derived from the table contracts.
+
+Checks are evaluated inside the step that produces the data (set-based, on the frames that
+step already holds), one outcome per check and partition. Every outcome is appended to
+`quality.check_results` and reported to Dagster as an asset check result; the
+`quality.partition_gate` asset then blocks the marts of any partition with a failed ERROR check.
+
+Check names by dimension:
+- landing (raw.<table>): file_listed_and_present, manifest_rows, manifest_sha256,
+  manifest_<sum field>, required_columns, unknown_columns; raw.landing_files:
+  no_unexpected_files
+- staging.<table>: row_conservation, unique_key, quarantine_rate, and one `no_<reason>` per
+  reject reason that can occur in the table (not-null, parse, accepted values and shapes,
+  ranges, future timestamps, row rules, referential integrity, duplicates)
+"""
+
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+import dagster as dg
+import pyarrow as pa
+import yaml
+
+from dq_assets.cleaning import column_failures
+from dq_assets.contracts import REJECT_REASONS, Table
+
+GATE_CONFIG_ENV = "DQ_GATE_CONFIG"
+DEFAULT_GATE_CONFIG = Path(__file__).with_name("gate.yaml")
+ERROR, WARN = "ERROR", "WARN"
+SAMPLE_KEYS = 10
+
+
+# ---------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    severity: dict[str, str]
+    quarantine_error_above: float
+    quarantine_warn_above: float
+
+    def severity_of(self, table: str, check: str) -> str:
+        value = self.severity.get(f"{table}.{check}") or self.severity.get(check) or ERROR
+        if value not in (ERROR, WARN):
+            raise ValueError(f"gate config: severity of {table}.{check} must be ERROR or WARN")
+        return value
+
+
+def load_gate_config(path: str | None = None) -> GateConfig:
+    """The default gate.yaml, with `DQ_GATE_CONFIG` (or `path`) entries on top."""
+    doc = yaml.safe_load(DEFAULT_GATE_CONFIG.read_text())
+    override_path = path or os.environ.get(GATE_CONFIG_ENV)
+    if override_path:
+        override = yaml.safe_load(Path(override_path).read_text()) or {}
+        for section in ("severity", "quarantine_rate"):
+            doc[section] = {**doc.get(section, {}), **(override.get(section) or {})}
+    rate = doc["quarantine_rate"]
+    return GateConfig(
+        severity={k: str(v).upper() for k, v in doc["severity"].items()},
+        quarantine_error_above=float(rate["error_above"]),
+        quarantine_warn_above=float(rate["warn_above"]),
+    )
+
+
+# ---------------------------------------------------------------- what a check is
+
+
+@dataclass(frozen=True)
+class CheckDef:
+    name: str
+    asset: dg.AssetKey
+    description: str
+
+    def spec(self, partitions_def) -> dg.AssetCheckSpec:
+        return dg.AssetCheckSpec(
+            self.name, asset=self.asset, description=self.description, partitions_def=partitions_def
+        )
+
+
+@dataclass
+class Outcome:
+    """One check evaluated on one partition."""
+
+    check: str
+    asset_key: dg.AssetKey
+    partition_key: str
+    passed: bool
+    severity: str
+    failing_rows: int = 0
+    observed: str = ""
+    threshold: str = ""
+    detail: str = ""
+    sample_keys: list[str] = field(default_factory=list)
+    sql: str = ""
+
+
+def reason_check_name(reason: str) -> str:
+    return f"no_{reason}"
+
+
+def raw_check_defs(t: Table, asset: dg.AssetKey) -> list[CheckDef]:
+    defs = [
+        CheckDef("file_listed_and_present", asset,
+                 f"{t.file_name} is present exactly when _manifest.json lists it."),
+        CheckDef("manifest_rows", asset, "Landed data rows equal the manifest's `rows`."),
+        CheckDef("manifest_sha256", asset, "The file's sha256 equals the manifest's."),
+        CheckDef("required_columns", asset, "Every contract column is in the file's header."),
+        CheckDef("unknown_columns", asset,
+                 "No column outside the contract (schema drift; kept in raw as extra_columns)."),
+    ]
+    if t.manifest_sum:
+        column, sum_field = t.manifest_sum
+        defs.insert(3, CheckDef(f"manifest_{sum_field}", asset,
+                                f"Sum of `{column}` as landed (unparseable = 0) equals the "
+                                f"manifest's `{sum_field}`."))
+    return defs
+
+
+def staging_check_defs(t: Table, asset: dg.AssetKey) -> list[CheckDef]:
+    defs = [
+        CheckDef("row_conservation", asset,
+                 f"raw.{t.name} rows = staging.{t.name} rows + quarantined rows: nothing lost."),
+        CheckDef("unique_key", asset, f"({', '.join(t.key)}) is unique per partition in staging."),
+        CheckDef("quarantine_rate", asset,
+                 "Share of rows quarantined: any is WARN, above the threshold ERROR."),
+    ]
+    for reason in table_reasons(t):
+        defs.append(CheckDef(reason_check_name(reason), asset,
+                             f"No row of {t.file_name} rejected as `{reason}`."))
+    return defs
+
+
+def table_reasons(t: Table) -> list[str]:
+    """Reject reasons that can occur in this table, in the contract's order."""
+    refs = {c.name: "refs" for c, _ in t.references}
+    present = {f.reason for f in column_failures(t, refs)} | {"duplicate"}
+    return [r for r in REJECT_REASONS if r in present]
+
+
+# ---------------------------------------------------------------- reporting
+
+
+def worst(outcomes: list[Outcome]) -> str:
+    return ERROR if any(o.severity == ERROR for o in outcomes if not o.passed) else WARN
+
+
+def check_result(outcomes: list[Outcome]) -> dg.AssetCheckResult:
+    """One Dagster check result for a check over the partition(s) of this run."""
+    first = outcomes[0]
+    failed = [o for o in outcomes if not o.passed]
+    shown = failed or outcomes
+    meta: dict = {
+        "failing_rows": dg.MetadataValue.int(sum(o.failing_rows for o in outcomes)),
+        "observed": "; ".join(f"{o.partition_key}: {o.observed}" for o in shown[:10]),
+        "threshold": first.threshold,
+        "severity": first.severity if not failed else worst(failed),
+    }
+    if failed:
+        meta["failed_partitions"] = ", ".join(o.partition_key for o in failed[:20])
+        detail = failed[0]
+        if detail.detail:
+            meta["detail"] = detail.detail
+        if detail.sample_keys:
+            meta["sample_keys"] = dg.MetadataValue.md(
+                "| key |\n|---|\n" + "\n".join(f"| {k} |" for k in detail.sample_keys)
+            )
+        if detail.sql:
+            meta["reproduce_sql"] = dg.MetadataValue.md(f"```sql\n{detail.sql}\n```")
+    return dg.AssetCheckResult(
+        asset_key=first.asset_key,
+        check_name=first.check,
+        passed=not failed,
+        severity=dg.AssetCheckSeverity(worst(failed)) if failed else dg.AssetCheckSeverity(first.severity),
+        metadata=meta,
+        description=_summary(failed[0]) if failed else None,
+    )
+
+
+def _summary(o: Outcome) -> str:
+    text = f"{o.partition_key}: {o.check} failed ({o.severity}): observed {o.observed}"
+    if o.threshold:
+        text += f", expected {o.threshold}"
+    return text
+
+
+CHECK_RESULTS_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("partition_key", pa.string()),
+        ("asset_key", pa.string()),
+        ("check_name", pa.string()),
+        ("passed", pa.bool_()),
+        ("severity", pa.string()),
+        ("failing_rows", pa.int64()),
+        ("observed", pa.string()),
+        ("threshold", pa.string()),
+        ("detail", pa.string()),
+        ("sample_keys", pa.string()),  # JSON list
+        ("reproduce_sql", pa.string()),
+        ("evaluated_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+def check_results_rows(run_id: str, outcomes: list[Outcome]) -> pa.Table:
+    now = datetime.now(timezone.utc)
+    rows = [
+        {
+            "run_id": run_id,
+            "partition_key": o.partition_key,
+            "asset_key": o.asset_key.to_user_string(),
+            "check_name": o.check,
+            "passed": o.passed,
+            "severity": o.severity,
+            "failing_rows": int(o.failing_rows),
+            "observed": o.observed,
+            "threshold": o.threshold,
+            "detail": o.detail or None,
+            "sample_keys": json.dumps(o.sample_keys) if o.sample_keys else None,
+            "reproduce_sql": o.sql or None,
+            "evaluated_at": now,
+        }
+        for o in outcomes
+    ]
+    return pa.Table.from_pylist(rows, schema=CHECK_RESULTS_SCHEMA)
+
+
+def report(context, store, outcomes: list[Outcome]):
+    """Append outcomes to quality.check_results, log failures, and yield Dagster results."""
+    if not outcomes:
+        return
+    store.append("check_results", check_results_rows(context.run_id, outcomes))
+    for o in outcomes:
+        if not o.passed:
+            log = context.log.error if o.severity == ERROR else context.log.warning
+            keys = f"; sample keys: {', '.join(o.sample_keys)}" if o.sample_keys else ""
+            sql = f"\n  reproduce: {o.sql}" if o.sql else ""
+            log(f"[{o.severity}] {o.asset_key.to_user_string()} {_summary(o)}{keys}{sql}")
+    by_check: dict[tuple, list[Outcome]] = {}
+    for o in outcomes:
+        by_check.setdefault((o.asset_key, o.check), []).append(o)
+    for group in by_check.values():
+        yield check_result(group)
+
+
+# ---------------------------------------------------------------- evaluation (pure functions)
+
+
+def _partition_filter(partition_key: str) -> str:
+    return f"ingest_date = DATE '{partition_key}'"
+
+
+def evaluate_landing(
+    t: Table,
+    asset: dg.AssetKey,
+    partition_key: str,
+    cfg: GateConfig,
+    *,
+    listed: dict | None,
+    present: bool,
+    landed_rows: int,
+    landed_sha256: str | None,
+    landed_sum: Decimal | None,
+    missing_columns: list[str],
+    unknown_columns: list[str],
+) -> list[Outcome]:
+    """Landing checks of one table's file in one partition against its manifest entry."""
+    sev = lambda check: cfg.severity_of(t.name, check)  # noqa: E731
+    where = _partition_filter(partition_key)
+    audit_sql = f"SELECT * FROM raw.landing_files WHERE {where} AND file_name = '{t.file_name}'"
+    out = [
+        Outcome(
+            "file_listed_and_present", asset, partition_key,
+            passed=(listed is not None) == present, severity=sev("file_listed_and_present"),
+            observed=f"listed={listed is not None}, present={present}",
+            threshold="listed = present",
+            detail=("listed in _manifest.json but absent" if listed is not None and not present
+                    else "present but not listed in _manifest.json" if present and listed is None
+                    else ""),
+            sql=audit_sql,
+        )
+    ]
+    comparable = listed is not None and present
+
+    def compare(check: str, expected, observed, equal: bool) -> Outcome:
+        if not comparable:
+            return Outcome(check, asset, partition_key, passed=True, severity=sev(check),
+                           observed="not applicable: file not both listed and present")
+        return Outcome(check, asset, partition_key, passed=equal, severity=sev(check),
+                       failing_rows=0 if equal else 1, observed=str(observed),
+                       threshold=f"= {expected} (manifest)", sql=audit_sql)
+
+    rows_expected = (listed or {}).get("rows")
+    out.append(compare("manifest_rows", rows_expected, landed_rows,
+                       _as_int(rows_expected) == landed_rows))
+    sha_expected = (listed or {}).get("sha256")
+    out.append(compare("manifest_sha256", sha_expected, landed_sha256,
+                       str(sha_expected).lower() == (landed_sha256 or "")))
+    if t.manifest_sum:
+        column, sum_field = t.manifest_sum
+        expected = (listed or {}).get(sum_field)
+        out.append(compare(f"manifest_{sum_field}", expected, landed_sum,
+                           _as_decimal(expected) is not None and _as_decimal(expected) == landed_sum))
+    out.append(
+        Outcome("required_columns", asset, partition_key, passed=not missing_columns,
+                severity=sev("required_columns"), failing_rows=len(missing_columns),
+                observed=", ".join(missing_columns) or "all present",
+                threshold="every contract column", detail=(
+                    f"missing from {t.file_name}: {', '.join(missing_columns)}"
+                    if missing_columns else ""), sql=audit_sql)
+    )
+    out.append(
+        Outcome("unknown_columns", asset, partition_key, passed=not unknown_columns,
+                severity=sev("unknown_columns"), failing_rows=len(unknown_columns),
+                observed=", ".join(unknown_columns) or "none", threshold="none",
+                detail=(f"not in the contract (kept in raw.{t.name}.extra_columns): "
+                        f"{', '.join(unknown_columns)}" if unknown_columns else ""), sql=audit_sql)
+    )
+    return out
+
+
+def evaluate_unexpected_files(
+    asset: dg.AssetKey, partition_key: str, cfg: GateConfig, unexpected: list[str]
+) -> Outcome:
+    return Outcome(
+        "no_unexpected_files", asset, partition_key, passed=not unexpected,
+        severity=cfg.severity_of("landing_files", "no_unexpected_files"),
+        failing_rows=len(unexpected), observed=", ".join(unexpected) or "none",
+        threshold="only the six contract tables", sample_keys=unexpected[:SAMPLE_KEYS],
+        detail="files (landed or listed) that are no contract table" if unexpected else "",
+        sql=f"SELECT * FROM raw.landing_files WHERE {_partition_filter(partition_key)} "
+        "AND table_name IS NULL",
+    )
+
+
+@dataclass(frozen=True)
+class PartitionCounts:
+    raw_rows: int
+    staging_rows: int
+    quarantined_rows: int
+    duplicate_keys: int  # keys appearing more than once in staging
+    duplicate_samples: list[str]
+
+
+def evaluate_staging(
+    t: Table,
+    asset: dg.AssetKey,
+    partition_key: str,
+    cfg: GateConfig,
+    counts: PartitionCounts,
+    failures: list[dict],  # rows of Validation.failures for this partition
+) -> list[Outcome]:
+    sev = lambda check: cfg.severity_of(t.name, check)  # noqa: E731
+    where = _partition_filter(partition_key)
+    key = ", ".join(t.key)
+    c = counts
+    out = [
+        Outcome(
+            "row_conservation", asset, partition_key,
+            passed=c.raw_rows == c.staging_rows + c.quarantined_rows,
+            severity=sev("row_conservation"),
+            failing_rows=abs(c.raw_rows - c.staging_rows - c.quarantined_rows),
+            observed=f"raw {c.raw_rows} vs staging {c.staging_rows} + quarantine {c.quarantined_rows}",
+            threshold="raw = staging + quarantine",
+            sql=(f"SELECT (SELECT count(*) FROM raw.{t.name} WHERE {where}) AS raw_rows, "
+                 f"(SELECT count(*) FROM staging.{t.name} WHERE {where}) AS staging_rows, "
+                 f"(SELECT count(*) FROM quality.{t.name}_quarantine WHERE {where}) AS quarantined"),
+        ),
+        Outcome(
+            "unique_key", asset, partition_key, passed=c.duplicate_keys == 0,
+            severity=sev("unique_key"), failing_rows=c.duplicate_keys,
+            observed=f"{c.duplicate_keys} duplicated keys", threshold="0",
+            sample_keys=c.duplicate_samples,
+            sql=(f"SELECT {key}, count(*) FROM staging.{t.name} WHERE {where} "
+                 f"GROUP BY ALL HAVING count(*) > 1"),
+        ),
+    ]
+    rate = c.quarantined_rows / c.raw_rows if c.raw_rows else 0.0
+    rate_sev = ERROR if rate > cfg.quarantine_error_above else WARN
+    out.append(
+        Outcome(
+            "quarantine_rate", asset, partition_key, passed=rate <= cfg.quarantine_warn_above,
+            severity=rate_sev, failing_rows=c.quarantined_rows,
+            observed=f"{rate:.2%} ({c.quarantined_rows} of {c.raw_rows} rows)",
+            threshold=(f"WARN above {cfg.quarantine_warn_above:.0%}, "
+                       f"ERROR above {cfg.quarantine_error_above:.0%}"),
+            sql=(f"SELECT reject_reason, count(*) FROM quality.{t.name}_quarantine "
+                 f"WHERE {where} GROUP BY ALL ORDER BY 2 DESC"),
+        )
+    )
+    for reason in table_reasons(t):
+        rows = [f for f in failures if f["reason"] == reason]
+        total = next((f for f in rows if f["column"] == "*"), None)
+        by_column = {f["column"]: f["failing_rows"] for f in rows if f["column"] != "*"}
+        check = reason_check_name(reason)
+        out.append(
+            Outcome(
+                check, asset, partition_key, passed=total is None, severity=sev(check),
+                failing_rows=total["failing_rows"] if total else 0,
+                observed=", ".join(f"{col}: {n}" for col, n in by_column.items()) or
+                (f"{total['failing_rows']} rows" if total else "0"),
+                threshold="0", sample_keys=list(total["sample_keys"]) if total else [],
+                sql=(f"SELECT * FROM quality.{t.name}_quarantine WHERE {where} "
+                     f"AND list_contains(string_split(reject_reasons, ','), '{reason}')"),
+            )
+        )
+    return out
+
+
+def _as_int(value) -> int | None:
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+
+
+def _as_decimal(value) -> Decimal | None:
+    try:
+        return Decimal(str(value).strip())
+    except (InvalidOperation, TypeError, ValueError):
+        return None

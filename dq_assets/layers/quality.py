@@ -1,0 +1,117 @@
+"""Quality layer: the gate of each partition.
+
+`quality.partition_gate` runs after every raw and staging step of its partition and reads the
+latest result of every check of that partition from `quality.check_results`. Its blocking
+check `gate_passed` fails with ERROR when any ERROR-severity check failed, which stops the
+marts downstream and makes the run (and `dagster asset materialize`) fail.
+"""
+
+import dagster as dg
+import pandas as pd
+import pyarrow as pa
+
+from dq_assets.contracts import TABLE_NAMES
+from dq_assets.duck import to_pandas
+from dq_assets.layers.raw import LANDING_FILES_KEY, partition_asset_args, raw_key
+from dq_assets.layers.staging import quarantine_key, staging_key
+from dq_assets.quality_store import DuckDBQualityStore
+from dq_assets.settings import DAILY
+
+GATE_KEY = dg.AssetKey(["quality", "partition_gate"])
+GATE_CHECK = "gate_passed"
+GATED_ASSETS = (
+    [raw_key(t) for t in TABLE_NAMES]
+    + [LANDING_FILES_KEY]
+    + [staging_key(t) for t in TABLE_NAMES]
+    + [quarantine_key(t) for t in TABLE_NAMES]
+)
+
+GATE_SCHEMA = pa.schema(
+    [
+        ("ingest_date", pa.date32()),
+        ("gate_passed", pa.bool_()),
+        ("checks_evaluated", pa.int64()),
+        ("checks_passed", pa.int64()),
+        ("error_failures", pa.string()),  # asset:check of every failed ERROR check
+        ("warn_failures", pa.string()),
+        ("run_id", pa.string()),
+    ]
+)
+
+
+def gate_rows(results: pa.Table, partition_keys: list[str], run_id: str) -> pa.Table:
+    """One gate decision per partition from the latest check results."""
+    rows = []
+    by_partition: dict[str, list[dict]] = {k: [] for k in partition_keys}
+    for r in results.to_pylist():
+        by_partition.setdefault(r["partition_key"], []).append(r)
+    for key in partition_keys:
+        results_here = by_partition[key]
+        failed = [r for r in results_here if not r["passed"]]
+        errors = [f"{r['asset_key']}:{r['check_name']}" for r in failed if r["severity"] == "ERROR"]
+        warns = [f"{r['asset_key']}:{r['check_name']}" for r in failed if r["severity"] != "ERROR"]
+        rows.append(
+            {
+                "ingest_date": pd.Timestamp(key).date(),
+                # a partition whose checks never ran has not passed anything
+                "gate_passed": bool(results_here) and not errors,
+                "checks_evaluated": len(results_here),
+                "checks_passed": len(results_here) - len(failed),
+                "error_failures": ", ".join(errors) or None,
+                "warn_failures": ", ".join(warns) or None,
+                "run_id": run_id,
+            }
+        )
+    return pa.Table.from_pylist(rows, schema=GATE_SCHEMA)
+
+
+@dg.asset(
+    key=GATE_KEY,
+    deps=GATED_ASSETS,
+    metadata={"partition_expr": "ingest_date"},
+    description="The gate decision of each partition: passed unless an ERROR check failed.",
+    check_specs=[
+        dg.AssetCheckSpec(
+            GATE_CHECK, asset=GATE_KEY, blocking=True, partitions_def=DAILY,
+            description="No ERROR-severity check of the partition failed.",
+        )
+    ],
+    **partition_asset_args("quality"),
+)
+def partition_gate(context: dg.AssetExecutionContext, quality_store: DuckDBQualityStore):
+    keys = list(context.partition_keys)
+    gate = gate_rows(quality_store.latest_check_results(keys), keys, context.run_id)
+    decisions = gate.to_pylist()
+    failed = [d for d in decisions if not d["gate_passed"]]
+    yield dg.Output(to_pandas(gate), metadata={"failed_partitions": len(failed)})
+    for d in failed:
+        context.log.error(
+            f"gate FAILED for {d['ingest_date']}: {d['error_failures'] or 'no check results'}"
+        )
+    yield dg.AssetCheckResult(
+        check_name=GATE_CHECK,
+        passed=not failed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "failed_partitions": ", ".join(str(d["ingest_date"]) for d in failed) or "none",
+            "error_failures": "; ".join(
+                f"{d['ingest_date']}: {d['error_failures']}" for d in failed
+            ) or "none",
+            "checks_evaluated": sum(d["checks_evaluated"] for d in decisions),
+        },
+    )
+
+
+def require_gate(gate: pd.DataFrame, partition_keys: list[str]) -> None:
+    """Marts refuse partitions whose latest gate decision is missing or failed, also when the
+    gate asset was not selected in this run."""
+    passed = {str(d) for d, ok in zip(gate["ingest_date"], gate["gate_passed"]) if ok}
+    refused = [k for k in partition_keys if k not in passed]
+    if refused:
+        raise dg.Failure(
+            description=f"partition(s) {', '.join(refused)} did not pass the gate; "
+            "the marts keep their previous contents"
+        )
+
+
+quality_assets = [partition_gate]

@@ -1,0 +1,61 @@
+"""Append-only quality records (check results) written straight to the warehouse.
+
+They are written by the step that evaluates the checks, before Dagster decides anything, so
+they survive a failed gate; and they are only ever appended, never replaced.
+"""
+
+from contextlib import contextmanager
+
+import dagster as dg
+import duckdb
+import pyarrow as pa
+from dagster._utils.backoff import backoff
+
+from dq_assets.duck import connect_duckdb, fetch_arrow, qualified, table_exists
+from dq_assets.settings import warehouse_path
+
+QUALITY_SCHEMA = "quality"
+
+
+class DuckDBQualityStore(dg.ConfigurableResource):
+    """`quality.*` records in the DuckDB warehouse (default `DQ_WAREHOUSE`)."""
+
+    database: str | None = None
+
+    @contextmanager
+    def _connect(self, read_only: bool = False):
+        conn = backoff(
+            fn=connect_duckdb,
+            retry_on=(duckdb.IOException,),
+            kwargs={"database": self.database or warehouse_path()},
+            max_retries=10,
+        )
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def append(self, table: str, rows: pa.Table) -> None:
+        name = qualified(QUALITY_SCHEMA, table)
+        with self._connect() as conn:
+            conn.begin()
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {QUALITY_SCHEMA}")
+            conn.register("_rows", rows)
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {name} AS SELECT * FROM _rows LIMIT 0")
+            conn.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _rows")
+            conn.commit()
+
+    def latest_check_results(self, partition_keys: list[str]) -> pa.Table:
+        """The latest evaluation of every check of the given partitions."""
+        with self._connect() as conn:
+            if not table_exists(conn, QUALITY_SCHEMA, "check_results"):
+                return pa.table({"partition_key": pa.array([], pa.string())})
+            return fetch_arrow(
+                conn,
+                f"""SELECT * FROM {qualified(QUALITY_SCHEMA, "check_results")}
+                    WHERE list_contains(?, partition_key)
+                    QUALIFY row_number() OVER (PARTITION BY partition_key, asset_key, check_name
+                                               ORDER BY evaluated_at DESC) = 1
+                    ORDER BY partition_key, asset_key, check_name""",
+                [list(partition_keys)],
+            )
