@@ -233,7 +233,7 @@ def report(context, store, outcomes: list[Outcome]):
     """Append outcomes to quality.check_results, log failures, and yield Dagster results."""
     if not outcomes:
         return
-    store.append("check_results", check_results_rows(context.run_id, outcomes))
+    store.append("check_results", check_results_rows(context.run.run_id, outcomes))
     for o in outcomes:
         if not o.passed:
             log = context.log.error if o.severity == ERROR else context.log.warning

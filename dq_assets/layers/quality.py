@@ -80,7 +80,7 @@ def gate_rows(results: pa.Table, partition_keys: list[str], run_id: str) -> pa.T
 )
 def partition_gate(context: dg.AssetExecutionContext, quality_store: DuckDBQualityStore):
     keys = list(context.partition_keys)
-    gate = gate_rows(quality_store.latest_check_results(keys), keys, context.run_id)
+    gate = gate_rows(quality_store.latest_check_results(keys), keys, context.run.run_id)
     decisions = gate.to_pylist()
     failed = [d for d in decisions if not d["gate_passed"]]
     yield dg.Output(to_pandas(gate), metadata={"failed_partitions": len(failed)})

@@ -1,0 +1,197 @@
+"""Shared fixtures: a landing zone written by hand, a throwaway warehouse, and runs of the
+real assets against both (in-process, real DuckDB files, no mocks)."""
+
+import csv
+import hashlib
+import io
+import json
+import re
+from decimal import Decimal
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from dq_assets.contracts import table
+from dq_assets.definitions import ALL_ASSETS
+from dq_assets.io_managers import WarehouseIOManager
+from dq_assets.landing import LandingZone
+from dq_assets.quality_store import DuckDBQualityStore
+
+_MONEY = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)\s*$")
+
+HEADERS = {name: list(table(name).column_names) for name in
+           ("customers", "products", "orders", "order_items", "payments", "events")}
+
+
+def csv_text(header: list[str], rows: list[list[str]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def _money_sum(text: str, column: str) -> str:
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    header = [h.strip().lower() for h in next(reader)]
+    if column not in header:
+        return "0.00"
+    i = header.index(column)
+    total = Decimal(0)
+    for row in reader:
+        value = row[i] if i < len(row) else ""
+        total += Decimal(value.strip()) if _MONEY.match(value) else Decimal(0)
+    return f"{total:.2f}"
+
+
+class Landing:
+    """Writes `ingest_date=` folders with a correct manifest unless told otherwise."""
+
+    SUM_FIELDS = {"orders": ("amount", "amount_sum"), "payments": ("amount", "amount_sum"),
+                  "order_items": ("line_amount", "line_amount_sum")}
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def write(self, day: str, files: dict[str, str | list[list[str]]],
+              manifest_override: dict | None = None, unlisted: tuple[str, ...] = (),
+              listed_absent: dict | None = None) -> Path:
+        folder = self.root / f"ingest_date={day}"
+        folder.mkdir(parents=True, exist_ok=True)
+        manifest = {"ingest_date": day, "files": {}}
+        for name, content in files.items():
+            text = content if isinstance(content, str) else csv_text(HEADERS[name], content)
+            data = text.encode("utf-8")
+            (folder / f"{name}.csv").write_bytes(data)
+            if name in unlisted:
+                continue
+            entry = {"rows": len(list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))) - 1,
+                     "sha256": hashlib.sha256(data).hexdigest()}
+            if name in self.SUM_FIELDS:
+                column, field = self.SUM_FIELDS[name]
+                entry[field] = _money_sum(text, column)
+            manifest["files"][f"{name}.csv"] = entry
+        for name, entry in (listed_absent or {}).items():
+            manifest["files"][name] = entry
+        for name, changes in (manifest_override or {}).items():
+            manifest["files"][name].update(changes)
+        (folder / "_manifest.json").write_text(json.dumps(manifest))
+        return folder
+
+
+class Warehouse:
+    """Runs the real assets against a landing zone and a DuckDB file of the test's own."""
+
+    def __init__(self, landing: Path, database: Path, instance: dg.DagsterInstance):
+        self.landing, self.database, self.instance = landing, database, instance
+
+    @property
+    def resources(self) -> dict:
+        return {
+            "io_manager": WarehouseIOManager(database=str(self.database)),
+            "quality_store": DuckDBQualityStore(database=str(self.database)),
+            "landing": LandingZone(root=str(self.landing)),
+        }
+
+    def materialize(self, partition: str, selection=None) -> dg.ExecuteInProcessResult:
+        return dg.materialize(
+            ALL_ASSETS, partition_key=partition, resources=self.resources,
+            instance=self.instance, raise_on_error=False, selection=selection,
+        )
+
+    def query(self, sql: str, params=None) -> list[tuple]:
+        with duckdb.connect(str(self.database), read_only=True) as conn:
+            conn.execute("SET TimeZone = 'UTC'")
+            return conn.execute(sql, params or []).fetchall()
+
+    def frame(self, sql: str):
+        with duckdb.connect(str(self.database), read_only=True) as conn:
+            conn.execute("SET TimeZone = 'UTC'")
+            return conn.sql(sql).df()
+
+    def check(self, partition: str, asset: str, check: str) -> tuple:
+        rows = self.query(
+            """SELECT passed, severity, failing_rows, observed FROM quality.check_results
+               WHERE partition_key = ? AND asset_key = ? AND check_name = ?
+               ORDER BY evaluated_at DESC LIMIT 1""", [partition, asset, check])
+        assert rows, f"no result for {asset}:{check} on {partition}"
+        return rows[0]
+
+    def failed_checks(self, partition: str) -> dict[str, tuple]:
+        rows = self.query(
+            """SELECT asset_key || ':' || check_name, severity, failing_rows FROM quality.check_results
+               WHERE partition_key = ? AND NOT passed
+               QUALIFY row_number() OVER (PARTITION BY asset_key, check_name
+                                          ORDER BY evaluated_at DESC) = 1""", [partition])
+        return {name: (sev, n) for name, sev, n in rows}
+
+
+@pytest.fixture(scope="session")
+def instance():
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+@pytest.fixture
+def landing(tmp_path) -> Landing:
+    return Landing(tmp_path / "landing")
+
+
+@pytest.fixture
+def warehouse(tmp_path, landing, instance) -> Warehouse:
+    return Warehouse(landing.root, tmp_path / "warehouse.duckdb", instance)
+
+
+# A small, clean, two-day shop used by the pipeline tests.
+C_HDR = HEADERS["customers"]
+DAY1 = {
+    "customers": [
+        ["C1", "Ann@Example.com ", "Ann A", "de", "2024-12-01T00:00:00Z", "2025-01-01T00:00:00Z"],
+        ["C2", "bob@example.com", " Bob B", "US", "2024-12-02 08:00:00", "2025-01-01T00:00:00+00:00"],
+    ],
+    "products": [
+        ["P1", "SKU-1", "Thing", "toys", "10.00", "eur", "2025-01-01T00:00:00Z"],
+        ["P2", "SKU-2", "Other", "books", "2.50", "EUR", "2025-01-01T00:00:00Z"],
+    ],
+    "orders": [
+        ["O1", "C1", "2025-01-01T10:00:00Z", "paid", "EUR", "25.00", "2025-01-01T10:00:00Z"],
+        ["O2", "C2", "2025-01-01 11:00:00", "Placed", "eur", "10.00", "2025-01-01T11:00:00Z"],
+    ],
+    "order_items": [
+        ["O1", "1", "P1", "2", "10.00", "20.00"],
+        ["O1", "2", "P2", "2", "2.50", "5.00"],
+        ["O2", "1", "P1", "1", "10.00", "10.00"],
+    ],
+    "payments": [["Y1", "O1", "2025-01-01T10:05:00Z", "card", "captured", "25.00", "EUR"]],
+    "events": [
+        ["E1", "", "S1", "page_view", "2025-01-01T09:00:00Z", "web", "100"],
+        ["E2", "C1", "S1", "purchase", "1735722000", "ios", "200"],
+    ],
+}
+DAY2 = {
+    # C1 changes email; C3 is new
+    "customers": [
+        ["C1", "ann@new.example.com", "Ann A", "DE", "2024-12-01T00:00:00Z", "2025-01-02T00:00:00Z"],
+        ["C3", "cy@example.com", "Cy", "FR", "2025-01-02T00:00:00Z", "2025-01-02T00:00:00Z"],
+    ],
+    # O2 re-sent with a newer version (shipped); O3 references C2 from day 1
+    "orders": [
+        ["O2", "C2", "2025-01-01T11:00:00Z", "shipped", "EUR", "10.00", "2025-01-02T09:00:00Z"],
+        ["O3", "C2", "2025-01-02T08:00:00+01:00", "delivered", "EUR", "2.50", "2025-01-02T09:00:00Z"],
+    ],
+    "order_items": [["O3", "1", "P2", "1", "2.50", "2.50"]],
+    # a late payment for an order of day 1
+    "payments": [
+        ["Y2", "O2", "2025-01-02T08:00:00Z", "paypal", "captured", "10.00", "EUR"],
+        ["Y3", "O3", "2025-01-02T08:05:00Z", "card", "captured", "2.50", "EUR"],
+    ],
+}
+
+
+@pytest.fixture
+def two_days(landing) -> Landing:
+    landing.write("2025-01-01", DAY1)
+    landing.write("2025-01-02", DAY2)
+    return landing

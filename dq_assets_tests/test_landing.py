@@ -1,0 +1,81 @@
+"""Reading landed files into raw rows: headers, BOM, line numbers, schema drift, manifest."""
+
+import json
+
+import pytest
+
+from dq_assets.contracts import table
+from dq_assets.duck import connect_duckdb
+from dq_assets.landing import LandingError, LandingZone, read_csv_file
+
+
+def read(tmp_path, text: str | bytes, name="orders"):
+    path = tmp_path / f"{name}.csv"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    data, schema = read_csv_file(connect_duckdb(), path, table(name), "2025-01-07", path.name)
+    return data.to_pylist(), schema
+
+
+def test_headers_match_case_insensitively_in_any_order_with_bom(tmp_path):
+    text = "\ufeff Amount ,ORDER_ID,status,currency,customer_id,order_ts,updated_at\r\n 5 ,O1,paid,EUR,C1,t,u\r\n"
+    [row], schema = read(tmp_path, text)
+    assert schema.missing == [] and schema.unknown == []
+    assert (row["order_id"], row["amount"], row["status"]) == ("O1", " 5 ", "paid")  # as received
+    assert row["source_line"] == 2 and str(row["ingest_date"]) == "2025-01-07"
+
+
+def test_unknown_columns_are_kept_as_json_and_missing_ones_are_null(tmp_path):
+    text = "order_id,customer_id,order_ts,status,currency,updated_at,Coupon\nO1,C1,t,paid,EUR,u,XMAS\n"
+    [row], schema = read(tmp_path, text)
+    assert schema.missing == ["amount"] and schema.unknown == ["Coupon"]
+    assert row["amount"] is None
+    assert json.loads(row["extra_columns"]) == {"Coupon": "XMAS"}
+
+
+def test_source_line_counts_physical_lines_across_quoted_newlines(tmp_path):
+    text = ('order_id,customer_id,order_ts,status,currency,amount,updated_at\n'
+            'O1,C1,t,"paid\nwith\nnotes",EUR,1,u\n'
+            'O2,C1,t,paid,EUR,"1,5",u\n'
+            'O3,C1,t,paid,EUR,1,u\n')
+    rows, _ = read(tmp_path, text)
+    assert [r["source_line"] for r in rows] == [2, 5, 6]
+    assert rows[1]["amount"] == "1,5"  # RFC 4180 quoting
+
+
+def test_empty_values_are_null_and_whitespace_is_kept(tmp_path):
+    [row], _ = read(tmp_path, 'order_id,customer_id,order_ts,status,currency,amount,updated_at\nO1,,t,"",EUR,  ,u\n')
+    assert row["customer_id"] is None and row["amount"] == "  "
+
+
+def test_header_only_file_has_no_rows(tmp_path):
+    rows, schema = read(tmp_path, "order_id,customer_id,order_ts,status,currency,amount,updated_at\n")
+    assert rows == [] and schema.missing == []
+
+
+def test_ragged_row_is_a_clear_error_naming_the_file(tmp_path):
+    with pytest.raises(LandingError, match="orders.csv"):
+        read(tmp_path, "order_id,customer_id,order_ts,status,currency,amount,updated_at\nO1,C1\n")
+
+
+def test_manifest_problems_are_one_clear_line(tmp_path):
+    zone = LandingZone(root=str(tmp_path))
+    with pytest.raises(LandingError, match="no landing folder"):
+        zone.manifest("2025-01-07")
+    folder = tmp_path / "ingest_date=2025-01-07"
+    folder.mkdir()
+    with pytest.raises(LandingError, match="not complete"):
+        zone.manifest("2025-01-07")
+    (folder / "_manifest.json").write_text("{not json")
+    with pytest.raises(LandingError, match="not valid JSON"):
+        zone.manifest("2025-01-07")
+    (folder / "_manifest.json").write_text(json.dumps({"ingest_date": "2025-01-08", "files": {}}))
+    with pytest.raises(LandingError, match="does not match"):
+        zone.manifest("2025-01-07")
+    (folder / "_manifest.json").write_text(json.dumps({"ingest_date": "2025-01-07", "files": {}}))
+    assert zone.manifest("2025-01-07").files == {}
+    assert zone.partitions() == ["2025-01-07"]
+
+
+def test_a_partition_key_cannot_escape_the_landing_root(tmp_path):
+    with pytest.raises(ValueError):
+        LandingZone(root=str(tmp_path)).partition_path("../../etc")

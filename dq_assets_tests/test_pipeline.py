@@ -1,0 +1,200 @@
+"""The warehouse end to end on DuckDB: real assets, real files, two small days of a shop."""
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from dq_assets.contracts import TABLE_NAMES
+from dq_assets_tests.conftest import DAY1, DAY2, Landing, Warehouse
+
+MARTS = ["fact_orders", "fact_revenue_daily", "revenue_by_order_date", "customer_versions", "dim_customers"]
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory, instance) -> Warehouse:
+    """Day 1 and day 2 of the shop, materialized in order."""
+    root = tmp_path_factory.mktemp("shop")
+    landing = Landing(root / "landing")
+    landing.write("2025-01-01", DAY1)
+    landing.write("2025-01-02", DAY2)
+    wh = Warehouse(landing.root, root / "warehouse.duckdb", instance)
+    for day in ("2025-01-01", "2025-01-02"):
+        assert wh.materialize(day).success
+    return wh
+
+
+def test_every_contract_table_is_queryable(shop):
+    for t in TABLE_NAMES:
+        for name in (f"raw.{t}", f"staging.{t}", f"quality.{t}_quarantine"):
+            [(n,)] = shop.query(f"SELECT count(*) FROM {name} WHERE ingest_date IS NOT NULL OR true")
+            assert n >= 0
+        cols = {r[0] for r in shop.query(f"DESCRIBE quality.{t}_quarantine")}
+        assert {"ingest_date", "reject_reason", "reject_reasons", "source_line", *(
+            shop.query(f"SELECT column_name FROM (DESCRIBE raw.{t}) WHERE column_name NOT IN "
+                       "('extra_columns','ingest_date','source_file','source_line','loaded_at')")
+            and [r[0] for r in shop.query(f"DESCRIBE raw.{t}")][:3])} <= cols
+    for m in MARTS:
+        shop.query(f"SELECT * FROM marts.{m}")
+    cols = {r[0] for r in shop.query("DESCRIBE quality.check_results")}
+    assert {"run_id", "partition_key", "asset_key", "check_name", "passed", "severity",
+            "failing_rows", "observed", "threshold", "evaluated_at"} <= cols
+
+
+def test_clean_days_pass_every_check(shop):
+    for day in ("2025-01-01", "2025-01-02"):
+        assert shop.failed_checks(day) == {}
+        [(passed,)] = shop.query("SELECT gate_passed FROM quality.partition_gate WHERE ingest_date = ?", [day])
+        assert passed
+
+
+def test_row_conservation_for_every_table_and_partition(shop):
+    for t in TABLE_NAMES:
+        rows = shop.query(f"""
+            SELECT r.ingest_date, r.n, coalesce(s.n, 0), coalesce(q.n, 0)
+            FROM (SELECT ingest_date, count(*) n FROM raw.{t} GROUP BY 1) r
+            LEFT JOIN (SELECT ingest_date, count(*) n FROM staging.{t} GROUP BY 1) s USING (ingest_date)
+            LEFT JOIN (SELECT ingest_date, count(*) n FROM quality.{t}_quarantine GROUP BY 1) q USING (ingest_date)""")
+        for day, raw, staged, quarantined in rows:
+            assert raw == staged + quarantined, (t, day)
+    landed = sum(len(DAY1.get(t, [])) + len(DAY2.get(t, [])) for t in TABLE_NAMES)
+    [(raw_total,)] = shop.query(" + ".join(f"(SELECT count(*) FROM raw.{t})" for t in TABLE_NAMES).join(["SELECT ", ""]))
+    assert raw_total == landed
+
+
+def test_cross_partition_references_resolve(shop):
+    # O3 (day 2) belongs to C2, sent on day 1; Y2 (day 2) pays O2 of day 1
+    assert shop.query("SELECT order_id FROM staging.orders WHERE ingest_date = '2025-01-02' ORDER BY 1") == [("O2",), ("O3",)]
+    assert shop.query("SELECT payment_id FROM staging.payments WHERE ingest_date = '2025-01-02' ORDER BY 1") == [("Y2",), ("Y3",)]
+    [(n,)] = shop.query("SELECT count(*) FROM quality.orders_quarantine")
+    assert n == 0
+
+
+def test_types_are_exact_and_utc(shop):
+    types = dict(shop.query("SELECT column_name, column_type FROM (DESCRIBE staging.orders)"))
+    assert types["amount"].startswith("DECIMAL") and types["order_ts"] == "TIMESTAMP WITH TIME ZONE"
+    assert types["ingest_date"] == "DATE"
+    [(ts,)] = shop.query("SELECT CAST(order_ts AS VARCHAR) FROM staging.orders WHERE order_id = 'O3'")
+    assert ts == "2025-01-02 07:00:00+00"  # 08:00+01:00
+
+
+def test_fact_revenue_daily_counts_orders_received_in_each_partition(shop):
+    rows = shop.query("SELECT ingest_date, order_date, currency, order_count, revenue FROM marts.fact_revenue_daily ORDER BY 1, 2")
+    d = dt.date
+    assert rows == [
+        (d(2025, 1, 1), d(2025, 1, 1), "EUR", 2, Decimal("25")),  # O2 placed: no revenue yet
+        (d(2025, 1, 2), d(2025, 1, 1), "EUR", 1, Decimal("10")),  # O2 re-sent, shipped
+        (d(2025, 1, 2), d(2025, 1, 2), "EUR", 1, Decimal("2.5")),
+    ]
+
+
+def test_revenue_by_order_date_counts_a_resent_order_once_in_its_latest_version(shop):
+    rows = shop.query("SELECT order_date, currency, order_count, revenue FROM marts.revenue_by_order_date ORDER BY 1")
+    d = dt.date
+    assert rows == [(d(2025, 1, 1), "EUR", 2, Decimal("35")), (d(2025, 1, 2), "EUR", 1, Decimal("2.5"))]
+
+
+def test_dim_customers_keeps_scd2_history(shop):
+    rows = shop.query("""SELECT customer_id, email, CAST(valid_from AS VARCHAR), CAST(valid_to AS VARCHAR), is_current
+                         FROM marts.dim_customers ORDER BY customer_id, valid_from""")
+    assert rows == [
+        ("C1", "ann@example.com", "2025-01-01 00:00:00+00", "2025-01-02 00:00:00+00", False),
+        ("C1", "ann@new.example.com", "2025-01-02 00:00:00+00", None, True),
+        ("C2", "bob@example.com", "2025-01-01 00:00:00+00", None, True),
+        ("C3", "cy@example.com", "2025-01-02 00:00:00+00", None, True),
+    ]
+
+
+def snapshot(wh: Warehouse) -> dict:
+    """Every table's full contents, minus what is a property of the run (load time, run id)."""
+    out = {}
+    for schema, name in wh.query("""SELECT table_schema, table_name FROM information_schema.tables
+                                    WHERE table_name <> 'check_results'"""):
+        cols = [c for (c,) in wh.query(f"SELECT column_name FROM (DESCRIBE {schema}.{name})")
+                if c not in ("loaded_at", "run_id")]
+        out[f"{schema}.{name}"] = sorted(
+            wh.query(f"SELECT {', '.join(cols)} FROM {schema}.{name}"), key=repr)
+    return out
+
+
+def test_rerunning_a_partition_leaves_identical_tables(shop):
+    before = snapshot(shop)
+    [(results_before,)] = shop.query("SELECT count(*) FROM quality.check_results")
+    assert shop.materialize("2025-01-01").success
+    assert snapshot(shop) == before
+    [(results_after,)] = shop.query("SELECT count(*) FROM quality.check_results")
+    assert results_after > results_before  # history is appended, never edited
+
+
+def test_a_failed_gate_leaves_marts_unchanged_and_keeps_its_evidence(shop, tmp_path):
+    Landing(shop.landing).write("2025-01-03", {
+        "orders": [["O4", "C1", "2025-01-03T10:00:00Z", "paid", "EUR", "5.00", "2025-01-03T10:00:00Z"]],
+        "order_items": [["O4", "1", "P2", "2", "2.50", "5.00"]],
+        # an unknown order: ERROR in payments
+        "payments": [["Y4", "O4", "2025-01-03T10:01:00Z", "card", "captured", "5.00", "EUR"],
+                     ["Y5", "O999", "2025-01-03T10:02:00Z", "card", "captured", "1.00", "EUR"]],
+    })
+    marts_before = {m: sorted(shop.query(f"SELECT * FROM marts.{m}"), key=repr) for m in MARTS}
+    result = shop.materialize("2025-01-03")
+    assert not result.success
+    assert {m: sorted(shop.query(f"SELECT * FROM marts.{m}"), key=repr) for m in MARTS} == marts_before
+    assert shop.query("SELECT payment_id, reject_reason FROM quality.payments_quarantine WHERE ingest_date = '2025-01-03'") == [("Y5", "unknown_reference")]
+    failed = shop.failed_checks("2025-01-03")
+    assert failed["staging/payments:no_unknown_reference"] == ("ERROR", 1)
+    assert failed["staging/payments:quarantine_rate"] == ("ERROR", 1)  # 1 of 2 rows
+    [(gate,)] = shop.query("SELECT gate_passed FROM quality.partition_gate WHERE ingest_date = '2025-01-03'")
+    assert gate is False
+    # the marts refuse the partition even when asked for alone
+    only_marts = shop.materialize("2025-01-03", selection=["marts/fact_orders"])
+    assert not only_marts.success
+    assert sorted(shop.query("SELECT * FROM marts.fact_orders"), key=repr) == marts_before["fact_orders"]
+
+
+def test_landing_defects_fail_the_right_checks(landing, warehouse):
+    day = "2025-01-01"
+    items_text = "order_id,line_no,product_id,quantity,unit_price\nO1,1,P1,2,10.00\n"  # no line_amount
+    landing.write(
+        day,
+        {**DAY1, "order_items": items_text,
+         "events": "event_id,customer_id,session_id,event_type,event_ts,platform,duration_ms,referrer\n"
+                   "E1,,S1,page_view,2025-01-01T09:00:00Z,web,100,google\n"},
+        manifest_override={"orders.csv": {"rows": 3}},
+        unlisted=("products",),
+        listed_absent={"refunds.csv": {"rows": 1, "sha256": "0" * 64}},
+    )
+    result = warehouse.materialize(day)
+    assert not result.success
+    failed = warehouse.failed_checks(day)
+    assert failed["raw/orders:manifest_rows"] == ("ERROR", 1)
+    assert failed["raw/products:file_listed_and_present"][0] == "ERROR"
+    assert failed["raw/order_items:required_columns"] == ("ERROR", 1)
+    assert failed["raw/events:unknown_columns"] == ("WARN", 1)
+    assert failed["raw/landing_files:no_unexpected_files"] == ("ERROR", 1)
+    assert "raw/orders:manifest_sha256" not in failed and "raw/payments:manifest_rows" not in failed
+    # the unknown column is kept in raw, not carried to staging
+    [(extra,)] = warehouse.query("SELECT extra_columns FROM raw.events")
+    assert extra == '{"referrer":"google"}'
+    assert "referrer" not in {c for (c,) in warehouse.query("SELECT column_name FROM (DESCRIBE staging.events)")}
+
+
+def test_quarantine_above_the_threshold_is_an_error(landing, warehouse):
+    events = DAY1["events"] + [["E3", "", "S2", "page_view", "2025-01-01T09:00:00Z", "tv", "1"]]
+    landing.write("2025-01-01", {**DAY1, "events": events})
+    assert not warehouse.materialize("2025-01-01").success
+    failed = warehouse.failed_checks("2025-01-01")
+    # 1 of 3 events (33% > 5%); the invalid value itself is only a WARN
+    assert failed["staging/events:quarantine_rate"] == ("ERROR", 1)
+    assert failed["staging/events:no_invalid_value"] == ("WARN", 1)
+
+
+def test_quarantine_below_the_threshold_is_a_warning(landing, warehouse):
+    events = DAY1["events"] + [[f"E{i}", "", "S", "page_view", "2025-01-01T09:00:00Z", "web", "1"] for i in range(3, 40)]
+    events.append(["E99", "", "S2", "page_view", "2025-01-01T09:00:00Z", "tv", "1"])
+    landing.write("2025-01-01", {**DAY1, "events": events})
+    result = warehouse.materialize("2025-01-01")
+    assert result.success
+    failed = warehouse.failed_checks("2025-01-01")
+    assert failed == {"staging/events:quarantine_rate": ("WARN", 1),
+                      "staging/events:no_invalid_value": ("WARN", 1)}
+    [(n,)] = warehouse.query("SELECT count(*) FROM marts.fact_orders")
+    assert n == 2
