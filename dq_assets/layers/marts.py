@@ -21,6 +21,8 @@ PARTITIONED = {**partition_asset_args(MARTS_GROUP), "metadata": {"partition_expr
 # The gate: a partitioned mart reads the gate decision of its partition(s) and refuses any
 # that did not pass; in a run with the gate asset, its blocking check stops the marts first.
 GATE_IN = dg.AssetIn(key=GATE_KEY)
+# Current-state marts are rebuilt once per run, also in a run over a range of partitions.
+CURRENT_STATE_POLICY = dg.BackfillPolicy.single_run()
 REVENUE_IN = "(" + ", ".join(f"'{s}'" for s in REVENUE_STATUSES) + ")"
 
 
@@ -72,6 +74,7 @@ def fact_revenue_daily(fact_orders: pd.DataFrame) -> pd.DataFrame:
     key=["marts", "revenue_by_order_date"],
     ins={"fact_orders": dg.AssetIn(key=["marts", "fact_orders"])},
     group_name=MARTS_GROUP,
+    backfill_policy=CURRENT_STATE_POLICY,
     description="Revenue by order_date and currency over the current state of every order in "
     "all gated partitions: a re-sent order replaces its earlier version (newer updated_at, "
     "then later ingest date), so no order is counted twice.",
@@ -108,6 +111,7 @@ def customer_versions(
     key=["marts", "dim_customers"],
     ins={"versions": dg.AssetIn(key=["marts", "customer_versions"])},
     group_name=MARTS_GROUP,
+    backfill_policy=CURRENT_STATE_POLICY,
     description="Customers as SCD type 2: one row per change of email, name, country or "
     "signup, valid_from = its updated_at, valid_to = the next version's (exclusive), "
     "is_current for the latest. Late versions slot into history by updated_at.",
