@@ -9,11 +9,18 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import date
 from pathlib import Path
 
+import boto3
+import botocore.exceptions
 import dagster as dg
 import duckdb
 import pyarrow as pa
@@ -43,59 +50,145 @@ def partition_dir_name(partition_key: str) -> str:
     return f"ingest_date={partition_key}"
 
 
+class _LocalStore:
+    """The landing zone on a local file system."""
+
+    def __init__(self, root: str):
+        self.root = Path(root)
+
+    def where(self, rel: str) -> str:
+        return str(self.root / rel)
+
+    def child_dirs(self) -> list[str]:
+        return [p.name for p in self.root.iterdir() if p.is_dir()] if self.root.is_dir() else []
+
+    def files(self, folder: str) -> list[str] | None:
+        path = self.root / folder
+        return [p.name for p in path.iterdir() if p.is_file()] if path.is_dir() else None
+
+    def read_bytes(self, rel: str) -> bytes:
+        return (self.root / rel).read_bytes()
+
+    @contextmanager
+    def local_copy(self, rel: str) -> Iterator[Path]:
+        yield self.root / rel
+
+
+class _S3Store:
+    """The landing zone under s3://bucket/prefix, through boto3 (endpoint and credentials
+    from the standard AWS environment, e.g. AWS_ENDPOINT_URL)."""
+
+    def __init__(self, uri: str):
+        bucket, _, prefix = uri[len("s3://"):].partition("/")
+        self.bucket, self.prefix = bucket, prefix.strip("/")
+        self.client = boto3.client("s3")
+
+    def _key(self, rel: str) -> str:
+        return f"{self.prefix}/{rel}" if self.prefix else rel
+
+    def where(self, rel: str) -> str:
+        return f"s3://{self.bucket}/{self._key(rel)}"
+
+    def _list(self, folder: str, delimiter: bool) -> dict:
+        prefix = self._key(folder).rstrip("/") + "/" if (self.prefix or folder) else ""
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix, **({"Delimiter": "/"} if delimiter else {})
+        )
+        found = {"dirs": [], "files": []}
+        try:
+            for page in pages:
+                found["dirs"] += [p["Prefix"][len(prefix):].rstrip("/") for p in page.get("CommonPrefixes", [])]
+                found["files"] += [o["Key"][len(prefix):] for o in page.get("Contents", [])]
+        except botocore.exceptions.ClientError as e:
+            raise LandingError(f"s3://{self.bucket}/{prefix}: {e.response['Error'].get('Message') or e}") from e
+        return found
+
+    def child_dirs(self) -> list[str]:
+        return self._list("", delimiter=True)["dirs"]
+
+    def files(self, folder: str) -> list[str] | None:
+        names = [n for n in self._list(folder, delimiter=True)["files"] if n and "/" not in n]
+        return names or None
+
+    def read_bytes(self, rel: str) -> bytes:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(rel))["Body"].read()
+        except botocore.exceptions.ClientError as e:
+            raise LandingError(f"{self.where(rel)}: {e.response['Error'].get('Message') or e}") from e
+
+    @contextmanager
+    def local_copy(self, rel: str) -> Iterator[Path]:
+        with tempfile.TemporaryDirectory(prefix="dq_landing_") as tmp:
+            path = Path(tmp) / Path(rel).name
+            self.client.download_file(self.bucket, self._key(rel), str(path))
+            yield path
+
+
+@lru_cache(maxsize=8)
+def _s3_store(uri: str, endpoint: str | None) -> _S3Store:
+    """One client per landing root and endpoint: creating a boto3 client is slow."""
+    return _S3Store(uri)
+
+
 class LandingZone(dg.ConfigurableResource):
-    """Local landing zone. `root` defaults to `DQ_LANDING`, else `data/landing`."""
+    """The landing zone. `root` (a local path or an s3://bucket/prefix URI) defaults to
+    `DQ_LANDING`, else `data/landing` in the repository."""
 
     root: str | None = None
 
-    def resolved_root(self) -> Path:
-        root = self.root or landing_root()
-        if root.startswith("s3://"):
-            raise LandingError(f"{root}: S3 landing needs the aws deployment's landing resource")
-        return Path(root)
+    def resolved_root(self) -> str:
+        return self.root or landing_root()
 
-    def partition_path(self, partition_key: str) -> Path:
-        return self.resolved_root() / partition_dir_name(partition_key)
+    def _store(self):
+        root = self.resolved_root()
+        if root.startswith("s3://"):
+            return _s3_store(root, os.environ.get("AWS_ENDPOINT_URL"))
+        return _LocalStore(root)
+
+    def partition_path(self, partition_key: str) -> str:
+        return self._store().where(partition_dir_name(partition_key))
 
     def partitions(self) -> list[str]:
         """Ingest dates whose folder has a manifest (a complete landing), oldest first."""
-        root = self.resolved_root()
-        if not root.is_dir():
-            return []
+        store = self._store()
         keys = []
-        for child in root.iterdir():
-            m = PARTITION_DIR.match(child.name)
-            if m and (child / MANIFEST_FILE).is_file():
+        for name in store.child_dirs():
+            m = PARTITION_DIR.match(name)
+            if m and MANIFEST_FILE in (store.files(name) or []):
                 keys.append(m.group(1))
         return sorted(keys)
 
     def manifest(self, partition_key: str) -> Manifest:
-        folder = self.partition_path(partition_key)
-        path = folder / MANIFEST_FILE
-        if not folder.is_dir():
-            raise LandingError(f"{folder}: no landing folder for partition {partition_key}")
-        if not path.is_file():
-            raise LandingError(f"{path}: missing; partition {partition_key} is not complete")
+        store, folder = self._store(), partition_dir_name(partition_key)
+        names = store.files(folder)
+        where = store.where(f"{folder}/{MANIFEST_FILE}")
+        if names is None:
+            raise LandingError(f"{store.where(folder)}: no landing folder for partition {partition_key}")
+        if MANIFEST_FILE not in names:
+            raise LandingError(f"{where}: missing; partition {partition_key} is not complete")
         try:
-            doc = json.loads(path.read_bytes().decode("utf-8-sig"))
+            doc = json.loads(store.read_bytes(f"{folder}/{MANIFEST_FILE}").decode("utf-8-sig"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise LandingError(f"{path}: not valid JSON ({e})") from e
+            raise LandingError(f"{where}: not valid JSON ({e})") from e
         files = doc.get("files") if isinstance(doc, dict) else None
         if not isinstance(files, dict) or not all(isinstance(v, dict) for v in files.values()):
-            raise LandingError(f'{path}: expected {{"ingest_date": ..., "files": {{name: {{...}}}}}}')
+            raise LandingError(f'{where}: expected {{"ingest_date": ..., "files": {{name: {{...}}}}}}')
         if doc.get("ingest_date") not in (None, partition_key):
-            raise LandingError(
-                f"{path}: ingest_date {doc.get('ingest_date')!r} does not match its folder"
-            )
+            raise LandingError(f"{where}: ingest_date {doc.get('ingest_date')!r} does not match its folder")
         return Manifest(ingest_date=partition_key, files=files)
 
     def present_files(self, partition_key: str) -> list[str]:
-        folder = self.partition_path(partition_key)
-        return sorted(p.name for p in folder.iterdir() if p.is_file() and p.name != MANIFEST_FILE)
+        names = self._store().files(partition_dir_name(partition_key)) or []
+        return sorted(n for n in names if n != MANIFEST_FILE)
 
-    def file_path(self, partition_key: str, file_name: str) -> Path | None:
-        path = self.partition_path(partition_key) / file_name
-        return path if path.is_file() else None
+    @contextmanager
+    def local_file(self, partition_key: str, file_name: str) -> Iterator[Path | None]:
+        """The landed file as a local path (downloaded for S3), or None when absent."""
+        if file_name not in self.present_files(partition_key):
+            yield None
+            return
+        with self._store().local_copy(f"{partition_dir_name(partition_key)}/{file_name}") as path:
+            yield path
 
 
 def sha256_of(path: Path) -> str:

@@ -195,3 +195,25 @@ def two_days(landing) -> Landing:
     landing.write("2025-01-01", DAY1)
     landing.write("2025-01-02", DAY2)
     return landing
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    """A real S3-compatible HTTP endpoint on localhost (moto's server mode)."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws_env(moto_endpoint, monkeypatch):
+    """Standard AWS environment pointing boto3 at the local endpoint."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    return moto_endpoint

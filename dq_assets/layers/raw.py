@@ -79,12 +79,12 @@ def build_raw_asset(t: Table) -> dg.AssetsDefinition:
 def _load_partition(conn, landing: LandingZone, t: Table, key, partition_key: str, cfg):
     manifest = landing.manifest(partition_key)
     listed = manifest.files.get(t.file_name)
-    path = landing.file_path(partition_key, t.file_name)
-    if path is None:
-        data, schema, sha = empty_raw(conn, t), None, None
-    else:
-        data, schema = read_csv_file(conn, path, t, partition_key, t.file_name)
-        sha = sha256_of(path)
+    with landing.local_file(partition_key, t.file_name) as path:
+        if path is None:
+            data, schema, sha = empty_raw(conn, t), None, None
+        else:
+            data, schema = read_csv_file(conn, path, t, partition_key, t.file_name)
+            sha = sha256_of(path)
     landed_sum = None
     if t.manifest_sum and path is not None:
         conn.register("_landed", data)
@@ -194,16 +194,16 @@ def _file_row(landing: LandingZone, key: str, name: str, listed: dict | None, pr
         "missing_columns": None,
         "unknown_columns": None,
     }
-    path = landing.file_path(key, name) if present else None
-    if path is not None:
-        row["landed_sha256"] = sha256_of(path)  # the audit row is self-contained
-        row["landed_bytes"] = path.stat().st_size
-        if t is not None:
-            header = read_header(path)
-            schema = FileSchema.of(header, t)
-            row["header"] = json.dumps(header)
-            row["missing_columns"] = ",".join(schema.missing)
-            row["unknown_columns"] = ",".join(schema.unknown)
+    if present:
+        with landing.local_file(key, name) as path:
+            row["landed_sha256"] = sha256_of(path)
+            row["landed_bytes"] = path.stat().st_size
+            if t is not None:
+                header = read_header(path)
+                schema = FileSchema.of(header, t)
+                row["header"] = json.dumps(header)
+                row["missing_columns"] = ",".join(schema.missing)
+                row["unknown_columns"] = ",".join(schema.unknown)
     return row
 
 
