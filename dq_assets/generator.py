@@ -394,6 +394,9 @@ def timestamps(sec: np.ndarray, style: np.ndarray | int, rng: np.random.Generato
     if n == 0:
         return pa.array([], type=pa.string())
     rng = rng or np.random.default_rng(0)
+    chunk = 2_000_000
+    if n > chunk:  # bounded temporary memory
+        return pa.concat_arrays([timestamps(sec[i:i + chunk], style[i:i + chunk], rng) for i in range(0, n, chunk)])
     kinds = _TS_ZONE[style]
     use_off = kinds == 2
     off = np.zeros(n, dtype=np.int64)
@@ -554,6 +557,13 @@ class Frame:
     def drop_column(self, name: str) -> None:
         del self.cols[name]
         self.order.remove(name)
+
+    def shrink(self) -> None:
+        """After writing: keep only what the log needs (key columns and row identities)."""
+        key = C.table(self.name).key
+        self.cols = {c: a for c, a in self.cols.items() if c in key}
+        keep = ("uid", "order", "pos")
+        self.meta = {k: v for k, v in self.meta.items() if k in keep}
 
     def finalize(self) -> None:
         pos = self.meta["pos"]
@@ -842,39 +852,12 @@ class _Day:
         pay = self.reserve_payment_carriers(pay_tasks, o, pay, used_orders, n_base_orders)
         pay = self.sort_payments(pay, o)
 
-        # format
-        self.frames[CUSTOMERS] = self.format_customers(cust_rows)
-        self.frames[PRODUCTS] = self.format_products(prod_rows)
-        self.frames[ORDERS] = self.format_orders(o, used_orders)
-        self.frames[ORDER_ITEMS] = self.format_items(it, o)
-        self.frames[PAYMENTS] = self.format_payments(pay, o)
-        self.frames[EVENTS] = self.format_events(ev)
         self.used_orders = used_orders
-        self.orders_num = o
-        self.mark_dimension_dependencies(o, it, ev)
-        mess_log = {"late_rows": {ORDERS: int((o["order_ts"] < self.ds).sum()),
-                                  PAYMENTS: int((pay["ts"] < self.ds).sum()),
-                                  EVENTS: int((ev["ts"] < self.ds).sum())}}
-
-        # string-stage row-level injections; duplicates last so they copy clean rows
-        order = [k for k in ROW_KINDS if k != "duplicate"] + ["duplicate"]
-        for k in order:
-            for t in row_tasks:
-                if t.kind == k and not (t.table == ORDER_ITEMS and k in ("calculation_mismatch", "out_of_range")):
-                    self.row_defect(t)
-        for t in by_kind("missing_column"):
-            self.frames[t.table].drop_column(t.option)
-            self.injected.append({"kind": "missing_column", "table": t.table, "column": t.option,
-                                  "count": 1, "spec": t.spec})
-        for t in by_kind("extra_column"):
-            f = self.frames[t.table]
-            r = self.mess_rng(t.table, 9)
-            vals = pc.take(_arr(EXTRA_VALUES), pa.array(r.choice(len(EXTRA_VALUES), f.n, p=[.5, .2, .15, .1, .05])))
-            f.add_column(t.option, vals, int(r.integers(0, len(f.order) + 1)))
-            self.injected.append({"kind": "extra_column", "table": t.table, "column": t.option,
-                                  "count": 1, "spec": t.spec})
-
-        # write
+        mess_log: dict[str, Any] = {
+            "late_rows": {ORDERS: int((o["order_ts"] < self.ds).sum()), PAYMENTS: int((pay["ts"] < self.ds).sum()),
+                          EVENTS: int((ev["ts"] < self.ds).sum())},
+            "bom": [], "crlf": [], "shuffled_columns": [], "header_variants": []}
+        dims_ref = (np.unique(np.concatenate([o["cust"], ev["cust"][ev["cust"] >= 0]])), np.unique(it["prod"]))
         pdir = out / f"{PARTITION_PREFIX}{self.d.isoformat()}"
         if pdir.exists():
             shutil.rmtree(pdir)
@@ -883,9 +866,42 @@ class _Day:
         unlisted = {t.table for t in by_kind("unlisted_file")}
         manifest_files: dict[str, dict[str, Any]] = {}
         files_log: dict[str, dict[str, Any]] = {}
-        mess_log.update({"bom": [], "crlf": [], "shuffled_columns": [], "header_variants": []})
+        # table by table: format, inject (duplicates last so they copy clean rows), write, shrink
+        kind_order = [k for k in ROW_KINDS if k != "duplicate"] + ["duplicate"]
         for tname in C.TABLE_NAMES:
-            f = self.frames[tname]
+            if tname == CUSTOMERS:
+                f = self.format_customers(cust_rows)
+                f.meta["depended"] = f.meta["is_new"] & np.isin(f.meta["cust"], dims_ref[0])
+            elif tname == PRODUCTS:
+                f = self.format_products(prod_rows)
+                f.meta["depended"] = f.meta["is_new"] & np.isin(f.meta["prod"], dims_ref[1])
+            elif tname == ORDERS:
+                f = self.format_orders(o, used_orders)
+            elif tname == ORDER_ITEMS:
+                f = self.format_items(it, o)
+            elif tname == PAYMENTS:
+                f = self.format_payments(pay, o)
+            else:
+                f = self.format_events(ev)
+                ev = None  # free the numeric events early
+            self.frames[tname] = f
+            for k in kind_order:
+                for t in row_tasks:
+                    if t.table == tname and t.kind == k and not (
+                            tname == ORDER_ITEMS and k in ("calculation_mismatch", "out_of_range")):
+                        self.row_defect(t)
+            for t in by_kind("missing_column"):
+                if t.table == tname:
+                    f.drop_column(t.option)
+                    self.injected.append({"kind": "missing_column", "table": tname, "column": t.option,
+                                          "count": 1, "spec": t.spec})
+            for t in by_kind("extra_column"):
+                if t.table == tname:
+                    r = self.mess_rng(tname, 9)
+                    vals = pc.take(_arr(EXTRA_VALUES), pa.array(r.choice(len(EXTRA_VALUES), f.n, p=[.5, .2, .15, .1, .05])))
+                    f.add_column(t.option, vals, int(r.integers(0, len(f.order) + 1)))
+                    self.injected.append({"kind": "extra_column", "table": tname, "column": t.option,
+                                          "count": 1, "spec": t.spec})
             tab = C.table(tname)
             if f.n == 0 and tname in DIMENSIONS:
                 files_log[tab.file_name] = {"rows": 0, "present": False, "listed": False}
@@ -893,6 +909,7 @@ class _Day:
             f.finalize()
             present = tname not in missing
             info = self.write_frame(f, pdir / tab.file_name, present, mess_log)
+            f.shrink()
             listed = tname not in unlisted
             files_log[tab.file_name] = {"rows": info["rows"], "present": present, "listed": listed}
             if listed:
@@ -1257,7 +1274,7 @@ class _Day:
         pm = np.isin(pay["order"], orders) & (pay["status"] != C.PAYMENT_STATUSES.index("failed"))
         pay["amount"][pm] += delta[np.searchsorted(orders, pay["order"][pm])]
         self.item_defects = getattr(self, "item_defects", [])
-        self.item_defects.append((t, rows, old))
+        self.item_defects.append((t, rows, old, it["line"][rows].copy()))
 
     def reserve_payment_carriers(self, tasks: list[_Task], o, pay, used, n_base):
         """Payments defects that modify a row go into failed attempts (so no paid order loses
@@ -1489,13 +1506,6 @@ class _Day:
         f = Frame(EVENTS, cols, {"ts": ev["ts"], "protected": ev["protected"], "anon": anon})
         self._whitespace(f, 4)
         return f
-
-    def mark_dimension_dependencies(self, o, it, ev) -> None:
-        """Dimension rows first sent today and referenced today are poor defect carriers."""
-        cf, pf = self.frames[CUSTOMERS], self.frames[PRODUCTS]
-        ref_c = np.unique(np.concatenate([o["cust"], ev["cust"][ev["cust"] >= 0]]))
-        cf.meta["depended"] = cf.meta["is_new"] & np.isin(cf.meta["cust"], ref_c)
-        pf.meta["depended"] = pf.meta["is_new"] & np.isin(pf.meta["prod"], np.unique(it["prod"]))
 
     # ------------------------------------------------------------------ row-level injections
 
@@ -1792,11 +1802,11 @@ class _Day:
                 ef = self.frames[EVENTS]
                 uids = sel  # events were not re-ordered before formatting
                 e["rows"] = [{"line": ln, "key": key} for ln, key in zip(ef.lines(uids), ef.keys(uids))]
-        for t, rows, old in getattr(self, "item_defects", []):
+        for t, rows, old, new in getattr(self, "item_defects", []):
             uids = rows  # items uid = numeric row index
             lines = itf.lines(uids)
             keys = itf.keys(uids)
-            vals = _trim_list(pc.take(itf.cols["line_amount"], pa.array(np.array(lines) - 2)))
+            vals = [money_str(int(x)) for x in new]
             if t.kind == "calculation_mismatch":
                 entry = {"kind": t.kind, "table": ORDER_ITEMS, "column": "line_amount", "count": len(rows), "spec": t.spec,
                          "rows": [{"line": ln, "key": k, "value": v, "expected": money_str(int(x))}

@@ -198,3 +198,28 @@ def test_quarantine_below_the_threshold_is_a_warning(landing, warehouse):
                       "staging/events:no_invalid_value": ("WARN", 1)}
     [(n,)] = warehouse.query("SELECT count(*) FROM marts.fact_orders")
     assert n == 2
+
+
+def test_reconciliation_flags_amount_mismatches_and_unpaid_orders(landing, warehouse):
+    day = dict(DAY1)
+    day["orders"] = DAY1["orders"] + [
+        ["O3", "C1", "2025-01-01T12:00:00Z", "paid", "EUR", "99.00", "2025-01-01T12:00:00Z"],    # items say 10
+        ["O4", "C2", "2025-01-01T13:00:00Z", "shipped", "EUR", "10.00", "2025-01-01T13:00:00Z"],  # no payment
+    ]
+    day["order_items"] = DAY1["order_items"] + [["O3", "1", "P1", "1", "10.00", "10.00"],
+                                                ["O4", "1", "P1", "1", "10.00", "10.00"]]
+    day["payments"] = DAY1["payments"] + [["Y3", "O3", "2025-01-01T12:01:00Z", "card", "captured", "99.00", "EUR"]]
+    landing.write("2025-01-01", day)
+    assert not warehouse.materialize("2025-01-01").success
+    failed = warehouse.failed_checks("2025-01-01")
+    assert failed == {"quality/recon_row_mismatches:order_amount_matches_items": ("ERROR", 1),
+                      "quality/recon_row_mismatches:orders_have_captured_payment": ("WARN", 1)}
+    assert warehouse.query("SELECT recon, key FROM quality.recon_row_mismatches ORDER BY 1") == [
+        ("order_amount_mismatch", "O3"), ("order_without_captured_payment", "O4")]
+
+
+def test_a_payment_in_a_later_partition_settles_an_order(two_days, warehouse):
+    # O2 is placed on day 1 and shipped with its payment on day 2: nothing to report either day
+    for d in ("2025-01-01", "2025-01-02"):
+        assert warehouse.materialize(d).success
+    assert warehouse.query("SELECT count(*) FROM quality.recon_row_mismatches") == [(0,)]

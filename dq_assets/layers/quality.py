@@ -11,19 +11,23 @@ import pandas as pd
 import pyarrow as pa
 
 from dq_assets.contracts import TABLE_NAMES
-from dq_assets.duck import to_pandas
+from dq_assets.checks import SAMPLE_KEYS, Outcome, load_gate_config, report
+from dq_assets.duck import to_arrow, to_pandas
 from dq_assets.layers.raw import LANDING_FILES_KEY, partition_asset_args, raw_key
-from dq_assets.layers.staging import quarantine_key, staging_key
+from dq_assets.layers.staging import UP_TO_PARTITION_MAPPING, quarantine_key, staging_key
+from dq_assets.reconcile import row_mismatches
 from dq_assets.quality_store import DuckDBQualityStore
 from dq_assets.settings import DAILY
 
 GATE_KEY = dg.AssetKey(["quality", "partition_gate"])
+RECON_KEY = dg.AssetKey(["quality", "recon_row_mismatches"])
 GATE_CHECK = "gate_passed"
 GATED_ASSETS = (
     [raw_key(t) for t in TABLE_NAMES]
     + [LANDING_FILES_KEY]
     + [staging_key(t) for t in TABLE_NAMES]
     + [quarantine_key(t) for t in TABLE_NAMES]
+    + [RECON_KEY]
 )
 
 GATE_SCHEMA = pa.schema(
@@ -102,6 +106,76 @@ def partition_gate(context: dg.AssetExecutionContext, quality_store: DuckDBQuali
     )
 
 
+RECON_SCHEMA = pa.schema(
+    [("ingest_date", pa.date32()), ("recon", pa.string()), ("table_name", pa.string()),
+     ("key", pa.string()), ("detail", pa.string())]
+)
+# check name -> (recon kind it counts, what it means)
+RECON_CHECKS = {
+    "order_amount_matches_items": (
+        "order_amount_mismatch", "Every order's amount equals the sum of its items within 0.01."),
+    "orders_have_captured_payment": (
+        "order_without_captured_payment",
+        "Paid, shipped and delivered orders have a captured payment in this or an earlier partition."),
+}
+
+
+@dg.asset(
+    key=RECON_KEY,
+    ins={
+        "orders": dg.AssetIn(key=staging_key("orders")),
+        "items": dg.AssetIn(key=staging_key("order_items")),
+        "items_quarantine": dg.AssetIn(
+            key=quarantine_key("order_items"),
+            metadata={"columns": ["ingest_date", "order_id", "reject_reason"]}),
+        "payments": dg.AssetIn(
+            key=staging_key("payments"), partition_mapping=UP_TO_PARTITION_MAPPING,
+            metadata={"columns": ["ingest_date", "order_id", "status"]}),
+        "payments_quarantine": dg.AssetIn(key=quarantine_key("payments")),
+    },
+    metadata={"partition_expr": "ingest_date"},
+    description="Row-level reconciliation: orders whose amount differs from their items, "
+    "payments of unknown orders (missing keys), paid/shipped/delivered orders with no "
+    "captured payment yet (extra keys). One row per key.",
+    check_specs=[
+        dg.AssetCheckSpec(name, asset=RECON_KEY, description=text, partitions_def=DAILY)
+        for name, (_, text) in RECON_CHECKS.items()
+    ],
+    **partition_asset_args("quality"),
+)
+def recon_row_mismatches(
+    context: dg.AssetExecutionContext,
+    quality_store: DuckDBQualityStore,
+    orders: pd.DataFrame,
+    items: pd.DataFrame,
+    items_quarantine: pd.DataFrame,
+    payments: pd.DataFrame,
+    payments_quarantine: pd.DataFrame,
+):
+    mismatches = row_mismatches(
+        to_arrow(orders), to_arrow(items), to_arrow(items_quarantine), to_arrow(payments),
+        to_arrow(payments_quarantine),
+    ).cast(RECON_SCHEMA)
+    yield dg.Output(to_pandas(mismatches), metadata={"rows": mismatches.num_rows})
+    cfg = load_gate_config()
+    rows = mismatches.to_pylist()
+    outcomes = []
+    for partition_key in context.partition_keys:
+        here = [r for r in rows if r["ingest_date"].isoformat() == partition_key]
+        for check, (recon, _) in RECON_CHECKS.items():
+            keys = [r["key"] for r in here if r["recon"] == recon]
+            outcomes.append(Outcome(
+                check, RECON_KEY, partition_key, passed=not keys,
+                severity=cfg.severity_of("recon", check), failing_rows=len(keys),
+                observed=f"{len(keys)} {recon.replace('_', ' ')}", threshold="0",
+                sample_keys=keys[:SAMPLE_KEYS],
+                detail=next((r["detail"] for r in here if r["recon"] == recon), ""),
+                sql=(f"SELECT * FROM quality.recon_row_mismatches WHERE ingest_date = "
+                     f"DATE '{partition_key}' AND recon = '{recon}'"),
+            ))
+    yield from report(context, quality_store, outcomes)
+
+
 def require_gate(gate: pd.DataFrame, partition_keys: list[str]) -> None:
     """Marts refuse partitions whose latest gate decision is missing or failed, also when the
     gate asset was not selected in this run."""
@@ -114,4 +188,4 @@ def require_gate(gate: pd.DataFrame, partition_keys: list[str]) -> None:
         )
 
 
-quality_assets = [partition_gate]
+quality_assets = [recon_row_mismatches, partition_gate]
