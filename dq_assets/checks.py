@@ -42,6 +42,10 @@ class GateConfig:
     severity: dict[str, str]
     quarantine_error_above: float
     quarantine_warn_above: float
+    max_empty_hours: int = 4
+    volume_ratio: float = 0.5
+    volume_history: int = 7
+    volume_tables: tuple[str, ...] = ()
 
     def severity_of(self, table: str, check: str) -> str:
         value = self.severity.get(f"{table}.{check}") or self.severity.get(check) or ERROR
@@ -56,13 +60,17 @@ def load_gate_config(path: str | None = None) -> GateConfig:
     override_path = path or os.environ.get(GATE_CONFIG_ENV)
     if override_path:
         override = yaml.safe_load(Path(override_path).read_text()) or {}
-        for section in ("severity", "quarantine_rate"):
+        for section in ("severity", "quarantine_rate", "partial_load", "volume"):
             doc[section] = {**doc.get(section, {}), **(override.get(section) or {})}
-    rate = doc["quarantine_rate"]
+    rate, volume = doc["quarantine_rate"], doc["volume"]
     return GateConfig(
         severity={k: str(v).upper() for k, v in doc["severity"].items()},
         quarantine_error_above=float(rate["error_above"]),
         quarantine_warn_above=float(rate["warn_above"]),
+        max_empty_hours=int(doc["partial_load"]["max_empty_hours"]),
+        volume_ratio=float(volume["ratio"]),
+        volume_history=int(volume["history"]),
+        volume_tables=tuple(volume.get("tables") or ()),
     )
 
 
@@ -127,7 +135,14 @@ def staging_check_defs(t: Table, asset: dg.AssetKey) -> list[CheckDef]:
         CheckDef("unique_key", asset, f"({', '.join(t.key)}) is unique per partition in staging."),
         CheckDef("quarantine_rate", asset,
                  "Share of rows quarantined: any is WARN, above the threshold ERROR."),
+        CheckDef("volume", asset,
+                 "Landed rows not below half the median of the previous 7 partitions "
+                 "(for the tables gate.yaml lists)."),
     ]
+    if t.hourly_coverage_column:
+        defs.append(CheckDef("partial_load", asset,
+                             f"At most 4 hours of the ingest day without {t.name} "
+                             f"(by {t.hourly_coverage_column})."))
     for reason in table_reasons(t):
         defs.append(CheckDef(reason_check_name(reason), asset,
                              f"No row of {t.file_name} rejected as `{reason}`."))
@@ -344,6 +359,8 @@ class PartitionCounts:
     quarantined_rows: int
     duplicate_keys: int  # keys appearing more than once in staging
     duplicate_samples: list[str]
+    hours_with_rows: int | None = None  # of the ingest day, for hourly-covered tables
+    earlier_raw_rows: tuple[int, ...] = ()  # landed rows of the previous partitions, newest first
 
 
 def evaluate_staging(
@@ -392,6 +409,20 @@ def evaluate_staging(
                  f"WHERE {where} GROUP BY ALL ORDER BY 2 DESC"),
         )
     )
+    out.append(evaluate_volume(t, asset, partition_key, cfg, counts))
+    if t.hourly_coverage_column:
+        empty = 24 - (c.hours_with_rows or 0)
+        col = t.hourly_coverage_column
+        out.append(
+            Outcome(
+                "partial_load", asset, partition_key, passed=empty <= cfg.max_empty_hours,
+                severity=sev("partial_load"), failing_rows=empty,
+                observed=f"{empty} of 24 hours without rows", threshold=f"<= {cfg.max_empty_hours}",
+                sql=(f"SELECT h.hour, count({col}) FROM range(24) h(hour) LEFT JOIN staging.{t.name} "
+                     f"ON {where} AND hour({col}) = h.hour AND CAST({col} AS DATE) = DATE "
+                     f"'{partition_key}' GROUP BY ALL ORDER BY 1"),
+            )
+        )
     for reason in table_reasons(t):
         rows = [f for f in failures if f["reason"] == reason]
         total = next((f for f in rows if f["column"] == "*"), None)
@@ -409,6 +440,29 @@ def evaluate_staging(
             )
         )
     return out
+
+
+def evaluate_volume(t: Table, asset, partition_key: str, cfg: GateConfig, c: PartitionCounts) -> Outcome:
+    history = c.earlier_raw_rows[: cfg.volume_history]
+    sev = cfg.severity_of(t.name, "volume")
+    if t.name not in cfg.volume_tables:
+        return Outcome("volume", asset, partition_key, passed=True, severity=sev,
+                       observed=f"{c.raw_rows} rows; not evaluated for {t.name} (gate.yaml volume.tables)")
+    if len(history) < cfg.volume_history:
+        return Outcome("volume", asset, partition_key, passed=True, severity=sev,
+                       observed=f"{c.raw_rows} rows; only {len(history)} earlier partitions",
+                       threshold=f"needs {cfg.volume_history}")
+    ordered = sorted(history)
+    mid = len(ordered) // 2
+    median = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+    floor = cfg.volume_ratio * median
+    return Outcome(
+        "volume", asset, partition_key, passed=c.raw_rows >= floor, severity=sev,
+        failing_rows=0 if c.raw_rows >= floor else int(floor - c.raw_rows + 0.999),
+        observed=f"{c.raw_rows} rows", threshold=f">= {floor:g} ({cfg.volume_ratio:g} x median {median:g} of previous {len(history)})",
+        sql=(f"SELECT partition_key, raw_rows FROM quality.partition_profiles WHERE table_name = "
+             f"'{t.name}' ORDER BY partition_key DESC LIMIT {cfg.volume_history + 1}"),
+    )
 
 
 def _as_int(value) -> int | None:

@@ -104,6 +104,8 @@ class Table:
     # Manifest control total: the file's money column summed as sent -> manifest field name.
     manifest_sum: tuple[str, str] | None = None
     version_column: str | None = "updated_at"  # orders versions of a key; None = file order only
+    # A timestamp whose hours of the ingest day must all have rows (partial-load check).
+    hourly_coverage_column: str | None = None
 
     def __post_init__(self) -> None:
         check_identifier(self.name)
@@ -244,6 +246,7 @@ TABLES: tuple[Table, ...] = (
         name="events",
         key=("event_id",),
         version_column=None,
+        hourly_coverage_column="event_ts",
         columns=(
             Column("event_id", ID),
             Column(

@@ -90,6 +90,7 @@ ID_WHITESPACE_RATE = 0.003
 CASE_RATE = 0.05
 MONEY_SHORT_RATE = 0.02  # "12.5" / "12" instead of "12.50" / "12.00"
 MONEY_PLUS_RATE = 0.003  # "+12.50"
+WS_PADS = ((" ", ""), ("", " "), ("  ", "  "), (" ", " "))
 FILE_SHUFFLE_P, FILE_HEADER_P, FILE_BOM_P, FILE_CRLF_P = 0.25, 0.25, 0.08, 0.10
 
 # Timestamp spellings: (separator, fraction digits, zone) with zone "Z", "off", "" or "epoch".
@@ -341,7 +342,8 @@ def _from_matrix(m: np.ndarray, lengths: np.ndarray | None = None) -> pa.Array:
 
 
 def _put_digits(m: np.ndarray, col: int, values: np.ndarray, width: int) -> None:
-    v = values.astype(np.int64, copy=True)
+    small = len(values) and int(values.max()) < 2**31 and int(values.min()) >= 0
+    v = values.astype(np.int32 if small else np.int64, copy=True)
     for k in range(width - 1, -1, -1):
         m[:, col + k] = 48 + v % 10
         v //= 10
@@ -498,12 +500,12 @@ class Frame:
         self.n = len(next(iter(cols.values())))
         self.meta = {k: np.asarray(v) for k, v in meta.items()}
         self.meta["uid"] = np.arange(self.n, dtype=np.int64)
-        self.meta["pos"] = np.arange(self.n, dtype=np.int64) * 2 + 1
         self.meta.setdefault("used", np.zeros(self.n, dtype=bool))
         self.meta.setdefault("protected", np.zeros(self.n, dtype=bool))
         self.base_n = self.n
         self.next_uid = self.n
         self.may_quote: set[str] = set()
+        self.ws: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # column -> (uids, pad index)
         self.order = list(cols)  # column order as written
         self.header: list[str] | None = None
 
@@ -526,6 +528,8 @@ class Frame:
         k = len(next(iter(cols.values())))
         if k == 0:
             return np.zeros(0, dtype=np.int64)
+        if "pos" not in self.meta:  # sort key of the final order: base row i -> 2i+1
+            self.meta["pos"] = np.arange(self.n, dtype=np.int64) * 2 + 1
         for c in self.cols:
             self.cols[c] = pa.concat_arrays([self.cols[c], cols[c].cast(self.cols[c].type)])
         uids = np.arange(self.next_uid, self.next_uid + k, dtype=np.int64)
@@ -543,12 +547,6 @@ class Frame:
     def row_dict(self, rows: np.ndarray) -> dict[str, pa.Array]:
         return {c: self.get(c, rows) for c in self.cols}
 
-    def filter(self, keep: np.ndarray) -> None:
-        mk = pa.array(keep)
-        self.cols = {c: pc.filter(a, mk) for c, a in self.cols.items()}
-        self.meta = {k: v[keep] for k, v in self.meta.items()}
-        self.n = int(keep.sum())
-
     def add_column(self, name: str, values: pa.Array, position: int) -> None:
         self.cols[name] = values
         self.order.insert(position, name)
@@ -556,6 +554,7 @@ class Frame:
 
     def drop_column(self, name: str) -> None:
         del self.cols[name]
+        self.ws.pop(name, None)
         self.order.remove(name)
 
     def shrink(self) -> None:
@@ -566,8 +565,8 @@ class Frame:
         self.meta = {k: v for k, v in self.meta.items() if k in keep}
 
     def finalize(self) -> None:
-        pos = self.meta["pos"]
-        if len(pos) > 1 and np.any(np.diff(pos) < 0):
+        pos = self.meta.get("pos")
+        if pos is not None and len(pos) > 1 and np.any(np.diff(pos) < 0):
             perm = np.argsort(pos, kind="stable")
             idx = pa.array(perm)
             self.cols = {c: pc.take(a, idx) for c, a in self.cols.items()}
@@ -910,6 +909,7 @@ class _Day:
             present = tname not in missing
             info = self.write_frame(f, pdir / tab.file_name, present, mess_log)
             f.shrink()
+            pa.default_memory_pool().release_unused()
             listed = tname not in unlisted
             files_log[tab.file_name] = {"rows": info["rows"], "present": present, "listed": listed}
             if listed:
@@ -1117,20 +1117,25 @@ class _Day:
         n_sess = max(1, n // 6)
         pool_n = self.state.customers.n
         s_cust = np.where(r.random(n_sess) < ANONYMOUS_RATE, -1, r.integers(0, pool_n, n_sess))
-        s_plat = r.choice(len(C.PLATFORMS), n_sess, p=_weights(C.PLATFORMS, PLATFORM_W))
-        sess = r.integers(0, n_sess, n)
+        s_plat = r.choice(len(C.PLATFORMS), n_sess, p=_weights(C.PLATFORMS, PLATFORM_W)).astype(np.int8)
         ts = ds + r.integers(0, DAY, n)
-        late = r.random(n) < LATE_RATE[EVENTS]
-        ts[late] = ds - r.integers(1, 2 * DAY, int(late.sum()))
-        prot = np.zeros(n, bool)
+        late = np.flatnonzero(r.random(n) < LATE_RATE[EVENTS])
+        ts[late] = ds - r.integers(1, 2 * DAY, len(late))
         ts[:24] = ds + np.arange(24) * 3600 + r.integers(0, 3600, 24)  # every hour has events
-        prot[:24] = True
-        etype = r.choice(len(C.EVENT_TYPES), n, p=_weights(C.EVENT_TYPES, EVENT_TYPE_W))
-        dur = np.clip(np.exp(r.normal(8.5, 1.5, n)), 0, 3_600_000).astype(np.int64)
-        dur[r.random(n) < 0.02] = 0
         o = np.argsort(ts, kind="stable")
-        return {"ts": ts[o], "protected": prot[o], "sess": sess[o], "cust": s_cust[sess][o],
-                "platform": s_plat[sess][o], "type": etype[o], "dur": dur[o]}
+        ts = ts[o]
+        prot = o < 24
+        del o
+        # the rows are independent draws, so they are drawn directly in the sorted order
+        sess = r.integers(0, n_sess, n, dtype=np.int32)
+        etype = r.choice(len(C.EVENT_TYPES), n, p=_weights(C.EVENT_TYPES, EVENT_TYPE_W)).astype(np.int8)
+        dur = r.normal(8.5, 1.5, n)
+        np.exp(dur, out=dur)
+        np.clip(dur, 0, 3_600_000, out=dur)
+        dur = dur.astype(np.int32)
+        dur[r.random(n) < 0.02] = 0
+        return {"ts": ts, "protected": prot, "sess": sess, "cust": s_cust[sess].astype(np.int32),
+                "platform": s_plat[sess], "type": etype, "dur": dur}
 
     # ------------------------------------------------------------------ numeric injections
 
@@ -1256,11 +1261,9 @@ class _Day:
             raise DefectError(f"{self.d} {t.spec}: only {len(cand_orders)} orders can carry it")
         orders = np.sort(r.choice(cand_orders, t.count, replace=False))
         used[orders] = True
-        rows = []
-        for oi in orders:
-            items = np.flatnonzero(it["order"] == oi)
-            rows.append(int(items[r.integers(0, len(items))]))
-        rows = np.array(rows, dtype=np.int64)
+        by_order = np.argsort(it["order"], kind="stable")
+        first = np.searchsorted(it["order"][by_order], orders)
+        rows = by_order[first + (r.random(len(orders)) * n_items[orders]).astype(np.int64)]
         old = it["line"][rows].copy()
         if t.kind == "calculation_mismatch":
             delta = r.integers(100, 1000, len(rows)) * np.where(r.random(len(rows)) < 0.5, 1, -1)
@@ -1345,23 +1348,15 @@ class _Day:
         return s
 
     def _whitespace(self, f: Frame, purpose: int) -> None:
+        """Choose the values that get surrounding whitespace; applied while writing, to rows
+        that carry no defect (so logged values and exact duplicates stay as they are)."""
         tab = C.table(f.name)
         r = self.mess_rng(f.name, purpose)
-        pads = ((" ", ""), ("", " "), ("  ", "  "), (" ", " "))
         for col in tab.columns:
             rate = ID_WHITESPACE_RATE if col.kind == C.ID else WHITESPACE_RATE
             rows = np.unique(r.integers(0, max(f.n, 1), r.binomial(f.n, rate))) if f.n else np.zeros(0, np.int64)
-            rows = rows[~f.meta["protected"][rows]] if len(rows) else rows
-            if len(rows) == 0:
-                continue
-            vals = f.get(col.name, rows)
-            which = r.integers(0, len(pads), len(rows))
-            lefts = pc.take(_arr(p[0] for p in pads), pa.array(which))
-            rights = pc.take(_arr(p[1] for p in pads), pa.array(which))
-            new = pc.binary_join_element_wise(lefts, vals, rights, "")
-            mask = np.zeros(f.n, bool)
-            mask[rows] = True
-            f.cols[col.name] = pc.replace_with_mask(f.cols[col.name], pa.array(mask), new)
+            if len(rows):
+                f.ws[col.name] = (rows, r.integers(0, len(WS_PADS), len(rows)))
 
     def format_customers(self, c) -> Frame:
         n = len(c["cust"])
@@ -1488,22 +1483,28 @@ class _Day:
         return f
 
     def format_events(self, ev) -> Frame:
+        """Consumes ev (numeric columns are dropped as soon as they are formatted)."""
         n = len(ev["ts"])
-        cw = max(7, _ndigits(int(ev["cust"].max()) + 1 if n else 1))
-        cust = fixed_ids("C", np.maximum(ev["cust"], 0) + 1, cw)
-        anon = ev["cust"] < 0
+        cust_n = ev.pop("cust")
+        cw = max(7, _ndigits(int(cust_n.max()) + 1 if n else 1))
+        cust = fixed_ids("C", np.maximum(cust_n, 0) + 1, cw)
+        anon = cust_n < 0
+        del cust_n
         if anon.any():
             r = self.mess_rng(EVENTS, 7)
-            blank = pc.take(_arr(["", "", "", " "]), pa.array(r.integers(0, 4, n)))
+            idx = np.zeros(n, dtype=np.int8)
+            idx[anon] = np.where(r.random(int(anon.sum())) < 0.25, 1, 0)
+            blank = pc.take(_arr(["", " "]), pa.array(idx))
             cust = pc.if_else(pa.array(anon), blank, cust)
+            del blank, idx
         cols = {"event_id": fixed_ids("E" + self.tag + "-", np.arange(1, n + 1), self.cfg.event_width),
-                "customer_id": cust,
-                "session_id": fixed_ids("S" + self.tag + "-", ev["sess"] + 1, self.cfg.session_width),
-                "event_type": self._enum(EVENTS, C.EVENT_TYPES, ev["type"], 1),
-                "event_ts": self._ts(EVENTS, ev["ts"], 2),
-                "platform": self._enum(EVENTS, C.PLATFORMS, ev["platform"], 3),
-                "duration_ms": integers(ev["dur"])}
-        f = Frame(EVENTS, cols, {"ts": ev["ts"], "protected": ev["protected"], "anon": anon})
+                "customer_id": cust}
+        cols["session_id"] = fixed_ids("S" + self.tag + "-", ev.pop("sess") + 1, self.cfg.session_width)
+        cols["event_type"] = self._enum(EVENTS, C.EVENT_TYPES, ev.pop("type"), 1)
+        cols["event_ts"] = self._ts(EVENTS, ev["ts"], 2)
+        cols["platform"] = self._enum(EVENTS, C.PLATFORMS, ev.pop("platform"), 3)
+        cols["duration_ms"] = integers(ev.pop("dur"))
+        f = Frame(EVENTS, cols, {"ts": ev["ts"], "protected": ev["protected"]})
         self._whitespace(f, 4)
         return f
 
@@ -1715,10 +1716,31 @@ class _Day:
                     fh.write(b)
             emit((b"\xef\xbb\xbf" if bom else b"") + (",".join(_quote(x) for x in header) + eol).encode("utf-8"))
             chunk = 1_000_000
+            ws = {}
+            if f.ws:
+                if "pos" in f.meta:
+                    inv = np.empty(f.next_uid, dtype=np.int64)
+                    inv[f.meta["uid"]] = np.arange(f.n)
+                for c, (uids, which) in f.ws.items():
+                    pos = inv[uids] if "pos" in f.meta else uids
+                    keep = ~(f.meta["used"][pos] | f.meta["protected"][pos])
+                    o = np.argsort(pos[keep], kind="stable")
+                    ws[c] = (pos[keep][o], which[keep][o])
+            lefts, rights = _arr(p[0] for p in WS_PADS), _arr(p[1] for p in WS_PADS)
             for s in range(0, f.n, chunk):
                 cols = []
                 for c in order:
                     a = f.cols[c].slice(s, chunk)
+                    if c in ws:
+                        pos, which = ws[c]
+                        lo, hi = np.searchsorted(pos, [s, s + len(a)])
+                        if hi > lo:
+                            rel, w = pos[lo:hi] - s, pa.array(which[lo:hi])
+                            new = pc.binary_join_element_wise(pc.take(lefts, w), pc.take(a, pa.array(rel)),
+                                                              pc.take(rights, w), "")
+                            mask = np.zeros(len(a), dtype=bool)
+                            mask[rel] = True
+                            a = pc.replace_with_mask(a, pa.array(mask), new)
                     if c in f.may_quote:
                         need = pc.match_substring_regex(a, '[",\r\n]')
                         if pc.any(need).as_py():

@@ -59,3 +59,16 @@ class DuckDBQualityStore(dg.ConfigurableResource):
                     ORDER BY partition_key, asset_key, check_name""",
                 [list(partition_keys)],
             )
+
+    def raw_rows_history(self, table_name: str) -> dict[str, int]:
+        """Latest landed row count of every profiled partition of a table."""
+        with self._connect() as conn:
+            if not table_exists(conn, QUALITY_SCHEMA, "partition_profiles"):
+                return {}
+            rows = conn.execute(
+                f"""SELECT partition_key, raw_rows FROM {qualified(QUALITY_SCHEMA, "partition_profiles")}
+                    WHERE table_name = ?
+                    QUALIFY row_number() OVER (PARTITION BY partition_key ORDER BY profiled_at DESC) = 1""",
+                [table_name],
+            ).fetchall()
+        return dict(rows)

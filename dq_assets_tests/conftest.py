@@ -144,6 +144,12 @@ def warehouse(tmp_path, landing, instance) -> Warehouse:
     return Warehouse(landing.root, tmp_path / "warehouse.duckdb", instance)
 
 
+def hourly_events(day: str, prefix: str) -> list[list[str]]:
+    """One page view in every hour of the day: a complete load of events."""
+    return [[f"{prefix}E{h:02d}", "", f"{prefix}S", "page_view", f"{day}T{h:02d}:30:00Z", "web", "10"]
+            for h in range(24)]
+
+
 # A small, clean, two-day shop used by the pipeline tests.
 C_HDR = HEADERS["customers"]
 DAY1 = {
@@ -168,7 +174,7 @@ DAY1 = {
     "events": [
         ["E1", "", "S1", "page_view", "2025-01-01T09:00:00Z", "web", "100"],
         ["E2", "C1", "S1", "purchase", "1735722000", "ios", "200"],
-    ],
+    ] + hourly_events("2025-01-01", "D1"),
 }
 DAY2 = {
     # C1 changes email; C3 is new
@@ -187,6 +193,7 @@ DAY2 = {
         ["Y2", "O2", "2025-01-02T08:00:00Z", "paypal", "captured", "10.00", "EUR"],
         ["Y3", "O3", "2025-01-02T08:05:00Z", "card", "captured", "2.50", "EUR"],
     ],
+    "events": hourly_events("2025-01-02", "D2"),
 }
 
 

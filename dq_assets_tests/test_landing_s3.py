@@ -27,7 +27,7 @@ def test_s3_landing_lists_partitions_and_reads_manifests(tmp_path, aws_env):
     assert zone.present_files("2025-01-02") == sorted(f"{t}.csv" for t in DAY2)
     with zone.local_file("2025-01-02", "orders.csv") as path:
         assert path.read_bytes() == (landing.root / "ingest_date=2025-01-02" / "orders.csv").read_bytes()
-    with zone.local_file("2025-01-02", "events.csv") as path:
+    with zone.local_file("2025-01-02", "products.csv") as path:
         assert path is None
 
 

@@ -5,6 +5,9 @@ One multi-asset per table, derived from its contract: it writes `staging.<table>
 """
 
 
+import dataclasses
+from datetime import datetime, timezone
+
 import dagster as dg
 import pandas as pd
 import pyarrow as pa
@@ -100,11 +103,15 @@ def build_staging_asset(t: Table) -> dg.AssetsDefinition:
                         metadata={"rows": result.quarantine.num_rows})
         cfg = load_gate_config()
         failures = result.failures.to_pylist()
+        counts = {k: partition_counts(conn, t, k, raw, result) for k in context.partition_keys}
+        quality_store.append("partition_profiles", profile_rows(context.run.run_id, t, counts))
+        history = quality_store.raw_rows_history(t.name)
         outcomes = []
-        for partition_key in context.partition_keys:
-            counts = partition_counts(conn, t, partition_key, raw, result)
+        for partition_key, c in counts.items():
+            earlier = tuple(history[k] for k in sorted(history, reverse=True) if k < partition_key)
+            c = dataclasses.replace(c, earlier_raw_rows=earlier)
             mine = [f for f in failures if f["ingest_date"].isoformat() == partition_key]
-            outcomes += evaluate_staging(t, staging_key(t.name), partition_key, cfg, counts, mine)
+            outcomes += evaluate_staging(t, staging_key(t.name), partition_key, cfg, c, mine)
         yield from report(context, quality_store, outcomes)
 
     return stage
@@ -117,18 +124,43 @@ def partition_counts(conn, t: Table, partition_key: str, raw: pa.Table, result) 
     key = ", ".join(f'"{k}"' for k in t.key)
     sample = " || '|' || ".join(f'CAST("{k}" AS VARCHAR)' for k in t.key)
     where = "ingest_date = CAST(? AS DATE)"
-    (raw_rows, staging_rows, quarantined, dup_keys, dup_samples), = conn.execute(
+    hours = "NULL"
+    if t.hourly_coverage_column:
+        col = f'"{t.hourly_coverage_column}"'
+        hours = (f"(SELECT count(DISTINCT hour({col})) FROM _staging WHERE {where} "
+                 f"AND CAST({col} AS DATE) = CAST(? AS DATE))")
+    params = [partition_key] * (6 if t.hourly_coverage_column else 4)
+    (raw_rows, staging_rows, quarantined, hours_with_rows, dup_keys, dup_samples), = conn.execute(
         f"""SELECT (SELECT count(*) FROM _raw WHERE {where}),
                    (SELECT count(*) FROM _staging WHERE {where}),
                    (SELECT count(*) FROM _quarantine WHERE {where}),
+                   {hours},
                    count(*), list(k)[1:{SAMPLE_KEYS}]
             FROM (SELECT {sample} AS k FROM _staging WHERE {where}
                   GROUP BY {key} HAVING count(*) > 1)""",
-        [partition_key] * 4,
+        params,
     ).fetchall()
     for name in ("_raw", "_staging", "_quarantine"):
         conn.unregister(name)
-    return PartitionCounts(raw_rows, staging_rows, quarantined, dup_keys, list(dup_samples or []))
+    return PartitionCounts(raw_rows, staging_rows, quarantined, dup_keys, list(dup_samples or []),
+                           hours_with_rows=hours_with_rows)
+
+
+PROFILE_SCHEMA = pa.schema(
+    [("run_id", pa.string()), ("partition_key", pa.string()), ("table_name", pa.string()),
+     ("raw_rows", pa.int64()), ("staging_rows", pa.int64()), ("quarantined_rows", pa.int64()),
+     ("profiled_at", pa.timestamp("us", tz="UTC"))]
+)
+
+
+def profile_rows(run_id: str, t: Table, counts: dict[str, PartitionCounts]) -> pa.Table:
+    now = datetime.now(timezone.utc)
+    return pa.Table.from_pylist(
+        [{"run_id": run_id, "partition_key": k, "table_name": t.name, "raw_rows": c.raw_rows,
+          "staging_rows": c.staging_rows, "quarantined_rows": c.quarantined_rows, "profiled_at": now}
+         for k, c in counts.items()],
+        schema=PROFILE_SCHEMA,
+    )
 
 
 def _received_keys(conn, frame: pd.DataFrame, column: str) -> pa.Table:

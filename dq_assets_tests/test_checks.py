@@ -1,0 +1,79 @@
+"""The check evaluation functions called directly, and the gate configuration."""
+
+import dagster as dg
+
+from dq_assets.checks import PartitionCounts, evaluate_landing, evaluate_staging, evaluate_volume, load_gate_config
+from dq_assets.contracts import table
+
+ASSET = dg.AssetKey(["staging", "orders"])
+CFG = load_gate_config()
+
+
+def counts(raw=100, staging=100, quarantined=0, earlier=(), hours=None, dups=0) -> PartitionCounts:
+    return PartitionCounts(raw, staging, quarantined, dups, [], hours_with_rows=hours, earlier_raw_rows=tuple(earlier))
+
+
+def by_name(outcomes):
+    return {o.check: o for o in outcomes}
+
+
+def test_volume_needs_seven_earlier_partitions_then_compares_with_half_their_median():
+    t = table("orders")
+    assert evaluate_volume(t, ASSET, "2025-01-08", CFG, counts(raw=1, earlier=[100] * 6)).passed
+    history = [100, 90, 110, 100, 5, 200, 100]  # median 100
+    assert evaluate_volume(t, ASSET, "2025-01-08", CFG, counts(raw=50, earlier=history)).passed
+    low = evaluate_volume(t, ASSET, "2025-01-08", CFG, counts(raw=49, earlier=history))
+    assert not low.passed and low.severity == "WARN" and "median 100" in low.threshold
+    # only the 7 most recent earlier partitions count
+    assert evaluate_volume(t, ASSET, "2025-01-09", CFG, counts(raw=49, earlier=history + [10_000] * 5)).passed is False
+
+
+def test_volume_is_not_evaluated_for_change_feeds_by_default():
+    o = evaluate_volume(table("customers"), ASSET, "2025-01-08", CFG, counts(raw=0, earlier=[100] * 7))
+    assert o.passed and "not evaluated" in o.observed
+
+
+def test_partial_load_and_conservation_and_quarantine_rate():
+    t = table("events")
+    out = by_name(evaluate_staging(t, ASSET, "2025-01-08", CFG, counts(hours=20), []))
+    assert out["partial_load"].passed and out["row_conservation"].passed and out["quarantine_rate"].passed
+    out = by_name(evaluate_staging(t, ASSET, "2025-01-08", CFG, counts(hours=19, staging=90, quarantined=9), []))
+    assert not out["partial_load"].passed and out["partial_load"].failing_rows == 5
+    assert not out["row_conservation"].passed and out["row_conservation"].severity == "ERROR"
+    assert out["quarantine_rate"].severity == "ERROR"  # 9%
+    out = by_name(evaluate_staging(t, ASSET, "2025-01-08", CFG, counts(hours=24, staging=95, quarantined=5), []))
+    assert not out["quarantine_rate"].passed and out["quarantine_rate"].severity == "WARN"  # exactly 5%
+
+
+def test_unique_key_fails_on_a_duplicate_left_in_staging():
+    out = by_name(evaluate_staging(table("orders"), ASSET, "2025-01-08", CFG, counts(dups=2), []))
+    assert not out["unique_key"].passed and out["unique_key"].failing_rows == 2 and out["unique_key"].severity == "ERROR"
+
+
+def test_manifest_comparisons():
+    t = table("orders")
+    entry = {"rows": 2, "sha256": "AB", "amount_sum": "10.50"}
+    ok = by_name(evaluate_landing(t, ASSET, "2025-01-08", CFG, listed=entry, present=True, landed_rows=2,
+                                  landed_sha256="ab", landed_sum=__import__("decimal").Decimal("10.500000"),
+                                  missing_columns=[], unknown_columns=[]))
+    assert all(o.passed for o in ok.values())
+    bad = by_name(evaluate_landing(t, ASSET, "2025-01-08", CFG, listed={**entry, "amount_sum": "1e"}, present=True,
+                                   landed_rows=3, landed_sha256="cd", landed_sum=None,
+                                   missing_columns=["amount"], unknown_columns=["x"]))
+    assert {k for k, o in bad.items() if not o.passed} == {
+        "manifest_rows", "manifest_sha256", "manifest_amount_sum", "required_columns", "unknown_columns"}
+    assert bad["unknown_columns"].severity == "WARN" and bad["required_columns"].severity == "ERROR"
+    absent = by_name(evaluate_landing(t, ASSET, "2025-01-08", CFG, listed=entry, present=False, landed_rows=0,
+                                      landed_sha256=None, landed_sum=None, missing_columns=[], unknown_columns=[]))
+    assert not absent["file_listed_and_present"].passed and absent["manifest_rows"].passed
+
+
+def test_a_deployment_overrides_severities_and_thresholds(tmp_path, monkeypatch):
+    override = tmp_path / "gate.yaml"
+    override.write_text("severity:\n  payments.no_unknown_reference: WARN\nquarantine_rate:\n  error_above: 0.5\n")
+    monkeypatch.setenv("DQ_GATE_CONFIG", str(override))
+    cfg = load_gate_config()
+    assert cfg.severity_of("payments", "no_unknown_reference") == "WARN"
+    assert cfg.severity_of("orders", "no_unknown_reference") == "ERROR"
+    assert cfg.quarantine_error_above == 0.5 and cfg.quarantine_warn_above == 0.0
+    assert CFG.severity_of("payments", "no_unknown_reference") == "ERROR"
