@@ -106,6 +106,8 @@ class Table:
     version_column: str | None = "updated_at"  # orders versions of a key; None = file order only
     # A timestamp whose hours of the ingest day must all have rows (partial-load check).
     hourly_coverage_column: str | None = None
+    # Money counted as revenue when `status` is a revenue status (revenue at risk).
+    revenue_column: str | None = None
 
     def __post_init__(self) -> None:
         check_identifier(self.name)
@@ -185,6 +187,7 @@ TABLES: tuple[Table, ...] = (
         name="orders",
         key=("order_id",),
         manifest_sum=("amount", "amount_sum"),
+        revenue_column="amount",
         columns=(
             Column("order_id", ID),
             Column("customer_id", ID, references=_ref("customers", "customer_id")),

@@ -72,3 +72,17 @@ class DuckDBQualityStore(dg.ConfigurableResource):
                 [table_name],
             ).fetchall()
         return dict(rows)
+
+    def latest_profiles(self, partition_keys: list[str]) -> list[dict]:
+        """The latest profile of every table of the given partitions."""
+        with self._connect() as conn:
+            if not table_exists(conn, QUALITY_SCHEMA, "partition_profiles"):
+                return []
+            return fetch_arrow(
+                conn,
+                f"""SELECT * FROM {qualified(QUALITY_SCHEMA, "partition_profiles")}
+                    WHERE list_contains(?, partition_key)
+                    QUALIFY row_number() OVER (PARTITION BY partition_key, table_name
+                                               ORDER BY profiled_at DESC) = 1""",
+                [list(partition_keys)],
+            ).to_pylist()

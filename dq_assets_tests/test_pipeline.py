@@ -223,3 +223,17 @@ def test_a_payment_in_a_later_partition_settles_an_order(two_days, warehouse):
     for d in ("2025-01-01", "2025-01-02"):
         assert warehouse.materialize(d).success
     assert warehouse.query("SELECT count(*) FROM quality.recon_row_mismatches") == [(0,)]
+
+
+def test_gate_records_health_score_and_revenue_at_risk(landing, warehouse):
+    orders = DAY1["orders"] + [DAY1["orders"][0]]  # O1 (paid, 25.00) sent twice
+    landing.write("2025-01-01", {**DAY1, "orders": orders})
+    warehouse.materialize("2025-01-01")
+    [(health, at_risk, landed, staged)] = warehouse.query(
+        "SELECT health_score, revenue_at_risk, rows_landed, rows_staged FROM quality.partition_gate")
+    assert at_risk == Decimal("25")
+    assert landed == staged + 1
+    assert 0.5 < health < 1.0
+    [(raw_rev, clean_rev)] = warehouse.query(
+        "SELECT revenue_raw, revenue_clean FROM quality.partition_profiles WHERE table_name = 'orders'")
+    assert (raw_rev, clean_rev) == (Decimal("50"), Decimal("25"))

@@ -38,13 +38,21 @@ GATE_SCHEMA = pa.schema(
         ("checks_passed", pa.int64()),
         ("error_failures", pa.string()),  # asset:check of every failed ERROR check
         ("warn_failures", pa.string()),
+        ("rows_landed", pa.int64()),
+        ("rows_staged", pa.int64()),
+        # mean of the share of landed rows that reached staging and the share of checks passed
+        ("health_score", pa.float64()),
+        # revenue of the orders as landed minus the revenue that reached staging
+        ("revenue_at_risk", pa.decimal128(38, 6)),
         ("run_id", pa.string()),
     ]
 )
 
 
-def gate_rows(results: pa.Table, partition_keys: list[str], run_id: str) -> pa.Table:
-    """One gate decision per partition from the latest check results."""
+def gate_rows(
+    results: pa.Table, partition_keys: list[str], run_id: str, profiles: list[dict] = ()
+) -> pa.Table:
+    """One gate decision per partition from the latest check results and table profiles."""
     rows = []
     by_partition: dict[str, list[dict]] = {k: [] for k in partition_keys}
     for r in results.to_pylist():
@@ -54,9 +62,19 @@ def gate_rows(results: pa.Table, partition_keys: list[str], run_id: str) -> pa.T
         failed = [r for r in results_here if not r["passed"]]
         errors = [f"{r['asset_key']}:{r['check_name']}" for r in failed if r["severity"] == "ERROR"]
         warns = [f"{r['asset_key']}:{r['check_name']}" for r in failed if r["severity"] != "ERROR"]
+        mine = [p for p in profiles if p["partition_key"] == key]
+        landed = sum(p["raw_rows"] for p in mine)
+        staged = sum(p["staging_rows"] for p in mine)
+        row_share = staged / landed if landed else 1.0
+        check_share = (len(results_here) - len(failed)) / len(results_here) if results_here else 0.0
+        at_risk = [p["revenue_raw"] - p["revenue_clean"] for p in mine if p["revenue_raw"] is not None]
         rows.append(
             {
                 "ingest_date": pd.Timestamp(key).date(),
+                "rows_landed": landed,
+                "rows_staged": staged,
+                "health_score": round((row_share + check_share) / 2, 4),
+                "revenue_at_risk": sum(at_risk) if at_risk else None,
                 # a partition whose checks never ran has not passed anything
                 "gate_passed": bool(results_here) and not errors,
                 "checks_evaluated": len(results_here),
@@ -84,10 +102,19 @@ def gate_rows(results: pa.Table, partition_keys: list[str], run_id: str) -> pa.T
 )
 def partition_gate(context: dg.AssetExecutionContext, quality_store: DuckDBQualityStore):
     keys = list(context.partition_keys)
-    gate = gate_rows(quality_store.latest_check_results(keys), keys, context.run.run_id)
+    gate = gate_rows(quality_store.latest_check_results(keys), keys, context.run.run_id,
+                     quality_store.latest_profiles(keys))
     decisions = gate.to_pylist()
     failed = [d for d in decisions if not d["gate_passed"]]
-    yield dg.Output(to_pandas(gate), metadata={"failed_partitions": len(failed)})
+    at_risk = [d["revenue_at_risk"] for d in decisions if d["revenue_at_risk"] is not None]
+    yield dg.Output(
+        to_pandas(gate),
+        metadata={  # numeric, so the UI plots them across partitions
+            "failed_partitions": len(failed),
+            "health_score": min(d["health_score"] for d in decisions),
+            "revenue_at_risk": float(sum(at_risk)) if at_risk else 0.0,
+        },
+    )
     for d in failed:
         context.log.error(
             f"gate FAILED for {d['ingest_date']}: {d['error_failures'] or 'no check results'}"

@@ -24,6 +24,7 @@ from dq_assets.cleaning import validate
 from dq_assets.contracts import SAME_PARTITION, TABLES, Table
 from dq_assets.duck import connect_duckdb, to_arrow, to_pandas
 from dq_assets.layers.raw import raw_key
+from dq_assets.profiling import column_profiles, profile_markdown, revenue
 from dq_assets.quality_store import DuckDBQualityStore
 from dq_assets.settings import DAILY
 
@@ -97,14 +98,17 @@ def build_staging_asset(t: Table) -> dg.AssetsDefinition:
             ref_keys[col.name] = _received_keys(conn, keys, ref.column)
         raw = to_arrow(raw_rows)
         result = validate(conn, t, raw, ref_keys)
+        cfg = load_gate_config()
+        keys = list(context.partition_keys)
+        counts = {k: partition_counts(conn, t, k, raw, result) for k in keys}
+        revenues = {k: revenue(conn, t, raw, result.staging, k) for k in keys}
+        profiles = {k: column_profiles(conn, t, result.staging, k) for k in keys}
+        quality_store.append("partition_profiles", profile_rows(context.run.run_id, t, counts, revenues))
         yield dg.Output(to_pandas(result.staging), output_name="staging",
-                        metadata={"rows": result.staging.num_rows})
+                        metadata=staging_metadata(counts, revenues, profiles))
         yield dg.Output(to_pandas(result.quarantine), output_name="quarantine",
                         metadata={"rows": result.quarantine.num_rows})
-        cfg = load_gate_config()
         failures = result.failures.to_pylist()
-        counts = {k: partition_counts(conn, t, k, raw, result) for k in context.partition_keys}
-        quality_store.append("partition_profiles", profile_rows(context.run.run_id, t, counts))
         history = quality_store.raw_rows_history(t.name)
         outcomes = []
         for partition_key, c in counts.items():
@@ -149,18 +153,39 @@ def partition_counts(conn, t: Table, partition_key: str, raw: pa.Table, result) 
 PROFILE_SCHEMA = pa.schema(
     [("run_id", pa.string()), ("partition_key", pa.string()), ("table_name", pa.string()),
      ("raw_rows", pa.int64()), ("staging_rows", pa.int64()), ("quarantined_rows", pa.int64()),
+     ("revenue_raw", pa.decimal128(38, 6)), ("revenue_clean", pa.decimal128(38, 6)),
      ("profiled_at", pa.timestamp("us", tz="UTC"))]
 )
 
 
-def profile_rows(run_id: str, t: Table, counts: dict[str, PartitionCounts]) -> pa.Table:
+def profile_rows(run_id: str, t: Table, counts: dict[str, PartitionCounts], revenues: dict) -> pa.Table:
     now = datetime.now(timezone.utc)
     return pa.Table.from_pylist(
         [{"run_id": run_id, "partition_key": k, "table_name": t.name, "raw_rows": c.raw_rows,
-          "staging_rows": c.staging_rows, "quarantined_rows": c.quarantined_rows, "profiled_at": now}
+          "staging_rows": c.staging_rows, "quarantined_rows": c.quarantined_rows,
+          "revenue_raw": revenues[k][0], "revenue_clean": revenues[k][1], "profiled_at": now}
          for k, c in counts.items()],
         schema=PROFILE_SCHEMA,
     )
+
+
+def staging_metadata(counts: dict[str, PartitionCounts], revenues: dict, profiles: dict) -> dict:
+    """Numeric metadata (plotted across partitions by the UI) and the column profile."""
+    keys = list(counts)
+    meta: dict = {
+        "rows": sum(c.staging_rows for c in counts.values()),
+        "quarantined_rows": sum(c.quarantined_rows for c in counts.values()),
+    }
+    raw_rev = [revenues[k][0] for k in keys if revenues[k][0] is not None]
+    if raw_rev:
+        clean = sum(revenues[k][1] for k in keys)
+        meta["revenue_raw"] = float(sum(raw_rev))
+        meta["revenue_clean"] = float(clean)
+        meta["revenue_at_risk"] = float(sum(raw_rev) - clean)
+    meta["profile"] = dg.MetadataValue.md(
+        "\n\n".join(f"**{k}**\n\n{profile_markdown(profiles[k])}" for k in keys[-3:])
+    )
+    return meta
 
 
 def _received_keys(conn, frame: pd.DataFrame, column: str) -> pa.Table:
