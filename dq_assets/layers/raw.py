@@ -2,16 +2,22 @@
 
 
 import json
+from datetime import date
 
 import dagster as dg
 import pandas as pd
 import pyarrow as pa
 
-from dq_assets.checks import evaluate_landing, evaluate_unexpected_files, load_gate_config, raw_check_defs, report
+from dq_assets.checks import (
+    evaluate_landing,
+    evaluate_unexpected_files,
+    load_gate_config,
+    raw_check_defs,
+    report,
+)
 from dq_assets.cleaning import parse_decimal, trimmed
-from dq_assets.contracts import TABLES, Table
+from dq_assets.contracts import TABLES, Table, table
 from dq_assets.duck import connect_duckdb, to_pandas
-from dq_assets.quality_store import DuckDBQualityStore
 from dq_assets.landing import (
     FileSchema,
     LandingError,
@@ -22,6 +28,7 @@ from dq_assets.landing import (
     sha256_of,
     table_of_file,
 )
+from dq_assets.quality_store import DuckDBQualityStore
 from dq_assets.settings import DAILY
 
 RAW_GROUP = "raw"
@@ -171,10 +178,6 @@ LANDING_FILE_COLUMNS = tuple(LANDING_FILES_SCHEMA.names)
 
 
 def _file_row(landing: LandingZone, key: str, name: str, listed: dict | None, present: bool) -> dict:
-    from datetime import date
-
-    from dq_assets.contracts import table
-
     table_name = table_of_file(name)
     t = table(table_name) if table_name else None
     sum_field = t.manifest_sum[1] if t and t.manifest_sum else None
