@@ -49,7 +49,6 @@ CUSTOMERS, PRODUCTS, ORDERS, ORDER_ITEMS, PAYMENTS, EVENTS = (
     "customers", "products", "orders", "order_items", "payments", "events",
 )
 DIMENSIONS = (CUSTOMERS, PRODUCTS)
-FACTS = (ORDERS, ORDER_ITEMS, PAYMENTS, EVENTS)
 
 CURRENCIES = ("EUR", "USD", "GBP")
 CURRENCY_P = (0.55, 0.30, 0.15)
@@ -122,6 +121,7 @@ BATCH_KINDS = ("late_arriving", "resent_orders")  # value = count or rate of ord
 # with --defect (every day), the value of these is a probability per day
 PROBABILITY_KINDS = ("manifest_drift", "missing_file", "unlisted_file", "missing_column", "extra_column")
 KINDS = ROW_KINDS + FILE_KINDS + VALID_KINDS
+FILE_ERROR_KINDS = ("manifest_drift", "missing_file", "unlisted_file", "missing_column")
 
 DEFAULT_TABLE = {
     "missing_required": ORDERS, "unparseable": ORDERS, "invalid_value": ORDERS,
@@ -506,8 +506,9 @@ class Frame:
         self.next_uid = self.n
         self.may_quote: set[str] = set()
         self.ws: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # column -> (uids, pad index)
+        self._inv: np.ndarray | None = None  # uid -> position cache (after finalize)
+        self._inv_n = -1
         self.order = list(cols)  # column order as written
-        self.header: list[str] | None = None
 
     def get(self, col: str, rows: np.ndarray) -> pa.Array:
         return pc.take(self.cols[col], pa.array(np.asarray(rows, dtype=np.int64)))
@@ -569,8 +570,11 @@ class Frame:
         if pos is not None and len(pos) > 1 and np.any(np.diff(pos) < 0):
             perm = np.argsort(pos, kind="stable")
             idx = pa.array(perm)
-            self.cols = {c: pc.take(a, idx) for c, a in self.cols.items()}
-            self.meta = {k: v[perm] for k, v in self.meta.items()}
+            for c in list(self.cols):  # one column at a time: bounded extra memory
+                self.cols[c] = pc.take(self.cols[c], idx)
+            for k in list(self.meta):
+                self.meta[k] = self.meta[k][perm]
+            self._inv = None
         self._line_of = {}
 
     def lines(self, uids: Iterable[int]) -> list[int]:
@@ -578,9 +582,16 @@ class Frame:
         uids = np.asarray(list(uids), dtype=np.int64)
         if len(uids) == 0:
             return []
-        order = np.argsort(self.meta["uid"])
-        pos = order[np.searchsorted(self.meta["uid"], uids, sorter=order)]
-        return (pos + 2).tolist()
+        u = self.meta["uid"]
+        if self._inv is None or len(self._inv) != self.next_uid or self._inv_n != len(u):
+            if np.array_equal(u, np.arange(len(u))):
+                self._inv = None
+                self._inv_n = -1
+                return (uids + 2).tolist()
+            self._inv = np.full(self.next_uid, -1, dtype=np.int64)
+            self._inv[u] = np.arange(len(u))
+            self._inv_n = len(u)
+        return (self._inv[uids] + 2).tolist()
 
     def keys(self, uids: Iterable[int]) -> list[dict[str, str]]:
         uids = list(uids)
@@ -929,9 +940,11 @@ class _Day:
         for entry, tname, uids, extras in self.pending_log:
             f = self.frames[tname]
             rows = []
+            refs = [v for u in uids for k, v in extras.get(u, {}).items() if k.endswith("_line")]
+            ref_line = dict(zip(refs, f.lines(refs)))
             for u, line, key in zip(uids, f.lines(uids), f.keys(uids)):
                 r = {"line": line, "key": key}
-                r.update({k: (f.lines([v])[0] if k.endswith("_line") else v) for k, v in extras.get(u, {}).items()})
+                r.update({k: (ref_line[v] if k.endswith("_line") else v) for k, v in extras.get(u, {}).items()})
                 rows.append(r)
             entry.setdefault("rows", []).extend(rows)
 
@@ -1159,12 +1172,20 @@ class _Day:
         hist = {k: np.concatenate([p[k] for p in prev]) for k in prev[0]}
         k = self._count(t, n_base, default_rate=0.05)
         k = min(k, len(hist["seq"]))
-        pick = np.sort(r.choice(len(hist["seq"]), k, replace=False))
+        st = list(C.ORDER_STATUSES)
+        # about 30% placed orders (they may change amount and items), the first one always does
+        placed = np.flatnonzero(hist["status"] == st.index("placed"))
+        n_pl = min(len(placed), max(1, round(0.3 * k))) if k else 0
+        first = np.sort(r.choice(placed, n_pl, replace=False)) if n_pl else np.zeros(0, np.int64)
+        rest = np.setdiff1d(np.arange(len(hist["seq"])), first)
+        pick = np.concatenate([first, np.sort(r.choice(rest, k - n_pl, replace=False))]).astype(np.int64)
         new = {key: hist[key][pick].copy() for key in ("seq", "day", "cust", "order_ts", "updated",
                                                           "status", "cur", "amount")}
-        st = list(C.ORDER_STATUSES)
         names = np.array(st)[new["status"]]
         unchanged = r.random(k) < 0.25
+        force_items = n_pl > 0
+        if force_items:
+            unchanged[0] = False
         change = np.array(["unchanged"] * k, dtype=object)
         nxt = {"paid": "shipped", "shipped": "delivered", "delivered": "refunded"}
         new_items_for: list[int] = []
@@ -1177,7 +1198,7 @@ class _Day:
             old = names[j]
             if old == "placed":
                 u = r.random()
-                if u < 0.4:
+                if u < 0.4 or (j == 0 and force_items):
                     new_items_for.append(j)
                     new["status"][j] = st.index("paid")
                     capture[j] = True
@@ -1796,7 +1817,10 @@ class _Day:
                 for k in ("status", "updated", "amount"):
                     h[k][pos[hit]] = keep[k][resent][hit]
         new = {k: v[~resent] for k, v in keep.items()}
-        self.state.recent_orders = (self.state.recent_orders + [new])[-3:]
+        # orders of a partition with a file-level error are not re-sent later: the gate may have
+        # rejected that whole partition, so its captured payments might never reach staging
+        if not any(e["kind"] in FILE_ERROR_KINDS for e in self.injected):
+            self.state.recent_orders = (self.state.recent_orders + [new])[-3:]
         # finish the log entries that refer to numeric rows
         of = self.frames[ORDERS]
         pf = self.frames[PAYMENTS]
@@ -1879,8 +1903,12 @@ def _bytes_of(a: pa.Array) -> memoryview:
 
 def _build_parser() -> argparse.ArgumentParser:
     kinds = "\n".join(f"  {k:<21} {KIND_HELP[k]}" for k in KINDS)
-    defaults = "\n".join(
-        f"  {k:<21} default table {DEFAULT_TABLE[k]}; tables: {', '.join(DEFAULT_OPTION[k])}" for k in KINDS)
+    def _opts(k: str) -> str:
+        o = DEFAULT_OPTION[k]
+        if any(o.values()):
+            return " ".join(f"{t}@{v}" if v else t for t, v in o.items())
+        return ", ".join(o)
+    defaults = "\n".join(f"  {k:<21} [{DEFAULT_TABLE[k]}] {_opts(k)}" for k in KINDS)
     p = argparse.ArgumentParser(
         prog="dq-generate",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -1900,7 +1928,7 @@ defect syntax: [TABLE.]KIND[@OPTION][=VALUE]
 kinds:
 {kinds}
 
-defaults:
+[default table] then the tables it applies to, with the default OPTION:
 {defaults}
 
 examples:
