@@ -101,6 +101,14 @@ class Warehouse:
             instance=self.instance, raise_on_error=False, selection=selection,
         )
 
+    def materialize_range(self, first: str, last: str) -> dg.ExecuteInProcessResult:
+        """One run over a partition range, as `--partition-range first...last` does."""
+        return dg.materialize(
+            ALL_ASSETS, resources=self.resources, instance=self.instance, raise_on_error=False,
+            tags={"dagster/asset_partition_range_start": first,
+                  "dagster/asset_partition_range_end": last},
+        )
+
     def query(self, sql: str, params=None) -> list[tuple]:
         with duckdb.connect(str(self.database), read_only=True) as conn:
             conn.execute("SET TimeZone = 'UTC'")
