@@ -104,6 +104,30 @@ class Outcome:
     detail: str = ""
     sample_keys: list[str] = field(default_factory=list)
     sql: str = ""
+    # Metric-level reconciliations behind the outcome, also kept in quality.recon_summary:
+    recons: list["Recon"] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Recon:
+    """Two totals that must agree, e.g. landed rows vs the manifest's."""
+
+    metric: str  # rows | sha256 | amount_sum | ... | order_count | revenue
+    scope: str  # a table, or table/currency
+    expected: object  # the reference side (manifest, raw, staging)
+    observed: object
+
+    @property
+    def agrees(self) -> bool:
+        diff = self.difference
+        return self.expected == self.observed if diff is None else diff == 0
+
+    @property
+    def difference(self) -> Decimal | None:
+        try:
+            return Decimal(str(self.observed)) - Decimal(str(self.expected))
+        except (InvalidOperation, TypeError, ValueError):
+            return None
 
 
 def reason_check_name(reason: str) -> str:
@@ -244,11 +268,44 @@ def check_results_rows(run_id: str, outcomes: list[Outcome]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=CHECK_RESULTS_SCHEMA)
 
 
+RECON_SUMMARY_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("partition_key", pa.string()),
+        ("check_name", pa.string()),
+        ("metric", pa.string()),
+        ("scope", pa.string()),
+        ("expected", pa.string()),
+        ("observed", pa.string()),
+        ("difference", pa.decimal128(38, 6)),  # observed - expected, for numeric metrics
+        ("passed", pa.bool_()),
+        ("evaluated_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+def recon_summary_rows(run_id: str, outcomes: list[Outcome]) -> pa.Table:
+    now = datetime.now(timezone.utc)
+    return pa.Table.from_pylist(
+        [
+            {"run_id": run_id, "partition_key": o.partition_key, "check_name": o.check,
+             "metric": r.metric, "scope": r.scope,
+             "expected": None if r.expected is None else str(r.expected),
+             "observed": None if r.observed is None else str(r.observed),
+             "difference": r.difference, "passed": r.agrees, "evaluated_at": now}
+            for o in outcomes for r in o.recons
+        ],
+        schema=RECON_SUMMARY_SCHEMA,
+    )
+
+
 def report(context, store, outcomes: list[Outcome]):
     """Append outcomes to quality.check_results, log failures, and yield Dagster results."""
     if not outcomes:
         return
     store.append("check_results", check_results_rows(context.run.run_id, outcomes))
+    if any(o.recons for o in outcomes):
+        store.append("recon_summary", recon_summary_rows(context.run.run_id, outcomes))
     for o in outcomes:
         if not o.passed:
             log = context.log.error if o.severity == ERROR else context.log.warning
@@ -307,13 +364,15 @@ def evaluate_landing(
                            observed="not applicable: file not both listed and present")
         return Outcome(check, asset, partition_key, passed=equal, severity=sev(check),
                        failing_rows=0 if equal else 1, observed=str(observed),
-                       threshold=f"= {expected} (manifest)", sql=audit_sql)
+                       threshold=f"= {expected} (manifest)", sql=audit_sql,
+                       recons=[Recon(check.removeprefix("manifest_"), f"{t.name} landed vs manifest",
+                                     expected, observed)])
 
     rows_expected = (listed or {}).get("rows")
     out.append(compare("manifest_rows", rows_expected, landed_rows,
                        _as_int(rows_expected) == landed_rows))
     sha_expected = (listed or {}).get("sha256")
-    out.append(compare("manifest_sha256", sha_expected, landed_sha256,
+    out.append(compare("manifest_sha256", str(sha_expected).lower(), landed_sha256,
                        str(sha_expected).lower() == (landed_sha256 or "")))
     if t.manifest_sum:
         column, sum_field = t.manifest_sum
@@ -383,6 +442,8 @@ def evaluate_staging(
             failing_rows=abs(c.raw_rows - c.staging_rows - c.quarantined_rows),
             observed=f"raw {c.raw_rows} vs staging {c.staging_rows} + quarantine {c.quarantined_rows}",
             threshold="raw = staging + quarantine",
+            recons=[Recon("rows", f"{t.name} staging + quarantine vs raw", c.raw_rows,
+                          c.staging_rows + c.quarantined_rows)],
             sql=(f"SELECT (SELECT count(*) FROM raw.{t.name} WHERE {where}) AS raw_rows, "
                  f"(SELECT count(*) FROM staging.{t.name} WHERE {where}) AS staging_rows, "
                  f"(SELECT count(*) FROM quality.{t.name}_quarantine WHERE {where}) AS quarantined"),
@@ -440,6 +501,29 @@ def evaluate_staging(
             )
         )
     return out
+
+
+def evaluate_mart_totals(
+    asset: dg.AssetKey, partition_key: str, cfg: GateConfig,
+    staged: dict[str, tuple[int, Decimal]], in_mart: dict[str, tuple[int, Decimal]],
+) -> Outcome:
+    """Staging vs mart: order count and revenue per currency (currency -> (count, revenue))."""
+    recons = []
+    for currency in sorted(set(staged) | set(in_mart)):
+        s_count, s_rev = staged.get(currency, (0, Decimal(0)))
+        m_count, m_rev = in_mart.get(currency, (0, Decimal(0)))
+        recons.append(Recon("order_count", f"orders/{currency} mart vs staging", s_count, m_count))
+        recons.append(Recon("revenue", f"orders/{currency} mart vs staging", s_rev, m_rev))
+    off = [r for r in recons if not r.agrees]
+    return Outcome(
+        "matches_staging", asset, partition_key, passed=not off,
+        severity=cfg.severity_of("marts", "matches_staging"), failing_rows=len(off),
+        observed="; ".join(f"{r.scope} {r.metric}: {r.observed} vs {r.expected}" for r in off) or "equal",
+        threshold="mart = staging per currency", recons=recons,
+        sql=(f"SELECT currency, count(DISTINCT order_id), sum(amount) FILTER (WHERE status IN "
+             f"('paid', 'shipped', 'delivered')) FROM staging.orders WHERE ingest_date = DATE "
+             f"'{partition_key}' GROUP BY 1 -- vs marts.fact_revenue_daily"),
+    )
 
 
 def evaluate_volume(t: Table, asset, partition_key: str, cfg: GateConfig, c: PartitionCounts) -> Outcome:

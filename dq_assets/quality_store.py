@@ -15,6 +15,8 @@ from dq_assets.duck import connect_duckdb, fetch_arrow, qualified, table_exists
 from dq_assets.settings import warehouse_path
 
 QUALITY_SCHEMA = "quality"
+# History tables: every evaluation adds rows, a rerun never replaces them.
+APPEND_ONLY_TABLES = ("check_results", "recon_summary", "partition_profiles")
 
 
 class DuckDBQualityStore(dg.ConfigurableResource):

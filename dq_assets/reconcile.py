@@ -20,15 +20,19 @@ AMOUNT_TOLERANCE = "0.01"
 
 RECONS = ("order_amount_mismatch", "payment_unknown_order", "order_without_captured_payment")
 
-MISMATCH_SQL = f"""
-WITH item_totals AS (
+_ORDER_ITEMS_CTES = """
+item_totals AS (
     SELECT ingest_date, order_id, sum(line_amount) AS items_total, count(*) AS items
     FROM items GROUP BY ALL
 ),
 incomplete AS (  -- orders with an item rejected for a reason other than duplicate
     SELECT DISTINCT ingest_date, trim(order_id, ' \t\r\n') AS order_id FROM items_quarantine
     WHERE reject_reason <> 'duplicate' AND order_id IS NOT NULL
-),
+)
+"""
+
+MISMATCH_SQL = f"""
+WITH {_ORDER_ITEMS_CTES},
 captured AS (
     SELECT order_id, min(ingest_date) AS first_captured FROM payments
     WHERE status = 'captured' GROUP BY ALL
@@ -68,3 +72,21 @@ def row_mismatches(
                            payments=payments, payments_quarantine=payments_quarantine).items():
         conn.register(name, data)
     return fetch_arrow(conn, MISMATCH_SQL)
+
+
+# Metric level: the amounts of the orders that have (complete) items vs their items' total.
+AMOUNT_TOTALS_SQL = f"""
+WITH {_ORDER_ITEMS_CTES}
+SELECT o.ingest_date, count(*) AS orders, sum(t.items_total) AS items_total, sum(o.amount) AS orders_total
+FROM orders o JOIN item_totals t USING (ingest_date, order_id)
+WHERE NOT EXISTS (SELECT 1 FROM incomplete i WHERE i.ingest_date = o.ingest_date AND i.order_id = o.order_id)
+GROUP BY ALL ORDER BY 1
+"""
+
+
+def amount_totals(orders: pa.Table, items: pa.Table, items_quarantine: pa.Table) -> dict:
+    """ingest_date -> (orders compared, items total, orders total)."""
+    conn = connect_duckdb()
+    for name, data in dict(orders=orders, items=items, items_quarantine=items_quarantine).items():
+        conn.register(name, data)
+    return {d: (n, it, ot) for d, n, it, ot in conn.execute(AMOUNT_TOTALS_SQL).fetchall()}

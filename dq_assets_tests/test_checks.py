@@ -77,3 +77,14 @@ def test_a_deployment_overrides_severities_and_thresholds(tmp_path, monkeypatch)
     assert cfg.severity_of("orders", "no_unknown_reference") == "ERROR"
     assert cfg.quarantine_error_above == 0.5 and cfg.quarantine_warn_above == 0.0
     assert CFG.severity_of("payments", "no_unknown_reference") == "ERROR"
+
+
+def test_mart_totals_must_equal_staging_per_currency():
+    from decimal import Decimal as D
+
+    from dq_assets.checks import evaluate_mart_totals
+
+    same = evaluate_mart_totals(ASSET, "2025-01-08", CFG, {"EUR": (2, D("5"))}, {"EUR": (2, D("5.000"))})
+    assert same.passed and len(same.recons) == 2
+    off = evaluate_mart_totals(ASSET, "2025-01-08", CFG, {"EUR": (2, D("5")), "USD": (1, D("1"))}, {"EUR": (2, D("4"))})
+    assert not off.passed and off.severity == "ERROR" and off.failing_rows == 3

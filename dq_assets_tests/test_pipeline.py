@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 
 from dq_assets.contracts import TABLE_NAMES
+from dq_assets.quality_store import APPEND_ONLY_TABLES
 from dq_assets_tests.conftest import DAY1, DAY2, Landing, Warehouse
 
 MARTS = ["fact_orders", "fact_revenue_daily", "revenue_by_order_date", "customer_versions", "dim_customers"]
@@ -109,8 +110,9 @@ def snapshot(wh: Warehouse) -> dict:
     """Every table's full contents, minus what is a property of the run (load time, run id)
     and the append-only history tables (a rerun adds to them by design)."""
     out = {}
-    for schema, name in wh.query("""SELECT table_schema, table_name FROM information_schema.tables
-                                    WHERE table_name NOT IN ('check_results', 'partition_profiles')"""):
+    for schema, name in wh.query("SELECT table_schema, table_name FROM information_schema.tables"):
+        if name in APPEND_ONLY_TABLES:
+            continue
         cols = [c for (c,) in wh.query(f"SELECT column_name FROM (DESCRIBE {schema}.{name})")
                 if c not in ("loaded_at", "run_id")]
         out[f"{schema}.{name}"] = sorted(
@@ -237,3 +239,17 @@ def test_gate_records_health_score_and_revenue_at_risk(landing, warehouse):
     [(raw_rev, clean_rev)] = warehouse.query(
         "SELECT revenue_raw, revenue_clean FROM quality.partition_profiles WHERE table_name = 'orders'")
     assert (raw_rev, clean_rev) == (Decimal("50"), Decimal("25"))
+
+
+def test_recon_summary_reconciles_manifest_conservation_items_and_marts(shop):
+    rows = shop.query("""SELECT check_name, metric, scope, expected, observed, difference, passed
+                         FROM quality.recon_summary WHERE partition_key = '2025-01-01'
+                         QUALIFY row_number() OVER (PARTITION BY check_name, metric, scope ORDER BY evaluated_at DESC) = 1""")
+    by = {(c, m, s): (e, o, d, p) for c, m, s, e, o, d, p in rows}
+    assert by[("manifest_rows", "rows", "orders landed vs manifest")][:2] == ("2", "2")
+    assert by[("manifest_amount_sum", "amount_sum", "orders landed vs manifest")][2] == 0
+    assert by[("row_conservation", "rows", "events staging + quarantine vs raw")][:2] == ("26", "26")
+    assert by[("order_amount_matches_items", "amount", "2 orders vs their order_items")][2] == 0
+    assert by[("matches_staging", "revenue", "orders/EUR mart vs staging")][:3] == ("25.000000", "25.000000", 0)
+    assert by[("matches_staging", "order_count", "orders/EUR mart vs staging")][:2] == ("2", "2")
+    assert all(p for *_, p in by.values())

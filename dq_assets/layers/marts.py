@@ -9,11 +9,14 @@ from those gated partitions only, never from staging directly.
 import dagster as dg
 import pandas as pd
 
+from dq_assets.checks import evaluate_mart_totals, load_gate_config, report
 from dq_assets.contracts import REVENUE_STATUSES
 from dq_assets.duck import connect_duckdb, to_arrow, to_pandas
 from dq_assets.layers.raw import partition_asset_args
 from dq_assets.layers.quality import GATE_KEY, require_gate
 from dq_assets.layers.staging import staging_key
+from dq_assets.quality_store import DuckDBQualityStore
+from dq_assets.settings import DAILY
 
 MARTS_GROUP = "marts"
 PARTITIONED = {**partition_asset_args(MARTS_GROUP), "metadata": {"partition_expr": "ingest_date"}}
@@ -53,21 +56,56 @@ def fact_orders(
     )
 
 
+FACT_REVENUE_KEY = dg.AssetKey(["marts", "fact_revenue_daily"])
+
+
 @dg.asset(
-    key=["marts", "fact_revenue_daily"],
-    ins={"fact_orders": dg.AssetIn(key=["marts", "fact_orders"])},
+    key=FACT_REVENUE_KEY,
+    ins={
+        "fact_orders": dg.AssetIn(key=["marts", "fact_orders"]),
+        "orders": dg.AssetIn(key=staging_key("orders")),
+    },
     description="Per ingest_date, order_date (UTC) and currency: distinct orders received in "
     "that partition and the revenue of those paid, shipped or delivered.",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "matches_staging", asset=FACT_REVENUE_KEY, blocking=True, partitions_def=DAILY,
+            description="Order count and revenue per currency equal staging.orders'.",
+        )
+    ],
     **PARTITIONED,
 )
-def fact_revenue_daily(fact_orders: pd.DataFrame) -> pd.DataFrame:
-    return run_sql(
+def fact_revenue_daily(
+    context: dg.AssetExecutionContext,
+    quality_store: DuckDBQualityStore,
+    fact_orders: pd.DataFrame,
+    orders: pd.DataFrame,
+):
+    facts = run_sql(
         f"""SELECT ingest_date, order_date, currency,
                    count(DISTINCT order_id) AS order_count,
                    coalesce(sum(amount) FILTER (WHERE status IN {REVENUE_IN}), 0) AS revenue
             FROM fact_orders GROUP BY ALL ORDER BY ALL""",
         fact_orders=fact_orders,
     )
+    yield dg.Output(facts, metadata={"rows": len(facts)})
+    totals = f"""SELECT CAST(ingest_date AS VARCHAR) AS partition_key, currency,
+                        {{count}} AS order_count, sum({{revenue}}) AS revenue FROM {{t}} GROUP BY ALL"""
+    staged = run_sql(totals.format(t="orders", count="count(DISTINCT order_id)",
+                                   revenue=f"amount) FILTER (WHERE status IN {REVENUE_IN}"), orders=orders)
+    in_mart = run_sql(totals.format(t="facts", count="sum(order_count)", revenue="revenue"), facts=facts)
+    outcomes = [
+        evaluate_mart_totals(FACT_REVENUE_KEY, key, load_gate_config(),
+                             _by_currency(staged, key), _by_currency(in_mart, key))
+        for key in context.partition_keys
+    ]
+    yield from report(context, quality_store, outcomes)
+
+
+def _by_currency(frame: pd.DataFrame, partition_key: str) -> dict:
+    rows = frame[frame["partition_key"] == partition_key]
+    return {r.currency: (int(r.order_count), r.revenue if pd.notna(r.revenue) else 0)
+            for r in rows.itertuples()}
 
 
 @dg.asset(

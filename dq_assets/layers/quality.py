@@ -6,16 +6,18 @@ check `gate_passed` fails with ERROR when any ERROR-severity check failed, which
 marts downstream and makes the run (and `dagster asset materialize`) fail.
 """
 
+from datetime import date
+
 import dagster as dg
 import pandas as pd
 import pyarrow as pa
 
 from dq_assets.contracts import TABLE_NAMES
-from dq_assets.checks import SAMPLE_KEYS, Outcome, load_gate_config, report
+from dq_assets.checks import SAMPLE_KEYS, Outcome, Recon, load_gate_config, report
 from dq_assets.duck import to_arrow, to_pandas
 from dq_assets.layers.raw import LANDING_FILES_KEY, partition_asset_args, raw_key
 from dq_assets.layers.staging import UP_TO_PARTITION_MAPPING, quarantine_key, staging_key
-from dq_assets.reconcile import row_mismatches
+from dq_assets.reconcile import amount_totals, row_mismatches
 from dq_assets.quality_store import DuckDBQualityStore
 from dq_assets.settings import DAILY
 
@@ -55,8 +57,10 @@ def gate_rows(
     """One gate decision per partition from the latest check results and table profiles."""
     rows = []
     by_partition: dict[str, list[dict]] = {k: [] for k in partition_keys}
+    gated = {k.to_user_string() for k in GATED_ASSETS}
     for r in results.to_pylist():
-        by_partition.setdefault(r["partition_key"], []).append(r)
+        if r["asset_key"] in gated:  # the marts' own checks come after the gate
+            by_partition.setdefault(r["partition_key"], []).append(r)
     for key in partition_keys:
         results_here = by_partition[key]
         failed = [r for r in results_here if not r["passed"]]
@@ -184,11 +188,15 @@ def recon_row_mismatches(
         to_arrow(payments_quarantine),
     ).cast(RECON_SCHEMA)
     yield dg.Output(to_pandas(mismatches), metadata={"rows": mismatches.num_rows})
+    totals = amount_totals(to_arrow(orders), to_arrow(items), to_arrow(items_quarantine))
     cfg = load_gate_config()
     rows = mismatches.to_pylist()
     outcomes = []
     for partition_key in context.partition_keys:
         here = [r for r in rows if r["ingest_date"].isoformat() == partition_key]
+        n, items_total, orders_total = totals.get(date.fromisoformat(partition_key), (0, 0, 0))
+        metric = {"order_amount_matches_items": [
+            Recon("amount", f"{n} orders vs their order_items", items_total, orders_total)]}
         for check, (recon, _) in RECON_CHECKS.items():
             keys = [r["key"] for r in here if r["recon"] == recon]
             outcomes.append(Outcome(
@@ -199,6 +207,7 @@ def recon_row_mismatches(
                 detail=next((r["detail"] for r in here if r["recon"] == recon), ""),
                 sql=(f"SELECT * FROM quality.recon_row_mismatches WHERE ingest_date = "
                      f"DATE '{partition_key}' AND recon = '{recon}'"),
+                recons=metric.get(check, []),
             ))
     yield from report(context, quality_store, outcomes)
 
