@@ -10,7 +10,7 @@ setup(
     version="0.1.0",
     description="A Dagster data warehouse that is a trust gate for daily e-commerce data",
     packages=find_packages(exclude=["dq_assets_tests", "dq_assets_tests.*"]),
-    package_data={"dq_assets": ["gate.yaml"]},
+    package_data={"dq_assets": ["gate.yaml", "suppressions.yaml"]},
     python_requires=">=3.10,<3.15",
     install_requires=[
         f"dagster=={DAGSTER}",

@@ -27,6 +27,7 @@ import yaml
 
 from dq_assets.cleaning import column_failures
 from dq_assets.contracts import REJECT_REASONS, Table
+from dq_assets.suppressions import Suppression, load_suppressions, today_utc
 
 GATE_CONFIG_ENV = "DQ_GATE_CONFIG"
 DEFAULT_GATE_CONFIG = Path(__file__).with_name("gate.yaml")
@@ -106,6 +107,7 @@ class Outcome:
     sql: str = ""
     # Metric-level reconciliations behind the outcome, also kept in quality.recon_summary:
     recons: list["Recon"] = field(default_factory=list)
+    suppressed_by: str | None = None  # ticket of the suppression that downgraded it to WARN
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,9 @@ def check_result(outcomes: list[Outcome]) -> dg.AssetCheckResult:
     }
     if failed:
         meta["failed_partitions"] = ", ".join(o.partition_key for o in failed[:20])
+        tickets = sorted({o.suppressed_by for o in failed if o.suppressed_by})
+        if tickets:
+            meta["suppressed_by"] = ", ".join(tickets)
         detail = failed[0]
         if detail.detail:
             meta["detail"] = detail.detail
@@ -221,6 +226,8 @@ def check_result(outcomes: list[Outcome]) -> dg.AssetCheckResult:
 
 def _summary(o: Outcome) -> str:
     text = f"{o.partition_key}: {o.check} failed ({o.severity}): observed {o.observed}"
+    if o.suppressed_by:
+        text += f" [suppressed by {o.suppressed_by}]"
     if o.threshold:
         text += f", expected {o.threshold}"
     return text
@@ -240,6 +247,7 @@ CHECK_RESULTS_SCHEMA = pa.schema(
         ("detail", pa.string()),
         ("sample_keys", pa.string()),  # JSON list
         ("reproduce_sql", pa.string()),
+        ("suppressed_by", pa.string()),
         ("evaluated_at", pa.timestamp("us", tz="UTC")),
     ]
 )
@@ -261,6 +269,7 @@ def check_results_rows(run_id: str, outcomes: list[Outcome]) -> pa.Table:
             "detail": o.detail or None,
             "sample_keys": json.dumps(o.sample_keys) if o.sample_keys else None,
             "reproduce_sql": o.sql or None,
+            "suppressed_by": o.suppressed_by,
             "evaluated_at": now,
         }
         for o in outcomes
@@ -299,10 +308,29 @@ def recon_summary_rows(run_id: str, outcomes: list[Outcome]) -> pa.Table:
     )
 
 
+def apply_suppressions(outcomes: list[Outcome], suppressions: list[Suppression], today) -> None:
+    """Downgrade failures matched by an active suppression to WARN; note expired ones."""
+    for o in outcomes:
+        if o.passed:
+            continue
+        matching = [s for s in suppressions
+                    if s.matches(o.asset_key.to_user_string(), o.check, o.partition_key)
+                    and s.covers(o.failing_rows, o.sample_keys)]
+        active = [s for s in matching if not s.expired(today)]
+        if active:
+            o.severity, o.suppressed_by = WARN, active[0].ticket
+            o.detail = f"suppressed by {active[0].label}. {o.detail}".strip()
+        elif matching:
+            o.detail = (f"suppression {matching[0].ticket} expired on "
+                        f"{matching[0].expires.isoformat()} and no longer applies. {o.detail}").strip()
+
+
 def report(context, store, outcomes: list[Outcome]):
-    """Append outcomes to quality.check_results, log failures, and yield Dagster results."""
+    """Apply suppressions, append outcomes to quality.check_results (and recon_summary), log
+    failures, and yield Dagster results."""
     if not outcomes:
         return
+    apply_suppressions(outcomes, load_suppressions(), today_utc())
     store.append("check_results", check_results_rows(context.run.run_id, outcomes))
     if any(o.recons for o in outcomes):
         store.append("recon_summary", recon_summary_rows(context.run.run_id, outcomes))

@@ -88,3 +88,15 @@ def test_mart_totals_must_equal_staging_per_currency():
     assert same.passed and len(same.recons) == 2
     off = evaluate_mart_totals(ASSET, "2025-01-08", CFG, {"EUR": (2, D("5")), "USD": (1, D("1"))}, {"EUR": (2, D("4"))})
     assert not off.passed and off.severity == "ERROR" and off.failing_rows == 3
+
+
+def test_suppressions_file_is_validated_and_the_default_is_empty(tmp_path):
+    import pytest
+
+    from dq_assets.suppressions import load_suppressions
+
+    assert load_suppressions() == []
+    bad = tmp_path / "s.yaml"
+    bad.write_text("suppressions:\n  - {check: unique_key, ticket: DQ-1, expires: 2030-01-01}\n")
+    with pytest.raises(ValueError, match="lacks reason"):
+        load_suppressions(str(bad))

@@ -253,3 +253,38 @@ def test_recon_summary_reconciles_manifest_conservation_items_and_marts(shop):
     assert by[("matches_staging", "revenue", "orders/EUR mart vs staging")][:3] == ("25.000000", "25.000000", 0)
     assert by[("matches_staging", "order_count", "orders/EUR mart vs staging")][:2] == ("2", "2")
     assert all(p for *_, p in by.values())
+
+
+def _day_with_unknown_payment():
+    return {**DAY1, "payments": DAY1["payments"] + [
+        ["Y5", "O999", "2025-01-01T10:02:00Z", "card", "failed", "1.00", "EUR"]]}
+
+
+def test_an_active_suppression_downgrades_a_known_failure_to_warn(landing, warehouse, tmp_path, monkeypatch):
+    landing.write("2025-01-01", _day_with_unknown_payment())
+    (tmp_path / "s.yaml").write_text("""suppressions:
+  - {check: "staging/payments:no_unknown_reference", partition: 2025-01-01, keys: [Y5],
+     ticket: DQ-1, reason: test payments of a retired system, expires: 2999-01-01}
+  - {check: quarantine_rate, partition: 2025-01-01, ticket: DQ-2, reason: same, expires: 2999-01-01}
+""")
+    monkeypatch.setenv("DQ_SUPPRESSIONS", str(tmp_path / "s.yaml"))
+    assert warehouse.materialize("2025-01-01").success
+    rows = warehouse.query("""SELECT check_name, passed, severity, suppressed_by FROM quality.check_results
+                              WHERE asset_key = 'staging/payments' AND NOT passed ORDER BY 1""")
+    assert rows == [("no_unknown_reference", False, "WARN", "DQ-1"), ("quarantine_rate", False, "WARN", "DQ-2")]
+    assert warehouse.check("2025-01-01", "quality/partition_gate", "no_expired_suppressions")[0] is True
+
+
+def test_a_suppression_for_other_keys_or_an_expired_one_does_not_apply(landing, warehouse, tmp_path, monkeypatch):
+    landing.write("2025-01-01", _day_with_unknown_payment())
+    (tmp_path / "s.yaml").write_text("""suppressions:
+  - {check: no_unknown_reference, keys: [Y6], ticket: DQ-3, reason: other key, expires: 2999-01-01}
+  - {check: quarantine_rate, ticket: DQ-4, reason: old, expires: 2020-01-01}
+""")
+    monkeypatch.setenv("DQ_SUPPRESSIONS", str(tmp_path / "s.yaml"))
+    assert not warehouse.materialize("2025-01-01").success
+    failed = warehouse.failed_checks("2025-01-01")
+    assert failed["staging/payments:no_unknown_reference"] == ("ERROR", 1)
+    assert failed["staging/payments:quarantine_rate"][0] == "ERROR"
+    passed, severity, n, observed = warehouse.check("2025-01-01", "quality/partition_gate", "no_expired_suppressions")
+    assert (passed, severity, n) == (False, "WARN", 1) and "DQ-4" in observed

@@ -18,6 +18,7 @@ from dq_assets.duck import to_arrow, to_pandas
 from dq_assets.layers.raw import LANDING_FILES_KEY, partition_asset_args, raw_key
 from dq_assets.layers.staging import UP_TO_PARTITION_MAPPING, quarantine_key, staging_key
 from dq_assets.reconcile import amount_totals, row_mismatches
+from dq_assets.suppressions import load_suppressions, today_utc
 from dq_assets.quality_store import DuckDBQualityStore
 from dq_assets.settings import DAILY
 
@@ -100,7 +101,11 @@ def gate_rows(
         dg.AssetCheckSpec(
             GATE_CHECK, asset=GATE_KEY, blocking=True, partitions_def=DAILY,
             description="No ERROR-severity check of the partition failed.",
-        )
+        ),
+        dg.AssetCheckSpec(
+            "no_expired_suppressions", asset=GATE_KEY, partitions_def=DAILY,
+            description="Every entry of the suppressions file is still in force.",
+        ),
     ],
     **partition_asset_args("quality"),
 )
@@ -123,6 +128,15 @@ def partition_gate(context: dg.AssetExecutionContext, quality_store: DuckDBQuali
         context.log.error(
             f"gate FAILED for {d['ingest_date']}: {d['error_failures'] or 'no check results'}"
         )
+    expired = [x for x in load_suppressions() if x.expired(today_utc())]
+    yield from report(context, quality_store, [
+        Outcome("no_expired_suppressions", GATE_KEY, key, passed=not expired,
+                severity=load_gate_config().severity_of("gate", "no_expired_suppressions"),
+                failing_rows=len(expired), observed=", ".join(x.label for x in expired) or "none",
+                threshold="none expired", sample_keys=[x.ticket for x in expired][:SAMPLE_KEYS],
+                detail="remove or renew these entries of the suppressions file" if expired else "")
+        for key in keys
+    ])
     yield dg.AssetCheckResult(
         check_name=GATE_CHECK,
         passed=not failed,
