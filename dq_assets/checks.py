@@ -376,6 +376,7 @@ def evaluate_landing(
         Outcome(
             "file_listed_and_present", asset, partition_key,
             passed=(listed is not None) == present, severity=sev("file_listed_and_present"),
+            failing_rows=int((listed is not None) != present),
             observed=f"listed={listed is not None}, present={present}",
             threshold="listed = present",
             detail=("listed in _manifest.json but absent" if listed is not None and not present
