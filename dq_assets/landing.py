@@ -9,22 +9,21 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import date
 from pathlib import Path
 
-import boto3
 import botocore.exceptions
 import dagster as dg
 import duckdb
+from dagster_aws.s3 import S3Resource
 import pyarrow as pa
 
+from dq_assets.aws import s3_client, s3_error
 from dq_assets.contracts import MANIFEST_FILE, TABLE_NAMES, Table
 from dq_assets.duck import fetch_arrow
 from dq_assets.settings import landing_root
@@ -78,10 +77,10 @@ class _S3Store:
     """The landing zone under s3://bucket/prefix, through boto3 (endpoint and credentials
     from the standard AWS environment, e.g. AWS_ENDPOINT_URL)."""
 
-    def __init__(self, uri: str):
+    def __init__(self, uri: str, client):
         bucket, _, prefix = uri[len("s3://"):].partition("/")
         self.bucket, self.prefix = bucket, prefix.strip("/")
-        self.client = boto3.client("s3")
+        self.client = client
 
     def _key(self, rel: str) -> str:
         return f"{self.prefix}/{rel}" if self.prefix else rel
@@ -99,8 +98,8 @@ class _S3Store:
             for page in pages:
                 found["dirs"] += [p["Prefix"][len(prefix):].rstrip("/") for p in page.get("CommonPrefixes", [])]
                 found["files"] += [o["Key"][len(prefix):] for o in page.get("Contents", [])]
-        except botocore.exceptions.ClientError as e:
-            raise LandingError(f"s3://{self.bucket}/{prefix}: {e.response['Error'].get('Message') or e}") from e
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+            raise LandingError(s3_error("list", f"s3://{self.bucket}/{prefix}", e).description) from None
         return found
 
     def child_dirs(self) -> list[str]:
@@ -113,8 +112,8 @@ class _S3Store:
     def read_bytes(self, rel: str) -> bytes:
         try:
             return self.client.get_object(Bucket=self.bucket, Key=self._key(rel))["Body"].read()
-        except botocore.exceptions.ClientError as e:
-            raise LandingError(f"{self.where(rel)}: {e.response['Error'].get('Message') or e}") from e
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+            raise LandingError(s3_error("read", self.where(rel), e).description) from None
 
     @contextmanager
     def local_copy(self, rel: str) -> Iterator[Path]:
@@ -124,17 +123,13 @@ class _S3Store:
             yield path
 
 
-@lru_cache(maxsize=8)
-def _s3_store(uri: str, endpoint: str | None) -> _S3Store:
-    """One client per landing root and endpoint: creating a boto3 client is slow."""
-    return _S3Store(uri)
-
-
 class LandingZone(dg.ConfigurableResource):
     """The landing zone. `root` (a local path or an s3://bucket/prefix URI) defaults to
-    `DQ_LANDING`, else `data/landing` in the repository."""
+    `DQ_LANDING`, else `data/landing` in the repository. An s3:// root is read through
+    dagster-aws's S3Resource (`s3`; without one, the standard AWS environment)."""
 
     root: str | None = None
+    s3: S3Resource | None = None
 
     def resolved_root(self) -> str:
         return self.root or landing_root()
@@ -142,7 +137,7 @@ class LandingZone(dg.ConfigurableResource):
     def _store(self):
         root = self.resolved_root()
         if root.startswith("s3://"):
-            return _s3_store(root, os.environ.get("AWS_ENDPOINT_URL"))
+            return _S3Store(root, s3_client(self.s3 or S3Resource()))
         return _LocalStore(root)
 
     def partition_path(self, partition_key: str) -> str:

@@ -1,0 +1,136 @@
+"""S3 IO manager: each asset partition as one parquet object.
+
+Layout: s3://<bucket>/<prefix>/<layer>/<table>/ingest_date=YYYY-MM-DD/data.parquet (an
+unpartitioned asset: .../<layer>/<table>/data.parquet). One object per partition, written
+with a single PUT, so a rerun replaces the partition atomically and a reader sees either the
+old or the new partition, never half of one. Arrow types survive the round trip, so exact
+decimals and UTC timestamps stay what they are.
+"""
+
+import io
+from datetime import date, timedelta
+
+import dagster as dg
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from dagster_aws.s3 import S3Resource
+
+from dq_assets.aws import s3_client, s3_error
+from dq_assets.contracts import check_identifier
+from dq_assets.duck import to_arrow, to_pandas
+
+PARTITION_COLUMN = "ingest_date"
+OBJECT_NAME = "data.parquet"
+
+
+class S3ParquetIOManager(dg.ConfigurableIOManager):
+    """Stores pandas frames as parquet on S3 through dagster-aws's S3Resource (region,
+    endpoint URL and credentials from its configuration or the standard AWS environment)."""
+
+    s3: S3Resource
+    bucket: str
+    prefix: str = "warehouse"
+
+    # ---------------------------------------------------------------- layout
+
+    def _table_prefix(self, asset_key: dg.AssetKey) -> str:
+        layer, table = asset_key.path[0], asset_key.path[-1]
+        parts = [p for p in self.prefix.strip("/").split("/") if p]
+        return "/".join(parts + [check_identifier(layer), check_identifier(table)]) + "/"
+
+    def _key(self, asset_key: dg.AssetKey, partition: str | None) -> str:
+        base = self._table_prefix(asset_key)
+        if partition is None:
+            return base + OBJECT_NAME
+        date.fromisoformat(partition)
+        return f"{base}{PARTITION_COLUMN}={partition}/{OBJECT_NAME}"
+
+    def _where(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    # ---------------------------------------------------------------- output
+
+    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
+        client = s3_client(self.s3)
+        data = to_arrow(obj)
+        asset_key = context.asset_key
+        if context.has_asset_partitions:
+            start, end = context.asset_partitions_time_window
+            days = _days(start.date(), end.date())
+            column = data.column(PARTITION_COLUMN).cast(pa.date32()).to_pylist()
+            for day in days:
+                mask = pa.array([d == day for d in column])
+                self._put(client, self._key(asset_key, day.isoformat()), data.filter(mask))
+            outside = set(column) - set(days)
+            if outside:
+                raise dg.Failure(f"{asset_key.to_user_string()}: rows for ingest dates outside "
+                                 f"the partitions written: {sorted(outside)[:5]}")
+        else:
+            self._put(client, self._key(asset_key, None), data)
+        context.add_output_metadata({
+            "storage": self._where(self._table_prefix(asset_key)), "rows": data.num_rows,
+        })
+
+    def _put(self, client, key: str, data: pa.Table) -> None:
+        buf = io.BytesIO()
+        pq.write_table(data, buf)
+        try:
+            client.put_object(Bucket=self.bucket, Key=key, Body=buf.getvalue())
+        except Exception as e:  # noqa: BLE001 (turned into one clear line)
+            raise s3_error("write to", self._where(key), e) from None
+
+    # ---------------------------------------------------------------- input
+
+    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+        client = s3_client(self.s3)
+        asset_key = context.asset_key
+        columns = (context.definition_metadata or {}).get("columns")
+        existing = self._list(client, asset_key)
+        if not existing:
+            raise dg.Failure(f"{asset_key.to_user_string()} does not exist at "
+                             f"{self._where(self._table_prefix(asset_key))} yet: materialize it first.")
+        if context.has_asset_partitions:
+            if not context.asset_partition_keys:
+                wanted = []
+            else:
+                start, end = context.asset_partitions_time_window
+                wanted = [d.isoformat() for d in _days(start.date(), end.date())]
+            keys = [existing[p] for p in wanted if p in existing]
+        elif None in existing:
+            keys = [existing[None]]
+        else:  # an unpartitioned reader of a partitioned asset: every partition
+            keys = [existing[p] for p in sorted(p for p in existing if p is not None)]
+        tables = [self._get(client, k, columns) for k in keys]
+        if not tables:  # nothing in the window: an empty frame with the table's columns
+            schema = self._get(client, next(iter(existing.values())), columns).schema
+            return to_pandas(schema.empty_table())
+        return to_pandas(pa.concat_tables(tables, promote_options="default"))
+
+    def _list(self, client, asset_key: dg.AssetKey) -> dict:
+        """partition (or None) -> object key, for every stored part of the table."""
+        prefix = self._table_prefix(asset_key)
+        found = {}
+        try:
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                for obj in page.get("Contents", []):
+                    rest = obj["Key"][len(prefix):]
+                    if rest == OBJECT_NAME:
+                        found[None] = obj["Key"]
+                    elif rest.startswith(f"{PARTITION_COLUMN}=") and rest.endswith("/" + OBJECT_NAME):
+                        found[rest[len(PARTITION_COLUMN) + 1:-len(OBJECT_NAME) - 1]] = obj["Key"]
+        except Exception as e:  # noqa: BLE001
+            raise s3_error("list", self._where(prefix), e) from None
+        return found
+
+    def _get(self, client, key: str, columns) -> pa.Table:
+        try:
+            body = client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except Exception as e:  # noqa: BLE001
+            raise s3_error("read", self._where(key), e) from None
+        return pq.read_table(io.BytesIO(body), columns=list(columns) if columns else None)
+
+
+def _days(start: date, end: date) -> list[date]:
+    """Every day of the half-open window [start, end)."""
+    return [start + timedelta(days=i) for i in range((end - start).days)]

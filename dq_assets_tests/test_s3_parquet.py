@@ -1,0 +1,120 @@
+"""The S3 parquet IO manager against a real local S3 endpoint (moto's server mode)."""
+
+import datetime as dt
+from decimal import Decimal
+
+import boto3
+import dagster as dg
+import pandas as pd
+import pyarrow as pa
+import pytest
+from dagster_aws.s3 import S3Resource
+
+from dq_assets.duck import to_pandas
+from dq_assets.s3_parquet import S3ParquetIOManager
+from dq_assets.settings import DAILY
+
+UTC = dt.timezone.utc
+
+
+def frame(day: str, n: int) -> pd.DataFrame:
+    d = dt.date.fromisoformat(day)
+    return to_pandas(pa.table({
+        "id": pa.array([f"{day}-{i}" for i in range(n)], pa.string()),
+        "amount": pa.array([Decimal("0.10") * (i + 1) for i in range(n)], pa.decimal128(38, 6)),
+        "ts": pa.array([dt.datetime(d.year, d.month, d.day, i, tzinfo=UTC) for i in range(n)], pa.timestamp("us", tz="UTC")),
+        "ingest_date": pa.array([d] * n, pa.date32()),
+    }))
+
+
+SIZES = {"2025-01-01": 2, "2025-01-02": 3, "2025-01-03": 0}
+
+
+@dg.asset(key=["raw", "things"], partitions_def=DAILY, backfill_policy=dg.BackfillPolicy.single_run(),
+          metadata={"partition_expr": "ingest_date"})
+def things(context) -> pd.DataFrame:
+    return pd.concat([frame(k, SIZES.get(k, 1)) for k in context.partition_keys], ignore_index=True)
+
+
+@dg.asset(key=["raw", "all_things"], ins={"things": dg.AssetIn(key=["raw", "things"])})
+def all_things(things: pd.DataFrame) -> pd.DataFrame:
+    return things
+
+
+@dg.asset(key=["raw", "thing_ids"], partitions_def=DAILY,
+          ins={"things": dg.AssetIn(key=["raw", "things"], metadata={"columns": ["id", "ingest_date"]},
+                                    partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1))})
+def thing_ids(context, things: pd.DataFrame) -> pd.DataFrame:
+    assert list(things.columns) == ["id", "ingest_date"]
+    LOADED[:] = things["id"].tolist()  # what the window held
+    return things[things["ingest_date"] == dt.date.fromisoformat(context.partition_key)]
+
+
+LOADED: list[str] = []
+
+
+@pytest.fixture
+def bucket(aws_env):
+    name = f"wh-{dt.datetime.now().strftime('%H%M%S%f')}"
+    boto3.client("s3").create_bucket(Bucket=name)
+    return name
+
+
+def io_manager(bucket: str, **kw) -> S3ParquetIOManager:
+    return S3ParquetIOManager(s3=S3Resource(**kw), bucket=bucket, prefix="dq/test")
+
+
+def run(bucket, assets, **kw):
+    return dg.materialize(assets, resources={"io_manager": io_manager(bucket)}, **kw)
+
+
+def stored(bucket: str) -> list[str]:
+    return sorted(o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=bucket).get("Contents", []))
+
+
+def test_one_parquet_object_per_partition_and_exact_round_trip(bucket):
+    assert run(bucket, [things], partition_key="2025-01-01").success
+    assert run(bucket, [things], tags={"dagster/asset_partition_range_start": "2025-01-02",
+                                       "dagster/asset_partition_range_end": "2025-01-03"}).success
+    assert stored(bucket) == [f"dq/test/raw/things/ingest_date=2025-01-0{i}/data.parquet" for i in (1, 2, 3)]
+    result = run(bucket, [things, all_things], selection=["raw/all_things"])
+    loaded = result.output_for_node("raw__all_things")
+    expected = pd.concat([frame(k, n) for k, n in SIZES.items()], ignore_index=True)
+    assert loaded.to_dict("records") == expected.to_dict("records")
+    assert str(loaded.dtypes["amount"]) == "decimal128(38, 6)[pyarrow]"
+    assert loaded["amount"].iloc[1] == Decimal("0.2")
+    assert str(loaded.dtypes["ts"]) == "timestamp[us, tz=UTC][pyarrow]"
+
+
+def test_a_rerun_replaces_only_its_partition(bucket):
+    run(bucket, [things], tags={"dagster/asset_partition_range_start": "2025-01-01",
+                                "dagster/asset_partition_range_end": "2025-01-02"})
+    before = boto3.client("s3").get_object(Bucket=bucket, Key="dq/test/raw/things/ingest_date=2025-01-01/data.parquet")["ETag"]
+    SIZES["2025-01-02"] = 1
+    try:
+        assert run(bucket, [things], partition_key="2025-01-02").success
+    finally:
+        SIZES["2025-01-02"] = 3
+    loaded = run(bucket, [things, all_things], selection=["raw/all_things"]).output_for_node("raw__all_things")
+    assert loaded.groupby("ingest_date").size().to_dict() == {dt.date(2025, 1, 1): 2, dt.date(2025, 1, 2): 1}
+    after = boto3.client("s3").get_object(Bucket=bucket, Key="dq/test/raw/things/ingest_date=2025-01-01/data.parquet")["ETag"]
+    assert after == before
+
+
+def test_a_partition_window_and_column_projection(bucket):
+    run(bucket, [things], tags={"dagster/asset_partition_range_start": "2025-01-01",
+                                "dagster/asset_partition_range_end": "2025-01-03"})
+    assert run(bucket, [things, thing_ids], selection=["raw/thing_ids"], partition_key="2025-01-02").success
+    assert LOADED == ["2025-01-01-0", "2025-01-01-1", "2025-01-02-0", "2025-01-02-1", "2025-01-02-2"]
+
+
+def test_missing_bucket_and_unreachable_endpoint_are_one_clear_line(aws_env):
+    result = dg.materialize([things], partition_key="2025-01-01", raise_on_error=False,
+                            resources={"io_manager": io_manager("no-such-bucket")})
+    message = result.get_step_failure_events()[0].step_failure_data.error.message
+    assert "s3://no-such-bucket/dq/test/raw/things/ingest_date=2025-01-01/data.parquet" in message
+    assert "the bucket does not exist" in message
+    result = dg.materialize([things], partition_key="2025-01-01", raise_on_error=False, resources={
+        "io_manager": io_manager("b", endpoint_url="http://127.0.0.1:9", max_attempts=1)})
+    message = result.get_step_failure_events()[0].step_failure_data.error.message
+    assert "cannot reach the S3 endpoint" in message and "testing" not in message
