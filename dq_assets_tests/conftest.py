@@ -15,9 +15,7 @@ import pytest
 
 from dq_assets.contracts import table
 from dq_assets.definitions import ALL_ASSETS
-from dq_assets.io_managers import WarehouseIOManager
-from dq_assets.landing import LandingZone
-from dq_assets.quality_store import DuckDBQualityStore
+from dq_assets.resources import local_resources
 
 _MONEY = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)\s*$")
 
@@ -89,11 +87,7 @@ class Warehouse:
 
     @property
     def resources(self) -> dict:
-        return {
-            "io_manager": WarehouseIOManager(database=str(self.database)),
-            "quality_store": DuckDBQualityStore(database=str(self.database)),
-            "landing": LandingZone(root=str(self.landing)),
-        }
+        return local_resources(database=str(self.database), landing=str(self.landing))
 
     def materialize(self, partition: str, selection=None) -> dg.ExecuteInProcessResult:
         return dg.materialize(

@@ -32,6 +32,7 @@ from dq_assets.quality_store import DuckDBQualityStore
 from dq_assets.settings import DAILY
 
 RAW_GROUP = "raw"
+RAW_IO_MANAGER = "raw_io_manager"  # S3 in the aws deployment, the warehouse otherwise
 LANDING_FILES_KEY = dg.AssetKey(["raw", "landing_files"])
 
 
@@ -54,6 +55,7 @@ def build_raw_asset(t: Table) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=key,
+        io_manager_key=RAW_IO_MANAGER,
         metadata={"partition_expr": "ingest_date"},
         description=(
             f"`{t.file_name}` of each ingest date as received: every value as text, columns "
@@ -115,6 +117,7 @@ def _load_partition(conn, landing: LandingZone, t: Table, key, partition_key: st
 
 @dg.asset(
     key=LANDING_FILES_KEY,
+    io_manager_key=RAW_IO_MANAGER,
     metadata={"partition_expr": "ingest_date"},
     description=(
         "One row per file of each ingest date (every contract table, every file present, every "
