@@ -118,3 +118,42 @@ def test_missing_bucket_and_unreachable_endpoint_are_one_clear_line(aws_env):
         "io_manager": io_manager("b", endpoint_url="http://127.0.0.1:9", max_attempts=1)})
     message = result.get_step_failure_events()[0].step_failure_data.error.message
     assert "cannot reach the S3 endpoint" in message and "testing" not in message
+
+
+@pytest.fixture(scope="module")
+def authenticating_s3():
+    """A second moto server that checks credentials (moto's IAM auth switched on)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def test_wrong_credentials_are_one_clear_line_without_the_secret(authenticating_s3):
+    resource = S3Resource(endpoint_url=authenticating_s3, region_name="us-east-1", max_attempts=1,
+                          aws_access_key_id="AKIAWRONGWRONGWRONG", aws_secret_access_key="s3cr3t-value")
+    result = dg.materialize([things], partition_key="2025-01-01", raise_on_error=False, resources={
+        "io_manager": S3ParquetIOManager(s3=resource, bucket="any-bucket", prefix="p")})
+    message = result.get_step_failure_events()[0].step_failure_data.error.message
+    assert "access denied (InvalidAccessKeyId): check the AWS credentials" in message
+    assert "s3cr3t-value" not in message and "AKIAWRONGWRONGWRONG" not in message
