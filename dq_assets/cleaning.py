@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
-from dq_assets.duck import fetch_arrow
+from dq_assets.duck import fetch_arrow, sql_list, sql_str
 from dq_assets.contracts import (
     COUNTRY,
     CURRENCY,
@@ -45,17 +45,9 @@ EMAIL_RE = r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+"
 WHITESPACE = " \t\r\n"
 
 
-def _lit(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _in_list(values) -> str:
-    return "(" + ", ".join(_lit(v) for v in sorted(values)) + ")"
-
-
 def trimmed(expr: str) -> str:
     """Blank after trimming is missing."""
-    return f"NULLIF(trim({expr}, {_lit(WHITESPACE)}), '')"
+    return f"NULLIF(trim({expr}, {sql_str(WHITESPACE)}), '')"
 
 
 def parse_timestamp(x: str) -> str:
@@ -95,11 +87,11 @@ def typed_value(col: Column, x: str) -> str:
     if col.kind == EMAIL:
         return f"(CASE WHEN regexp_full_match({x}, '{EMAIL_RE}') THEN lower({x}) END)"
     if col.kind == COUNTRY:
-        return f"(CASE WHEN upper({x}) IN {_in_list(country_codes())} THEN upper({x}) END)"
+        return f"(CASE WHEN upper({x}) IN {sql_list(country_codes())} THEN upper({x}) END)"
     if col.kind == CURRENCY:
-        return f"(CASE WHEN upper({x}) IN {_in_list(currency_codes())} THEN upper({x}) END)"
+        return f"(CASE WHEN upper({x}) IN {sql_list(currency_codes())} THEN upper({x}) END)"
     if col.kind == ENUM:
-        return f"(CASE WHEN lower({x}) IN {_in_list(col.values)} THEN lower({x}) END)"
+        return f"(CASE WHEN lower({x}) IN {sql_list(col.values)} THEN lower({x}) END)"
     return x  # ID, TEXT: trimmed text
 
 
@@ -170,7 +162,7 @@ def validated_sql(t: Table, raw: str, refs: dict[str, str]) -> str:
         for reason in by_reason
     ]
     details = ", ".join(
-        f"CASE WHEN _f{i} THEN {_lit(f'{f.column}: {f.reason}')} END" for i, f in enumerate(failures)
+        f"CASE WHEN _f{i} THEN {sql_str(f'{f.column}: {f.reason}')} END" for i, f in enumerate(failures)
     )
     reasons = ", ".join(f"CASE WHEN \"_r_{r}\" THEN '{r}' END" for r in by_reason)
     first = " ".join(f"WHEN \"_r_{r}\" THEN '{r}'" for r in by_reason)
@@ -242,7 +234,7 @@ class Validation:
 def failure_stats_sql(t: Table, refs: dict[str, str]) -> str:
     key = " || '|' || ".join(f'coalesce("_t_{k}", \'\')' for k in t.key)
     branches = [
-        f"""SELECT ingest_date, '{f.reason}' AS reason, {_lit(f.column)} AS "column",
+        f"""SELECT ingest_date, '{f.reason}' AS reason, {sql_str(f.column)} AS "column",
                    count(*) AS failing_rows,
                    list({key} ORDER BY source_line)[1:10] AS sample_keys
             FROM validated WHERE _f{i} GROUP BY ingest_date"""

@@ -18,6 +18,16 @@ def qualified(schema: str, table: str) -> str:
     return f"{quote(schema)}.{quote(table)}"
 
 
+def sql_str(value: str) -> str:
+    """A SQL string literal (for values fixed in code; data values go as parameters)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def sql_list(values) -> str:
+    """A parenthesised list of string literals, for IN (...)."""
+    return "(" + ", ".join(sql_str(v) for v in sorted(values)) + ")"
+
+
 def connect_duckdb(database: str = ":memory:", read_only: bool = False) -> duckdb.DuckDBPyConnection:
     conn = duckdb.connect(database, read_only=read_only)
     conn.execute("SET TimeZone = 'UTC'")  # TIMESTAMPTZ in and out as UTC

@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from dq_assets.aws import s3_client, s3_error
 from dq_assets.contracts import MANIFEST_FILE, TABLE_NAMES, Table
-from dq_assets.duck import fetch_arrow
+from dq_assets.duck import fetch_arrow, sql_str
 from dq_assets.settings import landing_root
 
 PARTITION_DIR = re.compile(r"^ingest_date=(\d{4}-\d{2}-\d{2})$")
@@ -248,7 +248,7 @@ def read_csv_file(
     ]
     unknown_pos = [i for i, name in enumerate(header) if name in schema.unknown]
     if unknown_pos:
-        pairs = ", ".join(f"{_sql_str(header[i])}, c{i}" for i in unknown_pos)
+        pairs = ", ".join(f"{sql_str(header[i])}, c{i}" for i in unknown_pos)
         select.append(f"CAST(json_object({pairs}) AS VARCHAR) AS extra_columns")
     else:
         select.append("CAST(NULL AS VARCHAR) AS extra_columns")
@@ -294,10 +294,6 @@ def _empty_raw(conn, t: Table, partition_key: str, file_name: str) -> pa.Table:
 
 def empty_raw(conn, t: Table) -> pa.Table:
     return _empty_raw(conn, t, "2000-01-01", t.file_name)
-
-
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _first_line(e: Exception) -> str:

@@ -3,9 +3,10 @@
 import pyarrow as pa
 
 from dq_assets.cleaning import parse_decimal, trimmed
+from dq_assets.duck import sql_list
 from dq_assets.contracts import DECIMAL, INTEGER, REVENUE_STATUSES, TIMESTAMP, Table
 
-REVENUE_IN = "(" + ", ".join(f"'{s}'" for s in REVENUE_STATUSES) + ")"
+REVENUE_IN = sql_list(REVENUE_STATUSES)
 
 
 def column_profiles(conn, t: Table, staging: pa.Table, partition_key: str) -> list[dict]:

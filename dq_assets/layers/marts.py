@@ -11,7 +11,7 @@ import pandas as pd
 
 from dq_assets.checks import evaluate_mart_totals, load_gate_config, report
 from dq_assets.contracts import REVENUE_STATUSES
-from dq_assets.duck import connect_duckdb, to_arrow, to_pandas
+from dq_assets.duck import connect_duckdb, to_arrow, to_pandas, sql_list
 from dq_assets.layers.raw import partition_asset_args
 from dq_assets.layers.quality import GATE_KEY, require_gate
 from dq_assets.layers.staging import staging_key
@@ -26,7 +26,7 @@ PARTITIONED = {**partition_asset_args(MARTS_GROUP), "metadata": {"partition_expr
 GATE_IN = dg.AssetIn(key=GATE_KEY)
 # Current-state marts are rebuilt once per run, also in a run over a range of partitions.
 CURRENT_STATE_POLICY = dg.BackfillPolicy.single_run()
-REVENUE_IN = "(" + ", ".join(f"'{s}'" for s in REVENUE_STATUSES) + ")"
+REVENUE_IN = sql_list(REVENUE_STATUSES)
 
 
 def run_sql(sql: str, **frames: pd.DataFrame) -> pd.DataFrame:
