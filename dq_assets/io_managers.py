@@ -18,11 +18,18 @@ import duckdb
 import pandas as pd
 from dagster._core.definitions.metadata import TableMetadataSet
 from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
-from dagster._utils.backoff import backoff
 from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasTypeHandler
 
-from dq_assets.duck import connect_duckdb, fetch_arrow, qualified, quote, table_exists, to_arrow, to_pandas
+from dq_assets.duck import (
+    fetch_arrow,
+    qualified,
+    quote,
+    table_exists,
+    to_arrow,
+    to_pandas,
+    warehouse_connection,
+)
 from dq_assets.settings import warehouse_path
 
 
@@ -32,21 +39,14 @@ class TransactionalDuckDbClient(DuckDbClient):
 
     @contextmanager
     def connect(self, context, table_slice: TableSlice) -> Iterator[duckdb.DuckDBPyConnection]:
-        conn = backoff(  # the file lock is held by one writer process at a time
-            fn=connect_duckdb,
-            retry_on=(duckdb.IOException,),
-            kwargs={"database": self.database},
-            max_retries=10,
-        )
-        try:
+        with warehouse_connection(self.database) as conn:
             conn.begin()
-            yield conn
-            conn.commit()
-        except BaseException:
-            conn.rollback()
-            raise
-        finally:
-            conn.close()
+            try:
+                yield conn
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
 
     @staticmethod
     def ensure_schema_exists(context, table_slice: TableSlice, connection) -> None:

@@ -7,11 +7,9 @@ they survive a failed gate; and they are only ever appended, never replaced.
 from contextlib import contextmanager
 
 import dagster as dg
-import duckdb
 import pyarrow as pa
-from dagster._utils.backoff import backoff
 
-from dq_assets.duck import connect_duckdb, fetch_arrow, qualified, table_exists
+from dq_assets.duck import fetch_arrow, qualified, table_exists, warehouse_connection
 from dq_assets.settings import warehouse_path
 
 QUALITY_SCHEMA = "quality"
@@ -25,17 +23,9 @@ class DuckDBQualityStore(dg.ConfigurableResource):
     database: str | None = None
 
     @contextmanager
-    def _connect(self, read_only: bool = False):
-        conn = backoff(
-            fn=connect_duckdb,
-            retry_on=(duckdb.IOException,),
-            kwargs={"database": self.database or warehouse_path()},
-            max_retries=10,
-        )
-        try:
+    def _connect(self):
+        with warehouse_connection(self.database or warehouse_path()) as conn:
             yield conn
-        finally:
-            conn.close()
 
     def append(self, table: str, rows: pa.Table) -> None:
         name = qualified(QUALITY_SCHEMA, table)

@@ -10,11 +10,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pytest
 
 from dq_assets.contracts import table
 from dq_assets.definitions import ALL_ASSETS
+from dq_assets.duck import release_warehouse, warehouse_connection
 from dq_assets.resources import local_resources
 
 _MONEY = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)\s*$")
@@ -104,14 +104,9 @@ class Warehouse:
         )
 
     def query(self, sql: str, params=None) -> list[tuple]:
-        with duckdb.connect(str(self.database), read_only=True) as conn:
-            conn.execute("SET TimeZone = 'UTC'")
+        # the process's own connection: the warehouse file stays open between runs
+        with warehouse_connection(str(self.database)) as conn:
             return conn.execute(sql, params or []).fetchall()
-
-    def frame(self, sql: str):
-        with duckdb.connect(str(self.database), read_only=True) as conn:
-            conn.execute("SET TimeZone = 'UTC'")
-            return conn.sql(sql).df()
 
     def check(self, partition: str, asset: str, check: str) -> tuple:
         rows = self.query(
@@ -143,7 +138,9 @@ def landing(tmp_path) -> Landing:
 
 @pytest.fixture
 def warehouse(tmp_path, landing, instance) -> Warehouse:
-    return Warehouse(landing.root, tmp_path / "warehouse.duckdb", instance)
+    wh = Warehouse(landing.root, tmp_path / "warehouse.duckdb", instance)
+    yield wh
+    release_warehouse(str(wh.database))
 
 
 def hourly_events(day: str, prefix: str) -> list[list[str]]:
