@@ -24,11 +24,13 @@ setup(
         "boto3",
         "pycountry>=23",
         "numpy",
+        "psycopg[binary]>=3.2",
     ],
     extras_require={
         "dev": [
             "pytest>=8",
             "moto[server]>=5",
+            "pgserver",
         ],
     },
     entry_points={

@@ -55,7 +55,7 @@ from pydantic import Field
 
 from dq_assets.contracts import check_identifier
 from dq_assets.duck import to_arrow, to_pandas
-from dq_assets.quality_store import APPEND_ONLY_TABLES, QUALITY_SCHEMA
+from dq_assets.quality_store import APPEND_ONLY_TABLES, QUALITY_SCHEMA, QualityStore
 
 __all__ = [
     "APPEND_ONLY_TABLES",
@@ -140,6 +140,16 @@ def _one_line(message: str) -> str:
     line = (failed[0] if failed else lines[0]).rsplit("failed: ", 1)[-1]
     line = re.sub(r"^(FATAL|ERROR):\s+", "", line)
     return line.rstrip(".") or lines[0]
+
+
+def _first_cause(exc: BaseException) -> BaseException:
+    """The database error that started it: a failed ROLLBACK after a killed connection is
+    raised while handling the original error (`terminating connection ...`)."""
+    seen = {id(exc)}
+    while isinstance(exc.__context__, psycopg.Error) and id(exc.__context__) not in seen:
+        exc = exc.__context__
+        seen.add(id(exc))
+    return exc
 
 
 _PERMANENT = re.compile(
@@ -251,13 +261,13 @@ def _secret_params(secret_id: str, region: str | None, endpoint_url: str | None)
     """libpq keywords and the password from an RDS-style JSON secret."""
     from dagster_aws.secretsmanager import SecretsManagerResource
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the resource is marked beta
-        client = SecretsManagerResource(region_name=region, endpoint_url=endpoint_url).get_client()
     error = None
     try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the resource is marked beta
+            client = SecretsManagerResource(region_name=region, endpoint_url=endpoint_url).get_client()
         text = client.get_secret_value(SecretId=secret_id)["SecretString"]
-    except Exception as exc:  # botocore errors name the secret, never its value
+    except Exception as exc:  # botocore errors name the secret (or region), never its value
         error = _one_line(str(exc))
     if error is not None:
         raise PostgresConnectionError(f"PostgreSQL secret {secret_id!r} from AWS Secrets Manager: {error}") from None
@@ -376,7 +386,7 @@ class PostgresConnection(dg.ConfigurableResource):
             yield conn
         except psycopg.Error as exc:
             what = f"{action} failed: " if action else ""
-            error = settings.redact(f"PostgreSQL at {settings.describe()}: {what}{_one_line(str(exc))}")
+            error = settings.redact(f"PostgreSQL at {settings.describe()}: {what}{_one_line(str(_first_cause(exc)))}")
         finally:
             conn.close()
         if error is not None:
@@ -424,7 +434,13 @@ def pg_type(t: pa.DataType, column: str = "?") -> str:
     raise TypeError(f"column {column!r}: Arrow type {t} has no PostgreSQL mapping")
 
 
+# Microseconds since the epoch, exactly: EXTRACT returns NUMERIC from PostgreSQL 14 on; before,
+# a double, so whole seconds and the microseconds are taken apart.
 _EPOCH_US = "(EXTRACT(EPOCH FROM {c}) * 1000000)::bigint"
+_EPOCH_US_PRE14 = (
+    "(EXTRACT(EPOCH FROM date_trunc('second', {c}))::bigint * 1000000"
+    " + EXTRACT(MICROSECONDS FROM {c})::bigint % 1000000)"
+)
 _SIMPLE = {
     "text": pa.string(), "varchar": pa.string(), "bpchar": pa.string(), "name": pa.string(),
     "date": pa.date32(), "int8": pa.int64(), "int4": pa.int32(), "int2": pa.int16(),
@@ -490,6 +506,16 @@ def _copyable(data: pa.Table) -> pa.Table:
     return pa.table(cols, names=data.column_names)
 
 
+@contextmanager
+def _atomic(conn: psycopg.Connection) -> Iterator[None]:
+    """A transaction, unless the caller already has one open (then it is part of that)."""
+    if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+        with conn.transaction():
+            yield
+    else:
+        yield
+
+
 def write_table(
     conn: psycopg.Connection,
     schema: str,
@@ -498,19 +524,21 @@ def write_table(
     *,
     replace: Where | bool | None = None,
     allow_missing_columns: bool = False,
+    index: Sequence[str] = (),
 ) -> int:
     """Store `data` in `schema.table` in one transaction and return the number of rows.
 
     Creates the schema and table from the Arrow schema if needed. `replace=Where(...)` first
     deletes the rows it matches (a partition's window), `replace=True` deletes every row, and
     `None` only appends. Rows go in with COPY (CSV), by column name. An existing table must
-    have the same columns as `data` (with `allow_missing_columns`, a superset)."""
+    have the same columns as `data` (with `allow_missing_columns`, a superset). A new table
+    gets an index on each column of `index` (the partition column: deletes and loads by window)."""
     names = [check_identifier(str(n)) for n in data.column_names]
     if len(set(names)) != len(names):
         raise ValueError(f"{schema}.{table}: duplicate column names in {names}")
     definitions = [sql.SQL("{} {}").format(_q(n), sql.SQL(pg_type(t, n))) for n, t in zip(names, data.schema.types)]
     target = _qualified(schema, table)
-    with conn.transaction():
+    with _atomic(conn):
         if not conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [schema]).fetchone():
             _lock(conn, f"schema:{schema}")
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(_q(schema)))
@@ -518,6 +546,9 @@ def write_table(
         existing = [c[0] for c in table_columns(conn, schema, table)]
         if not existing:
             conn.execute(sql.SQL("CREATE TABLE {} ({})").format(target, sql.SQL(", ").join(definitions)))
+            for col in dict.fromkeys(index):
+                if col in names:
+                    conn.execute(sql.SQL("CREATE INDEX ON {} ({})").format(target, _q(col)))
         else:
             extra = [n for n in names if n not in existing]
             missing = [n for n in existing if n not in names]
@@ -572,11 +603,12 @@ def read_table(
     if unknown:
         raise ValueError(f"{schema}.{table} has no column(s) {unknown}; it has {list(info)}")
     types = {c: arrow_type(*info[c]) for c in wanted}
+    epoch_us = _EPOCH_US if conn.info.server_version >= 140000 else _EPOCH_US_PRE14
     exprs = []
     for c in wanted:
         t, ident = types[c], _q(c)
         if pa.types.is_timestamp(t):
-            exprs.append(sql.SQL(_EPOCH_US).format(c=ident))
+            exprs.append(sql.SQL(epoch_us).format(c=ident))
         elif pa.types.is_string(t) and info[c][0] not in _SIMPLE:
             exprs.append(sql.SQL("{}::text").format(ident))
         else:
@@ -607,7 +639,7 @@ def read_table(
     if payload:
         raw = pacsv.read_csv(
             io.BytesIO(payload),
-            read_options=pacsv.ReadOptions(column_names=wanted, block_size=16 << 20),
+            read_options=pacsv.ReadOptions(column_names=wanted),
             parse_options=pacsv.ParseOptions(newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(
                 column_types=read_types, null_values=[""], strings_can_be_null=True,
@@ -677,7 +709,8 @@ class PostgresDbClient(DbClient):
 
     @contextmanager
     def connect(self, context, table_slice: TableSlice) -> Iterator[psycopg.Connection]:
-        action = f"{table_slice.schema}.{table_slice.table}"
+        verb = "writing" if isinstance(context, dg.OutputContext) else "reading"
+        action = f"{verb} {table_slice.schema}.{table_slice.table}"
         with self.connection.connect(action) as conn, conn.transaction():
             yield conn
 
@@ -708,6 +741,7 @@ class PostgresPandasTypeHandler(DbTypeHandler[pd.DataFrame]):
         rows = write_table(
             connection, table_slice.schema, table_slice.table, to_arrow(obj),
             replace=where if where is not None else True,
+            index=[dim.partition_expr for dim in table_slice.partition_dimensions or ()],
         )
         meta = (
             TableMetadataSet(partition_row_count=rows)
@@ -750,7 +784,7 @@ class PostgresIOManager(dg.ConfigurableIOManagerFactory):
 # --------------------------------------------------------------------------------------------
 
 
-class PostgresQualityStore(dg.ConfigurableResource):
+class PostgresQualityStore(QualityStore):
     """`quality.*` records in PostgreSQL: the same methods and answers as `DuckDBQualityStore`.
     Tables are created on first append; rows are only ever appended."""
 

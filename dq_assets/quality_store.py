@@ -17,7 +17,26 @@ QUALITY_SCHEMA = "quality"
 APPEND_ONLY_TABLES = ("check_results", "recon_summary", "partition_profiles")
 
 
-class DuckDBQualityStore(dg.ConfigurableResource):
+class QualityStore(dg.ConfigurableResource):
+    """Where the append-only quality records go: the warehouse of the deployment."""
+
+    def append(self, table: str, rows: pa.Table) -> None:
+        raise NotImplementedError
+
+    def latest_check_results(self, partition_keys: list[str]) -> pa.Table:
+        """The latest evaluation of every check of the given partitions."""
+        raise NotImplementedError
+
+    def raw_rows_history(self, table_name: str) -> dict[str, int]:
+        """Latest landed row count of every profiled partition of a table."""
+        raise NotImplementedError
+
+    def latest_profiles(self, partition_keys: list[str]) -> list[dict]:
+        """The latest profile of every table of the given partitions."""
+        raise NotImplementedError
+
+
+class DuckDBQualityStore(QualityStore):
     """`quality.*` records in the DuckDB warehouse (default `DQ_WAREHOUSE`)."""
 
     database: str | None = None

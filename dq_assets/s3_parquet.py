@@ -13,6 +13,7 @@ from datetime import date, timedelta
 import dagster as dg
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from dagster_aws.s3 import S3Resource
 
@@ -58,11 +59,11 @@ class S3ParquetIOManager(dg.ConfigurableIOManager):
         if context.has_asset_partitions:
             start, end = context.asset_partitions_time_window
             days = _days(start.date(), end.date())
-            column = data.column(PARTITION_COLUMN).cast(pa.date32()).to_pylist()
+            column = data.column(PARTITION_COLUMN).cast(pa.date32())
             for day in days:
-                mask = pa.array([d == day for d in column])
+                mask = pc.equal(column, pa.scalar(day, pa.date32()))
                 self._put(client, self._key(asset_key, day.isoformat()), data.filter(mask))
-            outside = set(column) - set(days)
+            outside = set(column.to_pylist()) - set(days)
             if outside:
                 raise dg.Failure(f"{asset_key.to_user_string()}: rows for ingest dates outside "
                                  f"the partitions written: {sorted(outside)[:5]}")

@@ -17,6 +17,8 @@ from dq_assets.definitions import ALL_ASSETS
 from dq_assets.duck import release_warehouse, warehouse_connection
 from dq_assets.resources import local_resources
 
+pytest_plugins = ["dq_assets_tests.pg_fixtures"]
+
 _MONEY = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)\s*$")
 
 HEADERS = {name: list(table(name).column_names) for name in

@@ -157,3 +157,10 @@ def test_wrong_credentials_are_one_clear_line_without_the_secret(authenticating_
     message = result.get_step_failure_events()[0].step_failure_data.error.message
     assert "access denied (InvalidAccessKeyId): check the AWS credentials" in message
     assert "s3cr3t-value" not in message and "AKIAWRONGWRONGWRONG" not in message
+
+
+def test_an_empty_partition_is_stored_and_read_back_empty(bucket):
+    assert run(bucket, [things], partition_key="2025-01-03").success  # 0 rows
+    assert stored(bucket) == ["dq/test/raw/things/ingest_date=2025-01-03/data.parquet"]
+    loaded = run(bucket, [things, all_things], selection=["raw/all_things"]).output_for_node("raw__all_things")
+    assert len(loaded) == 0 and list(loaded.columns) == ["id", "amount", "ts", "ingest_date"]

@@ -15,7 +15,7 @@ from dq_assets.duck import connect_duckdb, to_arrow, to_pandas, sql_list
 from dq_assets.layers.raw import partition_asset_args
 from dq_assets.layers.quality import GATE_KEY, require_gate
 from dq_assets.layers.staging import staging_key
-from dq_assets.quality_store import DuckDBQualityStore
+from dq_assets.quality_store import QualityStore
 from dq_assets.settings import DAILY
 
 MARTS_GROUP = "marts"
@@ -77,7 +77,7 @@ FACT_REVENUE_KEY = dg.AssetKey(["marts", "fact_revenue_daily"])
 )
 def fact_revenue_daily(
     context: dg.AssetExecutionContext,
-    quality_store: DuckDBQualityStore,
+    quality_store: QualityStore,
     fact_orders: pd.DataFrame,
     orders: pd.DataFrame,
 ):

@@ -19,7 +19,7 @@ from dq_assets.layers.raw import LANDING_FILES_KEY, partition_asset_args, raw_ke
 from dq_assets.layers.staging import UP_TO_PARTITION_MAPPING, quarantine_key, staging_key
 from dq_assets.reconcile import amount_totals, row_mismatches
 from dq_assets.suppressions import load_suppressions, today_utc
-from dq_assets.quality_store import DuckDBQualityStore
+from dq_assets.quality_store import QualityStore
 from dq_assets.settings import DAILY
 
 GATE_KEY = dg.AssetKey(["quality", "partition_gate"])
@@ -109,7 +109,7 @@ def gate_rows(
     ],
     **partition_asset_args("quality"),
 )
-def partition_gate(context: dg.AssetExecutionContext, quality_store: DuckDBQualityStore):
+def partition_gate(context: dg.AssetExecutionContext, quality_store: QualityStore):
     keys = list(context.partition_keys)
     gate = gate_rows(quality_store.latest_check_results(keys), keys, context.run.run_id,
                      quality_store.latest_profiles(keys))
@@ -190,7 +190,7 @@ RECON_CHECKS = {
 )
 def recon_row_mismatches(
     context: dg.AssetExecutionContext,
-    quality_store: DuckDBQualityStore,
+    quality_store: QualityStore,
     orders: pd.DataFrame,
     items: pd.DataFrame,
     items_quarantine: pd.DataFrame,

@@ -28,7 +28,7 @@ from dq_assets.landing import (
     sha256_of,
     table_of_file,
 )
-from dq_assets.quality_store import DuckDBQualityStore
+from dq_assets.quality_store import QualityStore
 from dq_assets.settings import DAILY
 
 RAW_GROUP = "raw"
@@ -66,7 +66,7 @@ def build_raw_asset(t: Table) -> dg.AssetsDefinition:
         **partition_asset_args(RAW_GROUP),
     )
     def raw_table(
-        context: dg.AssetExecutionContext, landing: LandingZone, quality_store: DuckDBQualityStore
+        context: dg.AssetExecutionContext, landing: LandingZone, quality_store: QualityStore
     ):
         cfg = load_gate_config()
         conn = connect_duckdb()
@@ -133,7 +133,7 @@ def _load_partition(conn, landing: LandingZone, t: Table, key, partition_key: st
     **partition_asset_args(RAW_GROUP),
 )
 def landing_files(
-    context: dg.AssetExecutionContext, landing: LandingZone, quality_store: DuckDBQualityStore
+    context: dg.AssetExecutionContext, landing: LandingZone, quality_store: QualityStore
 ):
     rows = []
     for key in context.partition_keys:

@@ -25,7 +25,7 @@ from dq_assets.contracts import SAME_PARTITION, TABLES, Table
 from dq_assets.duck import connect_duckdb, to_arrow, to_pandas
 from dq_assets.layers.raw import raw_key
 from dq_assets.profiling import column_profiles, profile_markdown, revenue
-from dq_assets.quality_store import DuckDBQualityStore
+from dq_assets.quality_store import QualityStore
 from dq_assets.settings import DAILY
 
 STAGING_GROUP = "staging"
@@ -87,7 +87,7 @@ def build_staging_asset(t: Table) -> dg.AssetsDefinition:
     )
     def stage(
         context: dg.AssetExecutionContext,
-        quality_store: DuckDBQualityStore,
+        quality_store: QualityStore,
         raw_rows: pd.DataFrame,
         **refs: pd.DataFrame,
     ):

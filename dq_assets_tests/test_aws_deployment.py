@@ -1,0 +1,112 @@
+"""The aws deployment end to end: landing and raw on S3 (moto's server mode, a real HTTP
+endpoint), staging, marts and quality on a real PostgreSQL. Same landing data, same results
+as the embedded DuckDB warehouse: marts, quarantine counts and check outcomes."""
+
+import boto3
+import psycopg
+import pytest
+
+from dq_assets.contracts import TABLE_NAMES
+from dq_assets.postgres import PostgresConnection
+from dq_assets.resources import aws_resources
+from dq_assets_tests.conftest import DAY1, DAY2, Landing, Warehouse
+from dq_assets_tests.pg_fixtures import with_database
+from dq_assets_tests.test_landing_s3 import upload
+
+DAYS = ("2025-01-01", "2025-01-02", "2025-01-03")
+DAY3 = {  # a failing day: an unknown payment (ERROR) and an invalid event (WARN)
+    "orders": [["O4", "C3", "2025-01-03T10:00:00Z", "paid", "EUR", "5.00", "2025-01-03T10:00:00Z"]],
+    "order_items": [["O4", "1", "P2", "2", "2.50", "5.00"]],
+    "payments": [["Y4", "O4", "2025-01-03T10:01:00Z", "card", "captured", "5.00", "EUR"],
+                 ["Y5", "O999", "2025-01-03T10:02:00Z", "card", "captured", "1.00", "EUR"]],
+    "events": DAY1["events"][:2] + [["E9", "", "S9", "page_view", "2025-01-03T09:00:00Z", "tv", "1"]],
+}
+MARTS = ("fact_orders", "fact_revenue_daily", "revenue_by_order_date", "customer_versions", "dim_customers")
+
+
+class AwsWarehouse(Warehouse):
+    def __init__(self, landing: str, bucket: str, pg: str, instance):
+        super().__init__(landing, None, instance)
+        self.bucket, self.pg = bucket, pg
+
+    @property
+    def resources(self) -> dict:
+        return aws_resources(bucket=self.bucket, prefix="wh", landing=self.landing,
+                             postgres=PostgresConnection(url=self.pg))
+
+    def query(self, sql: str, params=None) -> list[tuple]:
+        with psycopg.connect(self.pg) as conn:
+            return conn.execute(sql.replace("?", "%s"), params or []).fetchall()
+
+
+def outcomes(wh) -> list[tuple]:
+    return sorted(wh.query("""
+        SELECT partition_key, asset_key, check_name, passed, severity, failing_rows FROM (
+            SELECT *, row_number() OVER (PARTITION BY partition_key, asset_key, check_name
+                                         ORDER BY evaluated_at DESC) AS rn
+            FROM quality.check_results) latest WHERE rn = 1"""))
+
+
+def contents(wh, name: str) -> list[tuple]:
+    return sorted(wh.query(f"SELECT * FROM {name}"), key=repr)
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory, instance, moto_endpoint, pg_url):
+    mp = pytest.MonkeyPatch()
+    for var, value in {"AWS_ENDPOINT_URL": moto_endpoint, "AWS_ACCESS_KEY_ID": "testing",
+                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        mp.setenv(var, value)
+    root = tmp_path_factory.mktemp("aws")
+    landing = Landing(root / "landing")
+    for day, files in zip(DAYS, (DAY1, DAY2, DAY3)):
+        landing.write(day, files)
+    s3 = boto3.client("s3")
+    upload(landing.root, "aws-landing", "shop")
+    s3.create_bucket(Bucket="aws-warehouse")
+    dbname = f"dq_aws_{root.name.replace('-', '_')}".lower()[:60]
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{dbname}"')
+    pg = with_database(pg_url, dbname)
+    local = Warehouse(landing.root, root / "warehouse.duckdb", instance)
+    aws = AwsWarehouse("s3://aws-landing/shop", "aws-warehouse", pg, instance)
+    results = {}
+    for day in DAYS:
+        results[day] = (local.materialize(day).success, aws.materialize(day).success)
+    yield local, aws, results
+    mp.undo()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{dbname}" WITH (FORCE)')
+
+
+def test_the_same_runs_pass_and_fail(both):
+    _, _, results = both
+    assert results == {"2025-01-01": (True, True), "2025-01-02": (True, True), "2025-01-03": (False, False)}
+
+
+def test_marts_are_equal(both):
+    local, aws, _ = both
+    for mart in MARTS:
+        assert contents(aws, f"marts.{mart}") == contents(local, f"marts.{mart}"), mart
+
+
+def test_quarantine_and_staging_are_equal(both):
+    local, aws, _ = both
+    for t in TABLE_NAMES:
+        for name in (f"quality.{t}_quarantine", f"staging.{t}"):
+            assert contents(aws, name) == contents(local, name), name
+
+
+def test_check_outcomes_are_equal(both):
+    local, aws, _ = both
+    assert outcomes(aws) == outcomes(local)
+    failed = [o for o in outcomes(aws) if not o[3]]
+    assert ("2025-01-03", "staging/payments", "no_unknown_reference", False, "ERROR", 1) in failed
+
+
+def test_raw_lives_on_s3_as_parquet(both):
+    _, aws, _ = both
+    keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="aws-warehouse", Prefix="wh/raw/orders/")["Contents"]]
+    assert keys == [f"wh/raw/orders/ingest_date={d}/data.parquet" for d in DAYS]
+    schemas = {r[0] for r in aws.query("SELECT schema_name FROM information_schema.schemata")}
+    assert {"staging", "marts", "quality"} <= schemas and "raw" not in schemas
