@@ -110,3 +110,20 @@ def test_raw_lives_on_s3_as_parquet(both):
     assert keys == [f"wh/raw/orders/ingest_date={d}/data.parquet" for d in DAYS]
     schemas = {r[0] for r in aws.query("SELECT schema_name FROM information_schema.schemata")}
     assert {"staging", "marts", "quality"} <= schemas and "raw" not in schemas
+
+
+def test_rerunning_a_partition_on_aws_leaves_identical_contents(both):
+    _, aws, _ = both
+    names = [f"marts.{m}" for m in MARTS] + [f"staging.{t}" for t in TABLE_NAMES] + [
+        f"quality.{t}_quarantine" for t in TABLE_NAMES]
+    before = {n: contents(aws, n) for n in names}
+    s3 = boto3.client("s3")
+    raw_before = s3.get_object(Bucket="aws-warehouse", Key="wh/raw/orders/ingest_date=2025-01-02/data.parquet")["Body"].read()
+    assert aws.materialize("2025-01-02").success
+    assert {n: contents(aws, n) for n in names} == before
+    raw_after = s3.get_object(Bucket="aws-warehouse", Key="wh/raw/orders/ingest_date=2025-01-02/data.parquet")["Body"].read()
+    import io
+
+    import pyarrow.parquet as pq
+    drop = lambda b: pq.read_table(io.BytesIO(b)).drop(["loaded_at"]).to_pylist()  # noqa: E731
+    assert drop(raw_after) == drop(raw_before)
