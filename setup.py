@@ -18,6 +18,7 @@ setup(
         f"dagster-duckdb=={LIBS}",
         f"dagster-duckdb-pandas=={LIBS}",
         f"dagster-aws=={LIBS}",
+        f"dagster-slack=={LIBS}",
         "pandas>=2.2,<3",
         "pyarrow>=15",
         "duckdb>=1.1",

@@ -47,6 +47,7 @@ class GateConfig:
     volume_ratio: float = 0.5
     volume_history: int = 7
     volume_tables: tuple[str, ...] = ()
+    freshness: dict = field(default_factory=dict)
 
     def severity_of(self, table: str, check: str) -> str:
         value = self.severity.get(f"{table}.{check}") or self.severity.get(check) or ERROR
@@ -61,7 +62,7 @@ def load_gate_config(path: str | None = None) -> GateConfig:
     override_path = path or os.environ.get(GATE_CONFIG_ENV)
     if override_path:
         override = yaml.safe_load(Path(override_path).read_text()) or {}
-        for section in ("severity", "quarantine_rate", "partial_load", "volume"):
+        for section in ("severity", "quarantine_rate", "partial_load", "volume", "freshness"):
             doc[section] = {**doc.get(section, {}), **(override.get(section) or {})}
     rate, volume = doc["quarantine_rate"], doc["volume"]
     return GateConfig(
@@ -72,6 +73,7 @@ def load_gate_config(path: str | None = None) -> GateConfig:
         volume_ratio=float(volume["ratio"]),
         volume_history=int(volume["history"]),
         volume_tables=tuple(volume.get("tables") or ()),
+        freshness=doc.get("freshness") or {},
     )
 
 
@@ -209,6 +211,7 @@ def check_result(outcomes: list[Outcome]) -> dg.AssetCheckResult:
         if detail.detail:
             meta["detail"] = detail.detail
         if detail.sample_keys:
+            meta["sample_key_list"] = ", ".join(detail.sample_keys)
             meta["sample_keys"] = dg.MetadataValue.md(
                 "| key |\n|---|\n" + "\n".join(f"| {k} |" for k in detail.sample_keys)
             )

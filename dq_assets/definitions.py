@@ -4,18 +4,33 @@ from __future__ import annotations
 
 import dagster as dg
 
+from dq_assets.freshness import (
+    freshness_checks_sensor,
+    partition_freshness_checks,
+    with_freshness_policies,
+)
+from dq_assets.jobs import jobs, schedules
 from dq_assets.layers.marts import mart_assets
 from dq_assets.layers.quality import quality_assets
 from dq_assets.layers.raw import raw_assets
 from dq_assets.layers.staging import staging_assets
 from dq_assets.resources import build_resources
+from dq_assets.sensors import sensors
 
 ALL_ASSETS = [*raw_assets, *staging_assets, *quality_assets, *mart_assets]
 
+DAILY_ASSETS = [a for a in ALL_ASSETS if a.partitions_def is not None]
+FRESHNESS_CHECKS = partition_freshness_checks(DAILY_ASSETS)
+
 defs = dg.Definitions(
     assets=ALL_ASSETS,
+    asset_checks=FRESHNESS_CHECKS,
+    jobs=jobs,
+    schedules=schedules,
+    sensors=[*sensors, freshness_checks_sensor(FRESHNESS_CHECKS)],
     # DQ_DEPLOYMENT (local | aws) picks the resource map when the code location loads.
     resources=build_resources(),
     # One process for the whole run: no per-step subprocess start-up, and one DuckDB writer.
     executor=dg.in_process_executor,
 )
+defs = with_freshness_policies(defs)

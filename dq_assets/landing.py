@@ -172,6 +172,11 @@ class LandingZone(dg.ConfigurableResource):
             raise LandingError(f"{where}: ingest_date {doc.get('ingest_date')!r} does not match its folder")
         return Manifest(ingest_date=partition_key, files=files)
 
+    def manifest_version(self, partition_key: str) -> str:
+        """sha256 of the manifest's bytes: a re-sent day gets a new version."""
+        folder = partition_dir_name(partition_key)
+        return hashlib.sha256(self._store().read_bytes(f"{folder}/{MANIFEST_FILE}")).hexdigest()
+
     def present_files(self, partition_key: str) -> list[str]:
         names = self._store().files(partition_dir_name(partition_key)) or []
         return sorted(n for n in names if n != MANIFEST_FILE)

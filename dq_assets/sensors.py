@@ -1,0 +1,155 @@
+"""Sensors: alerts on failed checks and failed runs, and runs for newly landed days.
+
+Open-source Dagster has no alert on a failed asset check (a failed non-blocking check leaves
+its run successful, so run-failure sensors never see it). `check_failure_alerts` reads the
+check evaluations of every finished run from the instance's event log and sends one alert per
+failed evaluation, grouped per run, to the configured sinks (dq_assets/alerts.py).
+
+Exactly once, per sink: the cursor remembers which runs are done and, for runs whose delivery
+failed, which sinks still owe them; those are retried on the next tick, never dropped, and a
+second tick over the same events sends nothing.
+"""
+
+import json
+from datetime import datetime, timezone
+
+import dagster as dg
+from dagster._core.events import DagsterEventType
+
+from dq_assets.alerts import Alert, deliver, sinks_from_env, ui_base_url
+from dq_assets.jobs import daily_warehouse
+from dq_assets.landing import LandingError, LandingZone
+from dq_assets.settings import DAILY
+
+FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+RUNS_PER_TICK = 100
+DONE_MEMORY = 500  # run ids remembered at the watermark's edge
+
+
+def failed_check_alerts(instance: dg.DagsterInstance, run_id: str) -> list[Alert]:
+    """One alert per failed asset check evaluation of a run."""
+    records = instance.get_records_for_run(
+        run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION).records
+    base = ui_base_url()
+    alerts = []
+    for record in records:
+        evaluation = record.event_log_entry.dagster_event.event_specific_data
+        if evaluation.passed:
+            continue
+        meta = {k: getattr(v, "value", v) for k, v in (evaluation.metadata or {}).items()}
+        partition = getattr(evaluation, "partition", None) or meta.get("failed_partitions")
+        keys = [k for k in str(meta.get("sample_key_list") or "").split(", ") if k]
+        failing = meta.get("failing_rows")
+        alerts.append(Alert(
+            kind="check_failed", run_id=run_id, run_url=f"{base}/runs/{run_id}",
+            asset_key=evaluation.asset_key.to_user_string(), check_name=evaluation.check_name,
+            partition=str(partition) if partition else None,
+            severity=evaluation.severity.value if evaluation.severity else None,
+            failing_rows=int(failing) if failing is not None else None,
+            observed=str(meta["observed"]) if meta.get("observed") is not None else None,
+            sample_keys=tuple(keys[:10]), description=evaluation.description,
+            event_id=record.storage_id,
+        ))
+    return alerts
+
+
+def _load_cursor(raw: str | None) -> dict:
+    cursor = json.loads(raw) if raw else {}
+    return {"watermark": cursor.get("watermark", 0.0), "done": cursor.get("done", []),
+            "owed": cursor.get("owed", {})}
+
+
+@dg.sensor(
+    name="check_failure_alerts",
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="One alert per failed asset check evaluation, grouped per run, to the sinks "
+    "of DQ_ALERT_SINKS (default: a JSON-lines file). Failed deliveries are retried.",
+)
+def check_failure_alerts(context: dg.SensorEvaluationContext):
+    cursor = _load_cursor(context.cursor)
+    sinks = sinks_from_env()
+    all_names = [s.name for s in sinks]
+    done = set(cursor["done"])
+    owed: dict[str, list[str]] = dict(cursor["owed"])  # run id -> sinks still owed
+    records = context.instance.get_run_records(
+        filters=dg.RunsFilter(statuses=FINISHED, updated_after=datetime.fromtimestamp(
+            cursor["watermark"], tz=timezone.utc)),
+        order_by="update_timestamp", ascending=True, limit=RUNS_PER_TICK,
+    )
+    watermark = cursor["watermark"]
+    todo = {run_id: names for run_id, names in owed.items()}
+    for record in records:
+        run_id = record.dagster_run.run_id
+        watermark = max(watermark, record.update_timestamp.timestamp())
+        if run_id not in done and run_id not in todo:
+            todo[run_id] = all_names
+        done.add(run_id)
+    sent, owed = 0, {}
+    for run_id, names in todo.items():
+        alerts = failed_check_alerts(context.instance, run_id)
+        targets = [s for s in sinks if s.name in names]
+        if not alerts or not targets:
+            continue
+        failures = deliver(alerts, targets)
+        failed_sinks = sorted({name for name, _, _ in failures})
+        for name, _, error in failures:
+            context.log.warning(f"alert delivery to {name} for run {run_id} failed, retrying "
+                                f"next tick: {error}")
+        if failed_sinks:
+            owed[run_id] = failed_sinks
+        sent += len(alerts) * (len(targets) - len(failed_sinks))
+    context.update_cursor(json.dumps({
+        "watermark": watermark, "done": sorted(done)[-DONE_MEMORY:], "owed": owed}))
+    return dg.SkipReason(f"{sent} alert deliveries; {len(owed)} run(s) owed a retry")
+
+
+@dg.run_failure_sensor(
+    name="run_failure_alerts",
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="An alert for every failed run, to the same sinks as the check alerts.",
+)
+def run_failure_alerts(context: dg.RunFailureSensorContext):
+    run = context.dagster_run
+    alert = Alert(
+        kind="run_failed", run_id=run.run_id, run_url=f"{ui_base_url()}/runs/{run.run_id}",
+        asset_key=None, check_name=None, partition=run.tags.get("dagster/partition"),
+        severity="ERROR", failing_rows=None, observed=None,
+        description=(context.failure_event.message or "run failed").splitlines()[0],
+    )
+    failures = deliver([alert], sinks_from_env())
+    if failures:  # the tick fails and the run is offered again on the next one
+        raise dg.Failure(f"run-failure alert for {run.run_id} not delivered to "
+                         f"{', '.join(name for name, _, _ in failures)}")
+
+
+@dg.sensor(
+    name="landing_sensor",
+    job=daily_warehouse,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Requests a daily_warehouse run for each newly complete ingest date (its "
+    "_manifest.json present), once per date and manifest version, locally or on S3.",
+)
+def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingZone):
+    seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    valid = set(DAILY.get_partition_keys())
+    requests = []
+    for key in landing.partitions():
+        if key not in valid:
+            context.log.warning(f"ingest_date={key} is outside the daily partitions; skipped")
+            continue
+        try:
+            version = landing.manifest_version(key)
+        except LandingError as e:
+            context.log.warning(str(e))
+            continue
+        if seen.get(key) == version:
+            continue
+        seen[key] = version
+        requests.append(dg.RunRequest(partition_key=key, run_key=f"{key}:{version[:16]}"))
+    return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))
+
+
+sensors = [check_failure_alerts, run_failure_alerts, landing_sensor]

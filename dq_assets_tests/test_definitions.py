@@ -1,0 +1,40 @@
+"""The code location as `dagster dev` and the CLI load it."""
+
+import dagster as dg
+import pytest
+
+from dq_assets import defs
+from dq_assets.resources import build_resources
+
+
+def test_every_asset_has_the_freshness_policy_of_its_layer():
+    specs = list(defs.resolve_all_asset_specs())
+    assert len(specs) >= 25
+    for spec in specs:
+        assert spec.freshness_policy is not None, spec.key
+    by_group = {s.group_name: s.freshness_policy.fail_window.to_timedelta().total_seconds() / 3600 for s in specs}
+    assert by_group == {"raw": 30, "staging": 30, "quality": 31, "marts": 32}
+
+
+def test_sensors_schedule_jobs_and_partition_freshness_checks_are_defined():
+    names = {s.name for s in defs.sensors}
+    assert {"check_failure_alerts", "run_failure_alerts", "landing_sensor", "partition_freshness_sensor"} <= names
+    assert [s.name for s in defs.schedules] == ["daily_warehouse_schedule"]
+    for job in ("daily_warehouse", "raw_layer", "staging_layer", "marts_layer"):
+        assert defs.resolve_job_def(job).name == job
+    checks = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
+    assert "freshness_check" in checks and "gate_passed" in checks
+    dg.Definitions.validate_loadable(defs)
+
+
+def test_the_deployment_switch(monkeypatch):
+    assert set(build_resources("local")) == {"io_manager", "raw_io_manager", "quality_store", "landing"}
+    monkeypatch.delenv("DQ_S3_BUCKET", raising=False)
+    with pytest.raises(ValueError, match="DQ_S3_BUCKET"):
+        build_resources("aws")
+    monkeypatch.setenv("DQ_S3_BUCKET", "b")
+    aws = build_resources("aws")
+    assert type(aws["raw_io_manager"]).__name__ == "S3ParquetIOManager"
+    assert type(aws["io_manager"]).__name__ == "PostgresIOManager"
+    with pytest.raises(ValueError, match="expected one of local, aws"):
+        build_resources("gcp")
