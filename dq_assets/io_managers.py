@@ -30,7 +30,7 @@ from dq_assets.duck import (
     to_pandas,
     warehouse_connection,
 )
-from dq_assets.settings import warehouse_path
+from dq_assets.settings import kept_partitions, warehouse_path
 
 
 class TransactionalDuckDbClient(DuckDbClient):
@@ -54,9 +54,7 @@ class TransactionalDuckDbClient(DuckDbClient):
 
     @staticmethod
     def delete_table_slice(context, table_slice: TableSlice, connection) -> None:
-        # Checked rather than caught: a failed statement would abort the open transaction.
-        if table_exists(connection, table_slice.schema, table_slice.table):
-            connection.execute(_cleanup_statement(table_slice))
+        pass  # the type handler deletes, in the same transaction, knowing what the frame keeps
 
     @staticmethod
     def get_select_statement(table_slice: TableSlice) -> str:
@@ -72,16 +70,23 @@ def _where(table_slice: TableSlice) -> str:
     return DuckDbClient.get_select_statement(table_slice).split(" WHERE\n", 1)[1]
 
 
-def _cleanup_statement(table_slice: TableSlice) -> str:
+def _cleanup_statement(table_slice: TableSlice, keep: list[str]) -> tuple[str, list]:
     sql = f"DELETE FROM {qualified(table_slice.schema, table_slice.table)}"
     if table_slice.partition_dimensions:
         sql += " WHERE " + _where(table_slice)
-    return sql
+        if keep:
+            column = table_slice.partition_dimensions[0].partition_expr
+            sql += f" AND NOT list_contains(CAST(? AS DATE[]), CAST({quote(column)} AS DATE))"
+            return sql, [keep]
+    return sql, []
 
 
 class ArrowPandasTypeHandler(DuckDBPandasTypeHandler):
     def handle_output(self, context, table_slice: TableSlice, obj: pd.DataFrame, connection):
         name = qualified(table_slice.schema, table_slice.table)
+        # Checked rather than caught: a failed statement would abort the open transaction.
+        if table_exists(connection, table_slice.schema, table_slice.table):
+            connection.execute(*_cleanup_statement(table_slice, kept_partitions(obj)))
         connection.register("_frame", to_arrow(obj))
         connection.execute(f"CREATE TABLE IF NOT EXISTS {name} AS SELECT * FROM _frame LIMIT 0")
         connection.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _frame")

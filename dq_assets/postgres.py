@@ -56,6 +56,7 @@ from pydantic import Field
 from dq_assets.contracts import check_identifier
 from dq_assets.duck import to_arrow, to_pandas
 from dq_assets.quality_store import APPEND_ONLY_TABLES, QUALITY_SCHEMA, QualityStore
+from dq_assets.settings import kept_partitions
 
 __all__ = [
     "APPEND_ONLY_TABLES",
@@ -738,6 +739,11 @@ class PostgresPandasTypeHandler(DbTypeHandler[pd.DataFrame]):
 
     def handle_output(self, context, table_slice: TableSlice, obj: pd.DataFrame, connection):
         where = slice_where(table_slice)
+        keep = kept_partitions(obj)
+        if where is not None and keep:  # leave the partitions the frame keeps untouched
+            column = _q(table_slice.partition_dimensions[0].partition_expr)
+            where = Where(sql.SQL("{w} AND NOT ({c} = ANY(%s::date[]))").format(w=where.clause, c=column),
+                          (*where.params, keep))
         rows = write_table(
             connection, table_slice.schema, table_slice.table, to_arrow(obj),
             replace=where if where is not None else True,

@@ -20,6 +20,7 @@ from dagster_aws.s3 import S3Resource
 from dq_assets.aws import s3_client, s3_error
 from dq_assets.contracts import check_identifier
 from dq_assets.duck import to_arrow, to_pandas
+from dq_assets.settings import kept_partitions
 
 PARTITION_COLUMN = "ingest_date"
 OBJECT_NAME = "data.parquet"
@@ -60,7 +61,8 @@ class S3ParquetIOManager(dg.ConfigurableIOManager):
             start, end = context.asset_partitions_time_window
             days = _days(start.date(), end.date())
             column = data.column(PARTITION_COLUMN).cast(pa.date32())
-            for day in days:
+            keep = set(kept_partitions(obj))
+            for day in (d for d in days if d.isoformat() not in keep):
                 mask = pc.equal(column, pa.scalar(day, pa.date32()))
                 self._put(client, self._key(asset_key, day.isoformat()), data.filter(mask))
             outside = set(column.to_pylist()) - set(days)

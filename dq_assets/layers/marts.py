@@ -13,10 +13,10 @@ from dq_assets.checks import evaluate_mart_totals, load_gate_config, report
 from dq_assets.contracts import REVENUE_STATUSES
 from dq_assets.duck import connect_duckdb, to_arrow, to_pandas, sql_list
 from dq_assets.layers.raw import partition_asset_args
-from dq_assets.layers.quality import GATE_KEY, require_gate
+from dq_assets.layers.quality import GATE_KEY, require_any_gated
 from dq_assets.layers.staging import staging_key
 from dq_assets.quality_store import QualityStore
-from dq_assets.settings import DAILY
+from dq_assets.settings import DAILY, keep_partitions, kept_partitions
 
 MARTS_GROUP = "marts"
 PARTITIONED = {**partition_asset_args(MARTS_GROUP), "metadata": {"partition_expr": "ingest_date"}}
@@ -27,6 +27,16 @@ GATE_IN = dg.AssetIn(key=GATE_KEY)
 # Current-state marts are rebuilt once per run, also in a run over a range of partitions.
 CURRENT_STATE_POLICY = dg.BackfillPolicy.single_run()
 REVENUE_IN = sql_list(REVENUE_STATUSES)
+
+
+def publish(context, gate: pd.DataFrame, sql: str, **frames: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the partitions that passed the gate; the IO manager keeps the others'
+    previous contents."""
+    passed = require_any_gated(context, gate)
+    gated = f"CAST(ingest_date AS VARCHAR) IN {sql_list(passed)}"
+    frame = run_sql(sql.format(gated=gated), **frames)
+    keep_partitions(frame, set(context.partition_keys) - set(passed))
+    return frame
 
 
 def run_sql(sql: str, **frames: pd.DataFrame) -> pd.DataFrame:
@@ -47,13 +57,10 @@ def run_sql(sql: str, **frames: pd.DataFrame) -> pd.DataFrame:
 def fact_orders(
     context: dg.AssetExecutionContext, orders: pd.DataFrame, gate: pd.DataFrame
 ) -> pd.DataFrame:
-    require_gate(gate, context.partition_keys)
-    return run_sql(
-        """SELECT ingest_date, order_id, customer_id, order_ts,
-                  CAST(order_ts AS DATE) AS order_date, status, currency, amount, updated_at
-           FROM orders ORDER BY ingest_date, order_id""",
-        orders=orders,
-    )
+    return publish(context, gate, """
+        SELECT ingest_date, order_id, customer_id, order_ts,
+               CAST(order_ts AS DATE) AS order_date, status, currency, amount, updated_at
+        FROM orders WHERE {gated} ORDER BY ingest_date, order_id""", orders=orders)
 
 
 FACT_REVENUE_KEY = dg.AssetKey(["marts", "fact_revenue_daily"])
@@ -64,6 +71,7 @@ FACT_REVENUE_KEY = dg.AssetKey(["marts", "fact_revenue_daily"])
     ins={
         "fact_orders": dg.AssetIn(key=["marts", "fact_orders"]),
         "orders": dg.AssetIn(key=staging_key("orders")),
+        "gate": GATE_IN,
     },
     description="Per ingest_date, order_date (UTC) and currency: distinct orders received in "
     "that partition and the revenue of those paid, shipped or delivered.",
@@ -80,14 +88,14 @@ def fact_revenue_daily(
     quality_store: QualityStore,
     fact_orders: pd.DataFrame,
     orders: pd.DataFrame,
+    gate: pd.DataFrame,
 ):
-    facts = run_sql(
-        f"""SELECT ingest_date, order_date, currency,
-                   count(DISTINCT order_id) AS order_count,
-                   coalesce(sum(amount) FILTER (WHERE status IN {REVENUE_IN}), 0) AS revenue
-            FROM fact_orders GROUP BY ALL ORDER BY ALL""",
-        fact_orders=fact_orders,
-    )
+    facts = publish(context, gate, f"""
+        SELECT ingest_date, order_date, currency,
+               count(DISTINCT order_id) AS order_count,
+               coalesce(sum(amount) FILTER (WHERE status IN {REVENUE_IN}), 0) AS revenue
+        FROM fact_orders WHERE {{gated}} GROUP BY ALL ORDER BY ALL""", fact_orders=fact_orders)
+    passed = set(context.partition_keys) - set(kept_partitions(facts))
     yield dg.Output(facts, metadata={"rows": len(facts)})
     totals = f"""SELECT CAST(ingest_date AS VARCHAR) AS partition_key, currency,
                         {{count}} AS order_count, sum({{revenue}}) AS revenue FROM {{t}} GROUP BY ALL"""
@@ -97,7 +105,7 @@ def fact_revenue_daily(
     outcomes = [
         evaluate_mart_totals(FACT_REVENUE_KEY, key, load_gate_config(),
                              _by_currency(staged, key), _by_currency(in_mart, key))
-        for key in context.partition_keys
+        for key in context.partition_keys if key in passed
     ]
     yield from report(context, quality_store, outcomes)
 
@@ -141,8 +149,7 @@ def revenue_by_order_date(fact_orders: pd.DataFrame) -> pd.DataFrame:
 def customer_versions(
     context: dg.AssetExecutionContext, customers: pd.DataFrame, gate: pd.DataFrame
 ) -> pd.DataFrame:
-    require_gate(gate, context.partition_keys)
-    return customers
+    return publish(context, gate, "SELECT * FROM customers WHERE {gated}", customers=customers)
 
 
 @dg.asset(

@@ -140,7 +140,9 @@ def partition_gate(context: dg.AssetExecutionContext, quality_store: QualityStor
     yield dg.AssetCheckResult(
         check_name=GATE_CHECK,
         passed=not failed,
-        severity=dg.AssetCheckSeverity.ERROR,
+        # ERROR holds the marts back when no partition of the run passed; when some did, the
+        # marts publish those and `every_partition_passed` fails the run afterwards.
+        severity=dg.AssetCheckSeverity.ERROR if len(failed) == len(decisions) else dg.AssetCheckSeverity.WARN,
         metadata={
             "failed_partitions": ", ".join(str(d["ingest_date"]) for d in failed) or "none",
             "error_failures": "; ".join(
@@ -226,16 +228,41 @@ def recon_row_mismatches(
     yield from report(context, quality_store, outcomes)
 
 
-def require_gate(gate: pd.DataFrame, partition_keys: list[str]) -> None:
-    """Marts refuse partitions whose latest gate decision is missing or failed, also when the
-    gate asset was not selected in this run."""
+def gated_partitions(gate: pd.DataFrame, partition_keys: list[str]) -> tuple[list[str], list[str]]:
+    """(passed, refused) partitions by their latest gate decision. The marts publish the
+    passed ones and keep their previous contents for the refused ones."""
     passed = {str(d) for d, ok in zip(gate["ingest_date"], gate["gate_passed"]) if ok}
-    refused = [k for k in partition_keys if k not in passed]
+    return ([k for k in partition_keys if k in passed], [k for k in partition_keys if k not in passed])
+
+
+def require_any_gated(context, gate: pd.DataFrame) -> list[str]:
+    """The partitions a mart may publish; a mart asked only for refused partitions fails."""
+    passed, refused = gated_partitions(gate, list(context.partition_keys))
     if refused:
+        context.log.warning(f"partition(s) {', '.join(refused)} did not pass the gate: "
+                            "their mart contents stay as they were")
+    if not passed:
         raise dg.Failure(
             description=f"partition(s) {', '.join(refused)} did not pass the gate; "
             "the marts keep their previous contents"
         )
+    return passed
 
 
-quality_assets = [recon_row_mismatches, partition_gate]
+@dg.asset_check(
+    asset=GATE_KEY,
+    name="every_partition_passed",
+    partitions_def=DAILY,
+    blocking=False,
+    description="Fails the run when any partition of it failed its gate, after the marts have "
+    "published the partitions that passed (so a range and day-by-day runs agree).",
+)
+def every_partition_passed(partition_gate: pd.DataFrame) -> dg.AssetCheckResult:
+    failed = sorted(str(d) for d, ok in zip(partition_gate["ingest_date"], partition_gate["gate_passed"]) if not ok)
+    if failed:
+        raise dg.Failure(description=f"gate FAILED for {', '.join(failed)}: the run fails and the "
+                         "marts keep their previous contents for these partitions")
+    return dg.AssetCheckResult(passed=True, metadata={"partitions": len(partition_gate)})
+
+
+quality_assets = [recon_row_mismatches, partition_gate, every_partition_passed]

@@ -1,0 +1,74 @@
+"""A single-run backfill of a range and day-by-day runs of the same days leave identical
+tables, check results per partition included; a failed day inside the range keeps its marts."""
+
+import datetime as dt
+
+import pytest
+
+from dq_assets.generator import generate
+from dq_assets.quality_store import APPEND_ONLY_TABLES
+from dq_assets.duck import release_warehouse
+from dq_assets_tests.conftest import Warehouse
+
+START = dt.date(2025, 1, 1)
+DAYS = [(START + dt.timedelta(days=i)).isoformat() for i in range(6)]
+DEFECTS = [f"{DAYS[2]}:payments.unknown_reference=1",       # ERROR: this day is refused
+           f"{DAYS[4]}:orders.invalid_value=1",              # WARN only
+           f"{DAYS[5]}:resent_orders=3", f"{DAYS[5]}:late_arriving=2"]
+
+
+def tables(wh: Warehouse) -> dict:
+    out = {}
+    for schema, name in wh.query("SELECT table_schema, table_name FROM information_schema.tables"):
+        if name in APPEND_ONLY_TABLES:
+            continue
+        cols = [c for (c,) in wh.query(f"SELECT column_name FROM (DESCRIBE {schema}.{name})")
+                if c not in ("loaded_at", "run_id")]
+        out[f"{schema}.{name}"] = sorted(wh.query(f"SELECT {', '.join(cols)} FROM {schema}.{name}"), key=repr)
+    return out
+
+
+def latest_checks(wh: Warehouse) -> list[tuple]:
+    return sorted(wh.query("""
+        SELECT partition_key, asset_key, check_name, passed, severity, failing_rows, observed
+        FROM quality.check_results
+        QUALIFY row_number() OVER (PARTITION BY partition_key, asset_key, check_name
+                                   ORDER BY evaluated_at DESC) = 1"""))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, instance):
+    root = tmp_path_factory.mktemp("backfill")
+    generate(root / "landing", START, len(DAYS), orders_per_day=30, seed=5, defects=DEFECTS)
+    ranged = Warehouse(root / "landing", root / "range.duckdb", instance)
+    daily = Warehouse(root / "landing", root / "daily.duckdb", instance)
+    range_ok = ranged.materialize_range(DAYS[0], DAYS[-1]).success
+    daily_ok = [daily.materialize(d).success for d in DAYS]
+    yield ranged, daily, range_ok, daily_ok
+    release_warehouse(str(ranged.database))
+    release_warehouse(str(daily.database))
+
+
+def test_the_failed_day_fails_both_ways(runs):
+    _, _, range_ok, daily_ok = runs
+    assert range_ok is False
+    assert daily_ok == [True, True, False, True, True, True]
+
+
+def test_range_and_day_by_day_leave_identical_tables(runs):
+    ranged, daily, _, _ = runs
+    a, b = tables(ranged), tables(daily)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert a[name] == b[name], name
+
+
+def test_range_and_day_by_day_record_the_same_check_results(runs):
+    ranged, daily, _, _ = runs
+    assert latest_checks(ranged) == latest_checks(daily)
+
+
+def test_the_refused_day_has_no_marts_and_the_others_are_published(runs):
+    ranged, _, _, _ = runs
+    published = {str(d) for (d,) in ranged.query("SELECT DISTINCT ingest_date FROM marts.fact_orders")}
+    assert published == set(DAYS) - {DAYS[2]}
