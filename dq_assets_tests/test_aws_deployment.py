@@ -25,13 +25,15 @@ MARTS = ("fact_orders", "fact_revenue_daily", "revenue_by_order_date", "customer
 
 
 class AwsWarehouse(Warehouse):
+    resources_prefix = "wh"
+
     def __init__(self, landing: str, bucket: str, pg: str, instance):
         super().__init__(landing, None, instance)
         self.bucket, self.pg = bucket, pg
 
     @property
     def resources(self) -> dict:
-        return aws_resources(bucket=self.bucket, prefix="wh", landing=self.landing,
+        return aws_resources(bucket=self.bucket, prefix=self.resources_prefix, landing=self.landing,
                              postgres=PostgresConnection(url=self.pg))
 
     def query(self, sql: str, params=None) -> list[tuple]:
@@ -127,3 +129,21 @@ def test_rerunning_a_partition_on_aws_leaves_identical_contents(both):
     import pyarrow.parquet as pq
     drop = lambda b: pq.read_table(io.BytesIO(b)).drop(["loaded_at"]).to_pylist()  # noqa: E731
     assert drop(raw_after) == drop(raw_before)
+
+
+def test_a_range_on_aws_equals_day_by_day_on_duckdb(both, pg_url, instance):
+    local, aws, _ = both
+    dbname = "dq_aws_range_test"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{dbname}"')
+    try:
+        ranged = AwsWarehouse(aws.landing, aws.bucket, with_database(pg_url, dbname), instance)
+        ranged.resources_prefix = "range"
+        assert not ranged.materialize_range(DAYS[0], DAYS[-1]).success  # day 3 fails its gate
+        for mart in MARTS:
+            assert contents(ranged, f"marts.{mart}") == contents(local, f"marts.{mart}"), mart
+        assert outcomes(ranged) == outcomes(local)
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')

@@ -72,3 +72,11 @@ def test_the_refused_day_has_no_marts_and_the_others_are_published(runs):
     ranged, _, _, _ = runs
     published = {str(d) for (d,) in ranged.query("SELECT DISTINCT ingest_date FROM marts.fact_orders")}
     assert published == set(DAYS) - {DAYS[2]}
+
+
+def test_rematerializing_in_any_order_converges_to_the_same_tables(runs):
+    ranged, daily, _, _ = runs
+    for day in reversed(DAYS):  # re-sent and late orders included
+        daily.materialize(day)
+    assert tables(daily) == tables(ranged)
+    assert latest_checks(daily) == latest_checks(ranged)
