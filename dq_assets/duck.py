@@ -5,13 +5,13 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
-from dagster._utils.backoff import backoff
 
 from dq_assets.contracts import check_identifier
 
@@ -65,8 +65,7 @@ def warehouse_connection(database: str) -> Iterator[duckdb.DuckDBPyConnection]:
     with _OPEN_LOCK:
         root = _OPEN.get(path)
         if root is None:
-            root = backoff(fn=duckdb.connect, retry_on=(duckdb.IOException,),
-                           kwargs={"database": path}, max_retries=10)
+            root = _open_waiting_for_lock(path)
             _OPEN[path] = root
     cursor = root.cursor()
     try:
@@ -74,6 +73,24 @@ def warehouse_connection(database: str) -> Iterator[duckdb.DuckDBPyConnection]:
         yield cursor
     finally:
         cursor.close()
+
+
+LOCK_WAIT_ENV = "DQ_WAREHOUSE_LOCK_WAIT"  # seconds to wait for another process's lock
+
+
+def _open_waiting_for_lock(path: str) -> duckdb.DuckDBPyConnection:
+    """DuckDB lets one process at a time open a file for writing; a second run waits for the
+    first (up to DQ_WAREHOUSE_LOCK_WAIT seconds, default 600) instead of failing at once."""
+    deadline = time.monotonic() + float(os.environ.get(LOCK_WAIT_ENV) or 600)
+    delay = 0.1
+    while True:
+        try:
+            return duckdb.connect(path)
+        except duckdb.IOException as e:
+            if "lock" not in str(e).lower() or time.monotonic() + delay > deadline:
+                raise duckdb.IOException(f"{path}: {str(e).splitlines()[0]}") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def release_warehouse(database: str | None = None) -> None:
