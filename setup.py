@@ -33,6 +33,14 @@ setup(
             "moto[server]>=5",
             "pgserver",
         ],
+        # benchmarks/ (python -m benchmarks.run): the peer check tools, psutil for peak RSS,
+        # py-spy to profile a run. Resolves with dagster 1.13.27 and pandas 2.x.
+        "bench": [
+            "great_expectations>=1.0,<2",
+            "pandera>=0.20,<1",
+            "psutil>=5.9",
+            "py-spy>=0.3",
+        ],
     },
     entry_points={
         "console_scripts": [

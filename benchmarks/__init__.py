@@ -1,0 +1,1 @@
+"""Benchmarks of dq_assets (outside the test suite): `python -m benchmarks.run [--quick]`."""
