@@ -258,15 +258,7 @@ def test_slack_api_error_is_a_clear_failure_without_the_token(http_server):
 # sns (moto server: a topic with an SQS queue subscribed)
 
 
-@pytest.fixture(scope="module")
-def moto_endpoint():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+# moto_endpoint: the shared local S3/SNS/SQS endpoint of conftest.py
 
 
 def test_sns_publish_reaches_a_subscribed_queue(moto_endpoint, monkeypatch):

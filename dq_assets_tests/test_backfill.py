@@ -6,9 +6,9 @@ import datetime as dt
 import pytest
 
 from dq_assets.generator import generate
-from dq_assets.quality_store import APPEND_ONLY_TABLES
 from dq_assets.duck import release_warehouse
 from dq_assets_tests.conftest import Warehouse
+from dq_assets_tests.test_pipeline import snapshot
 
 START = dt.date(2025, 1, 1)
 DAYS = [(START + dt.timedelta(days=i)).isoformat() for i in range(6)]
@@ -18,14 +18,7 @@ DEFECTS = [f"{DAYS[2]}:payments.unknown_reference=1",       # ERROR: this day is
 
 
 def tables(wh: Warehouse) -> dict:
-    out = {}
-    for schema, name in wh.query("SELECT table_schema, table_name FROM information_schema.tables"):
-        if name in APPEND_ONLY_TABLES:
-            continue
-        cols = [c for (c,) in wh.query(f"SELECT column_name FROM (DESCRIBE {schema}.{name})")
-                if c not in ("loaded_at", "run_id")]
-        out[f"{schema}.{name}"] = sorted(wh.query(f"SELECT {', '.join(cols)} FROM {schema}.{name}"), key=repr)
-    return out
+    return snapshot(wh)
 
 
 def latest_checks(wh: Warehouse) -> list[tuple]:
