@@ -89,15 +89,9 @@ def clean_pg_env(monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def secrets_endpoint():
-    """AWS Secrets Manager on localhost (moto's server mode)."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+def secrets_endpoint(moto_endpoint):
+    """AWS Secrets Manager on localhost: the shared moto server of conftest.py."""
+    return moto_endpoint
 
 
 class PasswordRefusingServer:

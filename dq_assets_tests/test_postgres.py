@@ -515,12 +515,9 @@ def _rds_secret(url: str, password: str) -> dict:
 
 
 @pytest.fixture
-def aws(secrets_endpoint, monkeypatch):
-    monkeypatch.setenv("AWS_ENDPOINT_URL", secrets_endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    return secrets_endpoint
+def aws(aws_env):
+    """The standard AWS environment pointing at the shared moto server (conftest.py)."""
+    return aws_env
 
 
 def test_secret_from_aws_secrets_manager(pg_database, aws, monkeypatch, pg_auth_stub):
