@@ -12,10 +12,9 @@ Row level, one row per mismatching key in `quality.recon_row_mismatches`:
 
 import pyarrow as pa
 
-from dq_assets.contracts import REVENUE_STATUSES
-from dq_assets.duck import connect_duckdb, fetch_arrow, sql_list
+from dq_assets.profiling import REVENUE_IN
+from dq_assets.duck import connect_duckdb, fetch_arrow
 
-REVENUE_IN = sql_list(REVENUE_STATUSES)
 AMOUNT_TOLERANCE = "0.01"
 
 RECONS = ("order_amount_mismatch", "payment_unknown_order", "order_without_captured_payment")

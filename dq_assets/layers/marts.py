@@ -10,7 +10,7 @@ import dagster as dg
 import pandas as pd
 
 from dq_assets.checks import evaluate_mart_totals, load_gate_config, report
-from dq_assets.contracts import REVENUE_STATUSES
+from dq_assets.profiling import REVENUE_IN
 from dq_assets.duck import connect_duckdb, to_arrow, to_pandas, sql_list
 from dq_assets.layers.raw import partition_asset_args
 from dq_assets.layers.quality import GATE_KEY, require_any_gated
@@ -26,7 +26,6 @@ PARTITIONED = {**partition_asset_args(MARTS_GROUP), "metadata": {"partition_expr
 GATE_IN = dg.AssetIn(key=GATE_KEY)
 # Current-state marts are rebuilt once per run, also in a run over a range of partitions.
 CURRENT_STATE_POLICY = dg.BackfillPolicy.single_run()
-REVENUE_IN = sql_list(REVENUE_STATUSES)
 
 
 def publish(context, gate: pd.DataFrame, sql: str, **frames: pd.DataFrame) -> pd.DataFrame:
@@ -97,8 +96,8 @@ def fact_revenue_daily(
         FROM fact_orders WHERE {{gated}} GROUP BY ALL ORDER BY ALL""", fact_orders=fact_orders)
     passed = set(context.partition_keys) - set(kept_partitions(facts))
     yield dg.Output(facts, metadata={"rows": len(facts)})
-    totals = f"""SELECT CAST(ingest_date AS VARCHAR) AS partition_key, currency,
-                        {{count}} AS order_count, sum({{revenue}}) AS revenue FROM {{t}} GROUP BY ALL"""
+    totals = """SELECT CAST(ingest_date AS VARCHAR) AS partition_key, currency,
+                       {count} AS order_count, sum({revenue}) AS revenue FROM {t} GROUP BY ALL"""
     staged = run_sql(totals.format(t="orders", count="count(DISTINCT order_id)",
                                    revenue=f"amount) FILTER (WHERE status IN {REVENUE_IN}"), orders=orders)
     in_mart = run_sql(totals.format(t="facts", count="sum(order_count)", revenue="revenue"), facts=facts)
