@@ -21,6 +21,8 @@ from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, Tabl
 from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasTypeHandler
 
+from dq_assets.batches import PartitionBatches, PartitionReader
+from dq_assets.contracts import check_table_slice
 from dq_assets.duck import (
     fetch_arrow,
     qualified,
@@ -30,7 +32,7 @@ from dq_assets.duck import (
     to_pandas,
     warehouse_connection,
 )
-from dq_assets.settings import kept_partitions, warehouse_path
+from dq_assets.settings import warehouse_path
 
 
 class TransactionalDuckDbClient(DuckDbClient):
@@ -39,6 +41,7 @@ class TransactionalDuckDbClient(DuckDbClient):
 
     @contextmanager
     def connect(self, context, table_slice: TableSlice) -> Iterator[duckdb.DuckDBPyConnection]:
+        check_table_slice(table_slice)  # a bad schema/table/column name: refused before any SQL
         with warehouse_connection(self.database) as conn:
             conn.begin()
             try:
@@ -54,7 +57,7 @@ class TransactionalDuckDbClient(DuckDbClient):
 
     @staticmethod
     def delete_table_slice(context, table_slice: TableSlice, connection) -> None:
-        pass  # the type handler deletes, in the same transaction, knowing what the frame keeps
+        pass  # the type handler deletes, in the same transaction as its insert
 
     @staticmethod
     def get_select_statement(table_slice: TableSlice) -> str:
@@ -70,15 +73,11 @@ def _where(table_slice: TableSlice) -> str:
     return DuckDbClient.get_select_statement(table_slice).split(" WHERE\n", 1)[1]
 
 
-def _cleanup_statement(table_slice: TableSlice, keep: list[str]) -> tuple[str, list]:
+def _cleanup_statement(table_slice: TableSlice) -> str:
     sql = f"DELETE FROM {qualified(table_slice.schema, table_slice.table)}"
     if table_slice.partition_dimensions:
         sql += " WHERE " + _where(table_slice)
-        if keep:
-            column = table_slice.partition_dimensions[0].partition_expr
-            sql += f" AND NOT list_contains(CAST(? AS DATE[]), CAST({quote(column)} AS DATE))"
-            return sql, [keep]
-    return sql, []
+    return sql
 
 
 class ArrowPandasTypeHandler(DuckDBPandasTypeHandler):
@@ -86,17 +85,12 @@ class ArrowPandasTypeHandler(DuckDBPandasTypeHandler):
         name = qualified(table_slice.schema, table_slice.table)
         # Checked rather than caught: a failed statement would abort the open transaction.
         if table_exists(connection, table_slice.schema, table_slice.table):
-            connection.execute(*_cleanup_statement(table_slice, kept_partitions(obj)))
+            connection.execute(_cleanup_statement(table_slice))
         connection.register("_frame", to_arrow(obj))
         connection.execute(f"CREATE TABLE IF NOT EXISTS {name} AS SELECT * FROM _frame LIMIT 0")
         connection.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _frame")
         connection.unregister("_frame")
-        meta = (
-            TableMetadataSet(partition_row_count=len(obj))
-            if context.has_partition_key or context.has_asset_partitions
-            else TableMetadataSet(row_count=len(obj))
-        )
-        context.add_output_metadata(dict(meta))
+        _partition_metadata(context, len(obj))
 
     def load_input(self, context, table_slice: TableSlice, connection) -> pd.DataFrame:
         if not table_exists(connection, table_slice.schema, table_slice.table):
@@ -108,6 +102,60 @@ class ArrowPandasTypeHandler(DuckDBPandasTypeHandler):
         return to_pandas(fetch_arrow(connection, select))
 
 
+def _partition_metadata(context, rows: int) -> None:
+    meta = (
+        TableMetadataSet(partition_row_count=rows)
+        if context.has_partition_key or context.has_asset_partitions
+        else TableMetadataSet(row_count=rows)
+    )
+    context.add_output_metadata(dict(meta))
+
+
+class PartitionBatchesTypeHandler(DbTypeHandler):
+    """Writes a step's output one partition at a time and reads inputs the same way, so a
+    step over a long range holds one partition in memory (see `dq_assets.batches`)."""
+
+    def __init__(self, database: str):
+        self.database = database
+
+    @property
+    def supported_types(self):
+        return [PartitionBatches, PartitionReader]
+
+    def handle_output(self, context, table_slice: TableSlice, obj: PartitionBatches, connection):
+        name = qualified(table_slice.schema, table_slice.table)
+        column = quote(table_slice.partition_dimensions[0].partition_expr)
+        exists = table_exists(connection, table_slice.schema, table_slice.table)
+        for key, data in obj:  # each partition replaced in the output's one transaction
+            connection.register("_batch", data)
+            if exists:
+                connection.execute(f"DELETE FROM {name} WHERE {column} = CAST(? AS DATE)", [key])
+            else:
+                connection.execute(f"CREATE TABLE {name} AS SELECT * FROM _batch LIMIT 0")
+                exists = True
+            connection.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _batch")
+            connection.unregister("_batch")
+        _partition_metadata(context, obj.rows)
+        context.add_output_metadata(obj.output_metadata())
+
+    def load_input(self, context, table_slice: TableSlice, connection) -> PartitionReader:
+        if not table_exists(connection, table_slice.schema, table_slice.table):
+            raise dg.Failure(
+                f"{table_slice.schema}.{table_slice.table} does not exist in the warehouse yet: "
+                "materialize it first."
+            )
+        cols = ", ".join(quote(c) for c in table_slice.columns) if table_slice.columns else "*"
+        column = table_slice.partition_dimensions[0].partition_expr
+        select = (f"SELECT {cols} FROM {qualified(table_slice.schema, table_slice.table)} "
+                  f"WHERE {quote(column)} = CAST(? AS DATE)")
+
+        def read(partition_key: str):
+            with warehouse_connection(self.database) as conn:
+                return fetch_arrow(conn, select, [partition_key])
+
+        return PartitionReader(context.asset_partition_keys, read)
+
+
 class WarehouseIOManager(dg.ConfigurableIOManagerFactory):
     """DuckDB file at `database`, default `DQ_WAREHOUSE` or `data/warehouse.duckdb`."""
 
@@ -116,9 +164,8 @@ class WarehouseIOManager(dg.ConfigurableIOManagerFactory):
     def resolved_database(self) -> str:
         return self.database or warehouse_path()
 
-    @staticmethod
-    def type_handlers() -> Sequence[DbTypeHandler]:
-        return [ArrowPandasTypeHandler()]
+    def type_handlers(self) -> Sequence[DbTypeHandler]:
+        return [ArrowPandasTypeHandler(), PartitionBatchesTypeHandler(self.resolved_database())]
 
     def create_io_manager(self, context) -> DbIOManager:
         return DbIOManager(

@@ -53,10 +53,10 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import Field
 
+from dq_assets.batches import PartitionBatches, PartitionReader
 from dq_assets.contracts import check_identifier
 from dq_assets.duck import to_arrow, to_pandas
 from dq_assets.quality_store import APPEND_ONLY_TABLES, QUALITY_SCHEMA, QualityStore
-from dq_assets.settings import kept_partitions
 
 __all__ = [
     "APPEND_ONLY_TABLES",
@@ -739,11 +739,6 @@ class PostgresPandasTypeHandler(DbTypeHandler[pd.DataFrame]):
 
     def handle_output(self, context, table_slice: TableSlice, obj: pd.DataFrame, connection):
         where = slice_where(table_slice)
-        keep = kept_partitions(obj)
-        if where is not None and keep:  # leave the partitions the frame keeps untouched
-            column = _q(table_slice.partition_dimensions[0].partition_expr)
-            where = Where(sql.SQL("{w} AND NOT ({c} = ANY(%s::date[]))").format(w=where.clause, c=column),
-                          (*where.params, keep))
         rows = write_table(
             connection, table_slice.schema, table_slice.table, to_arrow(obj),
             replace=where if where is not None else True,
@@ -769,6 +764,44 @@ class PostgresPandasTypeHandler(DbTypeHandler[pd.DataFrame]):
         return to_pandas(data)
 
 
+class PostgresBatchesTypeHandler(DbTypeHandler):
+    """One partition at a time (see `dq_assets.batches`): each partition is COPYed as it is
+    produced, all inside the output's one transaction; inputs are read per partition."""
+
+    def __init__(self, connection: PostgresConnection):
+        self.connection = connection
+
+    @property
+    def supported_types(self) -> Sequence[type[object]]:
+        return [PartitionBatches, PartitionReader]
+
+    def handle_output(self, context, table_slice: TableSlice, obj: PartitionBatches, connection):
+        index = [dim.partition_expr for dim in table_slice.partition_dimensions]
+        column = _q(index[0])
+        for key, data in obj:  # each partition replaced in the output's one transaction
+            write_table(connection, table_slice.schema, table_slice.table, data, index=index,
+                        replace=Where(sql.SQL("{} = %s::date").format(column), (key,)))
+        context.add_output_metadata({**TableMetadataSet(partition_row_count=obj.rows),
+                                     **obj.output_metadata()})
+
+    def load_input(self, context, table_slice: TableSlice, connection) -> PartitionReader:
+        if not table_columns(connection, table_slice.schema, table_slice.table):
+            raise dg.Failure(
+                f"{table_slice.schema}.{table_slice.table} does not exist in the warehouse yet: "
+                "materialize it first."
+            )
+        column = _q(table_slice.partition_dimensions[0].partition_expr)
+
+        def read(partition_key: str) -> pa.Table:
+            action = f"reading {table_slice.schema}.{table_slice.table}"
+            with self.connection.connect(action) as conn:
+                return read_table(conn, table_slice.schema, table_slice.table,
+                                  columns=table_slice.columns,
+                                  where=Where(sql.SQL("{} = %s::date").format(column), (partition_key,)))
+
+        return PartitionReader(context.asset_partition_keys, read)
+
+
 class PostgresIOManager(dg.ConfigurableIOManagerFactory):
     """Arrow-backed pandas frames in PostgreSQL: schema = first asset key part, table = last.
     Partitioned assets need `metadata={"partition_expr": "<DATE or TIMESTAMP column>"}`."""
@@ -779,7 +812,7 @@ class PostgresIOManager(dg.ConfigurableIOManagerFactory):
         return DbIOManager(
             db_client=PostgresDbClient(self.connection),
             database="",  # the table name metadata is schema.table; no connection info in it
-            type_handlers=[PostgresPandasTypeHandler()],
+            type_handlers=[PostgresPandasTypeHandler(), PostgresBatchesTypeHandler(self.connection)],
             default_load_type=pd.DataFrame,
             io_manager_name="PostgresIOManager",
         )

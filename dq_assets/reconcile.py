@@ -30,12 +30,13 @@ incomplete AS (  -- orders with an item rejected for a reason other than duplica
 )
 """
 
+CAPTURED_SQL = """
+SELECT order_id, min(ingest_date) AS first_captured FROM payments
+WHERE status = 'captured' GROUP BY ALL
+"""
+
 MISMATCH_SQL = f"""
-WITH {_ORDER_ITEMS_CTES},
-captured AS (
-    SELECT order_id, min(ingest_date) AS first_captured FROM payments
-    WHERE status = 'captured' GROUP BY ALL
-)
+WITH {_ORDER_ITEMS_CTES}
 SELECT o.ingest_date, 'order_amount_mismatch' AS recon, 'orders' AS table_name,
        o.order_id AS key,
        'amount ' || o.amount || ' vs items ' || t.items_total || ' (' || t.items || ' items)' AS detail
@@ -57,18 +58,26 @@ ORDER BY 1, 2, 4
 """
 
 
+def first_captured(payments: pa.Table) -> pa.Table:
+    """(order_id, first_captured): the first ingest date with a captured payment per order,
+    from payments of this and every earlier partition (order_id, status, ingest_date)."""
+    conn = connect_duckdb()
+    conn.register("payments", payments)
+    return fetch_arrow(conn, CAPTURED_SQL)
+
+
 def row_mismatches(
     orders: pa.Table,
     items: pa.Table,
     items_quarantine: pa.Table,
-    payments: pa.Table,
+    captured: pa.Table,
     payments_quarantine: pa.Table,
 ) -> pa.Table:
-    """`orders`, `items` and the quarantines cover the partition(s); `payments` covers this and
-    every earlier partition (order_id, status, ingest_date)."""
+    """`orders`, `items` and the quarantines cover the partition(s); `captured` is
+    `first_captured` of the payments up to the partition(s)."""
     conn = connect_duckdb()
     for name, data in dict(orders=orders, items=items, items_quarantine=items_quarantine,
-                           payments=payments, payments_quarantine=payments_quarantine).items():
+                           captured=captured, payments_quarantine=payments_quarantine).items():
         conn.register(name, data)
     return fetch_arrow(conn, MISMATCH_SQL)
 

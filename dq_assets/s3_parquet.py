@@ -18,9 +18,9 @@ import pyarrow.parquet as pq
 from dagster_aws.s3 import S3Resource
 
 from dq_assets.aws import s3_client, s3_error
+from dq_assets.batches import PartitionBatches, PartitionReader
 from dq_assets.contracts import check_identifier
 from dq_assets.duck import to_arrow, to_pandas
-from dq_assets.settings import kept_partitions
 
 PARTITION_COLUMN = "ingest_date"
 OBJECT_NAME = "data.parquet"
@@ -53,16 +53,22 @@ class S3ParquetIOManager(dg.ConfigurableIOManager):
 
     # ---------------------------------------------------------------- output
 
-    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
+    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | PartitionBatches) -> None:
         client = s3_client(self.s3)
+        if isinstance(obj, PartitionBatches):  # one partition at a time, one object each
+            for key, data in obj:
+                self._put(client, self._key(context.asset_key, key), data)
+            context.add_output_metadata({
+                "storage": self._where(self._table_prefix(context.asset_key)), **obj.output_metadata(),
+            })
+            return
         data = to_arrow(obj)
         asset_key = context.asset_key
         if context.has_asset_partitions:
             start, end = context.asset_partitions_time_window
             days = _days(start.date(), end.date())
             column = data.column(PARTITION_COLUMN).cast(pa.date32())
-            keep = set(kept_partitions(obj))
-            for day in (d for d in days if d.isoformat() not in keep):
+            for day in days:
                 mask = pc.equal(column, pa.scalar(day, pa.date32()))
                 self._put(client, self._key(asset_key, day.isoformat()), data.filter(mask))
             outside = set(column.to_pylist()) - set(days)
@@ -85,7 +91,7 @@ class S3ParquetIOManager(dg.ConfigurableIOManager):
 
     # ---------------------------------------------------------------- input
 
-    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+    def load_input(self, context: dg.InputContext) -> pd.DataFrame | PartitionReader:
         client = s3_client(self.s3)
         asset_key = context.asset_key
         columns = (context.definition_metadata or {}).get("columns")
@@ -93,6 +99,13 @@ class S3ParquetIOManager(dg.ConfigurableIOManager):
         if not existing:
             raise dg.Failure(f"{asset_key.to_user_string()} does not exist at "
                              f"{self._where(self._table_prefix(asset_key))} yet: materialize it first.")
+        if context.dagster_type.typing_type is PartitionReader:
+            def read(partition_key: str) -> pa.Table:
+                if partition_key not in existing:  # nothing stored: no rows, the same columns
+                    return self._get(client, next(iter(existing.values())), columns).schema.empty_table()
+                return self._get(client, existing[partition_key], columns)
+
+            return PartitionReader(context.asset_partition_keys, read)
         if context.has_asset_partitions:
             if not context.asset_partition_keys:
                 wanted = []

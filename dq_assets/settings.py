@@ -34,16 +34,3 @@ def warehouse_path() -> str:
     """`DQ_WAREHOUSE`, else `data/warehouse.duckdb` in the repository."""
     return os.environ.get(WAREHOUSE_ENV) or str(repo_root() / "data" / "warehouse.duckdb")
 
-
-# A partitioned output frame may name partitions of its window that it leaves untouched (the
-# marts keep the contents of partitions that did not pass the gate): IO managers then replace
-# the window except those partitions.
-KEEP_PARTITIONS_ATTR = "dq_keep_partitions"
-
-
-def keep_partitions(frame, partition_keys) -> None:
-    frame.attrs[KEEP_PARTITIONS_ATTR] = sorted(partition_keys)
-
-
-def kept_partitions(frame) -> list[str]:
-    return list(getattr(frame, "attrs", {}).get(KEEP_PARTITIONS_ATTR, []))

@@ -8,15 +8,17 @@ from those gated partitions only, never from staging directly.
 
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
 
+from dq_assets.batches import PartitionBatches, PartitionReader
 from dq_assets.checks import evaluate_mart_totals, load_gate_config, report
 from dq_assets.profiling import REVENUE_IN
-from dq_assets.duck import connect_duckdb, to_arrow, to_pandas, sql_list
+from dq_assets.duck import connect_duckdb, to_arrow, to_pandas
 from dq_assets.layers.raw import partition_asset_args
 from dq_assets.layers.quality import GATE_KEY, require_any_gated
 from dq_assets.layers.staging import staging_key
 from dq_assets.quality_store import QualityStore
-from dq_assets.settings import DAILY, keep_partitions, kept_partitions
+from dq_assets.settings import DAILY
 
 MARTS_GROUP = "marts"
 PARTITIONED = {**partition_asset_args(MARTS_GROUP), "metadata": {"partition_expr": "ingest_date"}}
@@ -28,22 +30,30 @@ GATE_IN = dg.AssetIn(key=GATE_KEY)
 CURRENT_STATE_POLICY = dg.BackfillPolicy.single_run()
 
 
-def publish(context, gate: pd.DataFrame, sql: str, **frames: pd.DataFrame) -> pd.DataFrame:
-    """The rows of the partitions that passed the gate; the IO manager keeps the others'
-    previous contents."""
-    passed = require_any_gated(context, gate)
-    gated = f"CAST(ingest_date AS VARCHAR) IN {sql_list(passed)}"
-    frame = run_sql(sql.format(gated=gated), **frames)
-    keep_partitions(frame, set(context.partition_keys) - set(passed))
-    return frame
+def publish(context, gate: pd.DataFrame, sql: str, **inputs: PartitionReader) -> PartitionBatches:
+    """The rows of each partition that passed the gate, one partition at a time; the IO
+    manager keeps the other partitions' previous contents."""
+    passed = set(require_any_gated(context, gate))
+
+    def produce(partition_key: str) -> pa.Table | None:
+        if partition_key not in passed:
+            return None
+        return query(sql, **{name: r.read(partition_key) for name, r in inputs.items()})
+
+    return PartitionBatches(context.partition_keys, produce)
+
+
+def query(sql: str, **tables: pa.Table) -> pa.Table:
+    """Run DuckDB SQL over the given Arrow tables (by name)."""
+    conn = connect_duckdb()
+    for name, table in tables.items():
+        conn.register(name, table)
+    return conn.sql(sql).to_arrow_table()
 
 
 def run_sql(sql: str, **frames: pd.DataFrame) -> pd.DataFrame:
     """Run DuckDB SQL over the given frames (by name) and return an Arrow-backed frame."""
-    conn = connect_duckdb()
-    for name, frame in frames.items():
-        conn.register(name, to_arrow(frame))
-    return to_pandas(conn.sql(sql).to_arrow_table())
+    return to_pandas(query(sql, **{name: to_arrow(f) for name, f in frames.items()}))
 
 
 @dg.asset(
@@ -54,12 +64,12 @@ def run_sql(sql: str, **frames: pd.DataFrame) -> pd.DataFrame:
     **PARTITIONED,
 )
 def fact_orders(
-    context: dg.AssetExecutionContext, orders: pd.DataFrame, gate: pd.DataFrame
-) -> pd.DataFrame:
+    context: dg.AssetExecutionContext, orders: PartitionReader, gate: pd.DataFrame
+) -> PartitionBatches:
     return publish(context, gate, """
         SELECT ingest_date, order_id, customer_id, order_ts,
                CAST(order_ts AS DATE) AS order_date, status, currency, amount, updated_at
-        FROM orders WHERE {gated} ORDER BY ingest_date, order_id""", orders=orders)
+        FROM orders ORDER BY order_id""", orders=orders)
 
 
 FACT_REVENUE_KEY = dg.AssetKey(["marts", "fact_revenue_daily"])
@@ -85,34 +95,38 @@ FACT_REVENUE_KEY = dg.AssetKey(["marts", "fact_revenue_daily"])
 def fact_revenue_daily(
     context: dg.AssetExecutionContext,
     quality_store: QualityStore,
-    fact_orders: pd.DataFrame,
-    orders: pd.DataFrame,
+    fact_orders: PartitionReader,
+    orders: PartitionReader,
     gate: pd.DataFrame,
 ):
-    facts = publish(context, gate, f"""
-        SELECT ingest_date, order_date, currency,
-               count(DISTINCT order_id) AS order_count,
-               coalesce(sum(amount) FILTER (WHERE status IN {REVENUE_IN}), 0) AS revenue
-        FROM fact_orders WHERE {{gated}} GROUP BY ALL ORDER BY ALL""", fact_orders=fact_orders)
-    passed = set(context.partition_keys) - set(kept_partitions(facts))
-    yield dg.Output(facts, metadata={"rows": len(facts)})
-    totals = """SELECT CAST(ingest_date AS VARCHAR) AS partition_key, currency,
-                       {count} AS order_count, sum({revenue}) AS revenue FROM {t} GROUP BY ALL"""
-    staged = run_sql(totals.format(t="orders", count="count(DISTINCT order_id)",
-                                   revenue=f"amount) FILTER (WHERE status IN {REVENUE_IN}"), orders=orders)
-    in_mart = run_sql(totals.format(t="facts", count="sum(order_count)", revenue="revenue"), facts=facts)
-    outcomes = [
-        evaluate_mart_totals(FACT_REVENUE_KEY, key, load_gate_config(),
-                             _by_currency(staged, key), _by_currency(in_mart, key))
-        for key in context.partition_keys if key in passed
-    ]
+    passed = set(require_any_gated(context, gate))
+    cfg = load_gate_config()
+    outcomes = []
+
+    def produce(partition_key: str) -> pa.Table | None:
+        if partition_key not in passed:
+            return None
+        facts = query(f"""
+            SELECT ingest_date, order_date, currency,
+                   count(DISTINCT order_id) AS order_count,
+                   coalesce(sum(amount) FILTER (WHERE status IN {REVENUE_IN}), 0) AS revenue
+            FROM fact_orders GROUP BY ALL ORDER BY ALL""", fact_orders=fact_orders.read(partition_key))
+        staged = query(f"""SELECT currency, count(DISTINCT order_id) AS order_count,
+                                  sum(amount) FILTER (WHERE status IN {REVENUE_IN}) AS revenue
+                           FROM orders GROUP BY ALL""", orders=orders.read(partition_key))
+        in_mart = query("""SELECT currency, sum(order_count) AS order_count, sum(revenue) AS revenue
+                           FROM facts GROUP BY ALL""", facts=facts)
+        outcomes.append(evaluate_mart_totals(FACT_REVENUE_KEY, partition_key, cfg,
+                                             _by_currency(staged), _by_currency(in_mart)))
+        return facts
+
+    yield dg.Output(PartitionBatches(context.partition_keys, produce))
     yield from report(context, quality_store, outcomes)
 
 
-def _by_currency(frame: pd.DataFrame, partition_key: str) -> dict:
-    rows = frame[frame["partition_key"] == partition_key]
-    return {r.currency: (int(r.order_count), r.revenue if pd.notna(r.revenue) else 0)
-            for r in rows.itertuples()}
+def _by_currency(totals: pa.Table) -> dict:
+    return {r["currency"]: (int(r["order_count"]), r["revenue"] if r["revenue"] is not None else 0)
+            for r in totals.to_pylist()}
 
 
 @dg.asset(
@@ -146,9 +160,9 @@ def revenue_by_order_date(fact_orders: pd.DataFrame) -> pd.DataFrame:
     **PARTITIONED,
 )
 def customer_versions(
-    context: dg.AssetExecutionContext, customers: pd.DataFrame, gate: pd.DataFrame
-) -> pd.DataFrame:
-    return publish(context, gate, "SELECT * FROM customers WHERE {gated}", customers=customers)
+    context: dg.AssetExecutionContext, customers: PartitionReader, gate: pd.DataFrame
+) -> PartitionBatches:
+    return publish(context, gate, "SELECT * FROM customers", customers=customers)
 
 
 @dg.asset(

@@ -17,7 +17,8 @@ from dq_assets.checks import SAMPLE_KEYS, Outcome, Recon, load_gate_config, repo
 from dq_assets.duck import to_arrow, to_pandas
 from dq_assets.layers.raw import LANDING_FILES_KEY, partition_asset_args, raw_key
 from dq_assets.layers.staging import UP_TO_PARTITION_MAPPING, quarantine_key, staging_key
-from dq_assets.reconcile import amount_totals, row_mismatches
+from dq_assets.batches import PartitionReader
+from dq_assets.reconcile import amount_totals, first_captured, row_mismatches
 from dq_assets.suppressions import load_suppressions, today_utc
 from dq_assets.quality_store import QualityStore
 from dq_assets.settings import DAILY
@@ -193,39 +194,46 @@ RECON_CHECKS = {
 def recon_row_mismatches(
     context: dg.AssetExecutionContext,
     quality_store: QualityStore,
-    orders: pd.DataFrame,
-    items: pd.DataFrame,
-    items_quarantine: pd.DataFrame,
+    orders: PartitionReader,
+    items: PartitionReader,
+    items_quarantine: PartitionReader,
     payments: pd.DataFrame,
-    payments_quarantine: pd.DataFrame,
+    payments_quarantine: PartitionReader,
 ):
-    mismatches = row_mismatches(
-        to_arrow(orders), to_arrow(items), to_arrow(items_quarantine), to_arrow(payments),
-        to_arrow(payments_quarantine),
-    ).cast(RECON_SCHEMA)
-    yield dg.Output(to_pandas(mismatches), metadata={"rows": mismatches.num_rows})
-    totals = amount_totals(to_arrow(orders), to_arrow(items), to_arrow(items_quarantine))
+    captured = first_captured(to_arrow(payments))
     cfg = load_gate_config()
-    rows = mismatches.to_pylist()
-    outcomes = []
-    for partition_key in context.partition_keys:
-        here = [r for r in rows if r["ingest_date"].isoformat() == partition_key]
-        n, items_total, orders_total = totals.get(date.fromisoformat(partition_key), (0, 0, 0))
-        metric = {"order_amount_matches_items": [
-            Recon("amount", f"{n} orders vs their order_items", items_total, orders_total)]}
-        for check, (recon, _) in RECON_CHECKS.items():
-            keys = [r["key"] for r in here if r["recon"] == recon]
-            outcomes.append(Outcome(
-                check, RECON_KEY, partition_key, passed=not keys,
-                severity=cfg.severity_of("recon", check), failing_rows=len(keys),
-                observed=f"{len(keys)} {recon.replace('_', ' ')}", threshold="0",
-                sample_keys=keys[:SAMPLE_KEYS],
-                detail=next((r["detail"] for r in here if r["recon"] == recon), ""),
-                sql=(f"SELECT * FROM quality.recon_row_mismatches WHERE ingest_date = "
-                     f"DATE '{partition_key}' AND recon = '{recon}'"),
-                recons=metric.get(check, []),
-            ))
+    parts, outcomes = [], []
+    for partition_key in context.partition_keys:  # one partition in memory at a time
+        here_orders, here_items = orders.read(partition_key), items.read(partition_key)
+        here_items_q = items_quarantine.read(partition_key)
+        mismatches = row_mismatches(here_orders, here_items, here_items_q, captured,
+                                    payments_quarantine.read(partition_key)).cast(RECON_SCHEMA)
+        totals = amount_totals(here_orders, here_items, here_items_q)
+        parts.append(mismatches)
+        outcomes += recon_outcomes(cfg, partition_key, mismatches.to_pylist(), totals)
+    table = pa.concat_tables(parts)
+    yield dg.Output(to_pandas(table), metadata={"rows": table.num_rows})
     yield from report(context, quality_store, outcomes)
+
+
+def recon_outcomes(cfg, partition_key: str, rows: list[dict], totals: dict) -> list[Outcome]:
+    n, items_total, orders_total = totals.get(date.fromisoformat(partition_key), (0, 0, 0))
+    metric = {"order_amount_matches_items": [
+        Recon("amount", f"{n} orders vs their order_items", items_total, orders_total)]}
+    outcomes = []
+    for check, (recon, _) in RECON_CHECKS.items():
+        keys = [r["key"] for r in rows if r["recon"] == recon]
+        outcomes.append(Outcome(
+            check, RECON_KEY, partition_key, passed=not keys,
+            severity=cfg.severity_of("recon", check), failing_rows=len(keys),
+            observed=f"{len(keys)} {recon.replace('_', ' ')}", threshold="0",
+            sample_keys=keys[:SAMPLE_KEYS],
+            detail=next((r["detail"] for r in rows if r["recon"] == recon), ""),
+            sql=(f"SELECT * FROM quality.recon_row_mismatches WHERE ingest_date = "
+                 f"DATE '{partition_key}' AND recon = '{recon}'"),
+            recons=metric.get(check, []),
+        ))
+    return outcomes
 
 
 def gated_partitions(gate: pd.DataFrame, partition_keys: list[str]) -> tuple[list[str], list[str]]:

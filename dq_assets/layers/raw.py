@@ -8,6 +8,7 @@ import dagster as dg
 import pandas as pd
 import pyarrow as pa
 
+from dq_assets.batches import PartitionBatches
 from dq_assets.checks import (
     evaluate_landing,
     evaluate_unexpected_files,
@@ -70,16 +71,18 @@ def build_raw_asset(t: Table) -> dg.AssetsDefinition:
     ):
         cfg = load_gate_config()
         conn = connect_duckdb()
-        parts, outcomes = [], []
-        for partition_key in context.partition_keys:
+        outcomes = []
+
+        def produce(partition_key: str) -> pa.Table:
             try:
                 data, outcome = _load_partition(conn, landing, t, key, partition_key, cfg)
             except LandingError as e:
                 raise dg.Failure(description=str(e)) from None
-            parts.append(data)
-            outcomes += outcome
-        table = pa.concat_tables(parts) if parts else empty_raw(conn, t)
-        yield dg.Output(to_pandas(table), metadata={"rows": table.num_rows})
+            outcomes.extend(outcome)
+            return data
+
+        # The IO manager stores each partition as it is read: one file in memory at a time.
+        yield dg.Output(PartitionBatches(context.partition_keys, produce))
         yield from report(context, quality_store, outcomes)
 
     return raw_table

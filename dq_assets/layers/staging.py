@@ -6,12 +6,16 @@ One multi-asset per table, derived from its contract: it writes `staging.<table>
 
 
 import dataclasses
+import os
+import tempfile
 from datetime import datetime, timezone
 
 import dagster as dg
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
+from dq_assets.batches import PartitionBatches, PartitionReader
 from dq_assets.checks import (
     SAMPLE_KEYS,
     PartitionCounts,
@@ -22,7 +26,7 @@ from dq_assets.checks import (
 )
 from dq_assets.cleaning import validate
 from dq_assets.contracts import SAME_PARTITION, TABLES, Table
-from dq_assets.duck import connect_duckdb, to_arrow, to_pandas
+from dq_assets.duck import connect_duckdb, to_arrow
 from dq_assets.layers.raw import raw_key
 from dq_assets.profiling import column_profiles, profile_markdown, revenue
 from dq_assets.quality_store import QualityStore
@@ -88,27 +92,43 @@ def build_staging_asset(t: Table) -> dg.AssetsDefinition:
     def stage(
         context: dg.AssetExecutionContext,
         quality_store: QualityStore,
-        raw_rows: pd.DataFrame,
+        raw_rows: PartitionReader,
         **refs: pd.DataFrame,
     ):
         conn = connect_duckdb()
-        ref_keys = {}
-        for col, ref in t.references:
-            keys = refs[_ref_input(col.name)]
-            ref_keys[col.name] = _received_keys(conn, keys, ref.column)
-        raw = to_arrow(raw_rows)
-        result = validate(conn, t, raw, ref_keys)
-        cfg = load_gate_config()
+        ref_keys = {
+            col.name: _received_keys(conn, refs[_ref_input(col.name)], ref.column,
+                                     first_only=ref.scope != SAME_PARTITION)
+            for col, ref in t.references
+        }
         keys = list(context.partition_keys)
-        counts = {k: partition_counts(conn, t, k, raw, result) for k in keys}
-        revenues = {k: revenue(conn, t, raw, result.staging, k) for k in keys}
-        profiles = {k: column_profiles(conn, t, result.staging, k) for k in keys}
+        counts, revenues, profiles, failures = {}, {}, {}, []
+        with tempfile.TemporaryDirectory(prefix="dq_quarantine_") as spill:
+
+            def stage_partition(partition_key: str) -> pa.Table:
+                """Validate one partition; its quarantine waits on disk for the second output."""
+                raw = raw_rows.read(partition_key)
+                result = validate(conn, t, raw, ref_keys)
+                counts[partition_key] = partition_counts(conn, t, partition_key, raw, result)
+                revenues[partition_key] = revenue(conn, t, raw, result.staging, partition_key)
+                profiles[partition_key] = column_profiles(conn, t, result.staging, partition_key)
+                failures.extend(result.failures.to_pylist())
+                pq.write_table(result.quarantine, os.path.join(spill, f"{partition_key}.parquet"))
+                return result.staging
+
+            # Each output is written one partition at a time (dq_assets.batches): the staging
+            # output runs the validation; the quarantine output then reads what it put aside.
+            yield dg.Output(
+                PartitionBatches(keys, stage_partition,
+                                 metadata=lambda: staging_metadata(counts, revenues, profiles)),
+                output_name="staging",
+            )
+            yield dg.Output(
+                PartitionBatches(keys, lambda k: pq.read_table(os.path.join(spill, f"{k}.parquet"))),
+                output_name="quarantine",
+            )
         quality_store.append("partition_profiles", profile_rows(context.run.run_id, t, counts, revenues))
-        yield dg.Output(to_pandas(result.staging), output_name="staging",
-                        metadata=staging_metadata(counts, revenues, profiles))
-        yield dg.Output(to_pandas(result.quarantine), output_name="quarantine",
-                        metadata={"rows": result.quarantine.num_rows})
-        failures = result.failures.to_pylist()
+        cfg = load_gate_config()
         history = quality_store.raw_rows_history(t.name)
         outcomes = []
         for partition_key, c in counts.items():
@@ -188,13 +208,18 @@ def staging_metadata(counts: dict[str, PartitionCounts], revenues: dict, profile
     return meta
 
 
-def _received_keys(conn, frame: pd.DataFrame, column: str) -> pa.Table:
-    """Distinct trimmed, non-blank keys received per ingest date."""
+def _received_keys(conn, frame: pd.DataFrame, column: str, first_only: bool) -> pa.Table:
+    """Distinct trimmed, non-blank keys received, per ingest date; with `first_only`, only the
+    first ingest date of each key (all that "received in this or an earlier partition" needs,
+    and much smaller over a long range)."""
     conn.register("_keys", to_arrow(frame))
-    keys = conn.sql(
-        f"""SELECT DISTINCT NULLIF(trim("{column}", ' \t\r\n'), '') AS key, ingest_date
-            FROM _keys WHERE key IS NOT NULL"""
-    ).to_arrow_table()
+    received = f"""SELECT NULLIF(trim("{column}", ' \t\r\n'), '') AS key, ingest_date
+                   FROM _keys WHERE key IS NOT NULL"""
+    if first_only:
+        sql = f"SELECT key, min(ingest_date) AS ingest_date FROM ({received}) GROUP BY key"
+    else:
+        sql = f"SELECT DISTINCT * FROM ({received})"
+    keys = conn.sql(sql).to_arrow_table()
     conn.unregister("_keys")
     return keys
 
