@@ -1,0 +1,41 @@
+"""PartitionBatches: what a producer may hand the IO managers."""
+
+from datetime import date
+
+import pyarrow as pa
+import pytest
+
+from dq_assets.batches import PartitionBatches
+
+
+def rows(*days: str) -> pa.Table:
+    return pa.table({"ingest_date": pa.array([date.fromisoformat(d) for d in days], pa.date32()),
+                     "v": pa.array(range(len(days)), pa.int64())})
+
+
+def test_partitions_come_one_at_a_time_and_kept_ones_are_skipped():
+    produced = []
+
+    def produce(key):
+        produced.append(key)
+        return None if key == "2025-01-02" else rows(key, key)
+
+    batches = PartitionBatches(["2025-01-01", "2025-01-02", "2025-01-03"], produce,
+                               metadata=lambda: {"seen": len(produced)})
+    it = iter(batches)
+    assert next(it)[0] == "2025-01-01" and produced == ["2025-01-01"]  # lazily, in order
+    assert [k for k, _ in it] == ["2025-01-03"]
+    assert batches.output_metadata() == {"rows": 4, "seen": 3}
+
+
+def test_rows_of_another_partition_are_refused():
+    batches = PartitionBatches(["2025-01-01"], lambda key: rows(key, "2025-01-05"))
+    with pytest.raises(ValueError, match=r"2025-01-05.*in partition 2025-01-01"):
+        list(batches)
+
+
+def test_an_output_is_written_once():
+    batches = PartitionBatches(["2025-01-01"], rows)
+    list(batches)
+    with pytest.raises(RuntimeError, match="once"):
+        list(batches)
