@@ -18,6 +18,7 @@ setup(
         f"dagster-duckdb=={LIBS}",
         f"dagster-duckdb-pandas=={LIBS}",
         f"dagster-aws=={LIBS}",
+        f"dagster-postgres=={LIBS}",
         f"dagster-slack=={LIBS}",
         "pandas>=2.2,<3",
         "pyarrow>=15",
@@ -32,6 +33,9 @@ setup(
             "pytest>=8",
             "moto[server]>=5",
             "pgserver",
+            # dq_assets_tests/test_ui_browser.py drives the Debian chromium (/usr/bin/chromium,
+            # installed by .ci/run); no `playwright install`.
+            "playwright>=1.40",
         ],
         # benchmarks/ (python -m benchmarks.run): the peer check tools, psutil for peak RSS,
         # py-spy to profile a run. Resolves with dagster 1.13.27 and pandas 2.x.
