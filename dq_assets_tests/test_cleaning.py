@@ -6,7 +6,7 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
-from dq_assets.cleaning import validate
+from dq_assets.cleaning import trimmed, validate
 from dq_assets.contracts import REJECT_REASONS, table
 from dq_assets.duck import connect_duckdb
 
@@ -246,3 +246,13 @@ def test_failure_stats_count_rows_per_reason_and_column():
     assert stats[("unparseable", "amount")] == 2
     assert stats[("unparseable", "updated_at")] == 1
     assert stats[("unparseable", "*")] == 2  # rows, not failures
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [("a", "a"), (" a", "a"), ("a\t", "a"), ("\r\n a b \n", "a b"), ("\t", None), ("", None),
+     ("   ", None), (None, None), ("é ", "é"), (" \u00a0x", "\u00a0x")],
+)
+def test_trimmed_strips_the_contract_whitespace_only(value, expected):
+    conn = connect_duckdb()
+    assert conn.execute(f"SELECT {trimmed('CAST(? AS VARCHAR)')}", [value]).fetchall()[0][0] == expected
