@@ -255,4 +255,5 @@ def test_failure_stats_count_rows_per_reason_and_column():
 )
 def test_trimmed_strips_the_contract_whitespace_only(value, expected):
     conn = connect_duckdb()
-    assert conn.execute(f"SELECT {trimmed('CAST(? AS VARCHAR)')}", [value]).fetchall()[0][0] == expected
+    sql = f"SELECT {trimmed('v')} FROM (SELECT CAST(? AS VARCHAR) AS v)"
+    assert conn.execute(sql, [value]).fetchall()[0][0] == expected
