@@ -18,7 +18,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 from pathlib import Path
 
 import dagster as dg
@@ -123,15 +123,28 @@ class Recon:
 
     @property
     def agrees(self) -> bool:
-        diff = self.difference
+        diff = self._exact_difference()
         return self.expected == self.observed if diff is None else diff == 0
 
     @property
     def difference(self) -> Decimal | None:
+        """observed - expected as stored (DECIMAL(38,6)); None when either side is not a
+        number, or the difference (a huge total in a manifest, say) does not fit the column."""
+        diff = self._exact_difference()
+        if diff is None or not diff.is_finite():
+            return None
+        if diff.as_tuple().exponent < -6:
+            diff = diff.quantize(Decimal("0.000001"), context=_EXACT)
+        return diff if abs(diff) < Decimal(10) ** 32 else None
+
+    def _exact_difference(self) -> Decimal | None:
         try:
-            return Decimal(str(self.observed)) - Decimal(str(self.expected))
+            return _EXACT.subtract(Decimal(str(self.observed)), Decimal(str(self.expected)))
         except (InvalidOperation, TypeError, ValueError):
             return None
+
+
+_EXACT = Context(prec=200)  # totals as sent can be any length: subtract them without rounding
 
 
 def reason_check_name(reason: str) -> str:

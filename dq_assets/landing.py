@@ -7,8 +7,10 @@ layout, the manifest, and which files a partition should and does have.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
+import mmap
 import re
 import tempfile
 from collections.abc import Iterator
@@ -44,9 +46,23 @@ class Manifest:
         return file_name in self.files
 
 
+PARTITION_KEY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
 def partition_dir_name(partition_key: str) -> str:
-    date.fromisoformat(partition_key)  # a key that is not a date cannot name a folder
+    # Only a YYYY-MM-DD date names a folder: nothing else can reach outside the landing root.
+    if not (isinstance(partition_key, str) and PARTITION_KEY.match(partition_key)):
+        raise ValueError(f"partition key {partition_key!r} is not a date (YYYY-MM-DD)")
+    date.fromisoformat(partition_key)
     return f"ingest_date={partition_key}"
+
+
+def check_file_name(name, where: str) -> None:
+    """A file the manifest names lies in its partition folder: a plain name, no path."""
+    if (not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name
+            or "\0" in name):
+        raise LandingError(f"{where}: file name {name!r} is not a plain file name in the "
+                           "partition folder; refusing it")
 
 
 class _LocalStore:
@@ -65,12 +81,19 @@ class _LocalStore:
         path = self.root / folder
         return [p.name for p in path.iterdir() if p.is_file()] if path.is_dir() else None
 
+    def _inside(self, rel: str) -> Path:
+        """The path of `rel`, refused when it (a symlink, say) resolves outside the root."""
+        path = self.root / rel
+        if not path.resolve().is_relative_to(self.root.resolve()):
+            raise LandingError(f"{path}: resolves outside the landing root {self.root}; refusing it")
+        return path
+
     def read_bytes(self, rel: str) -> bytes:
-        return (self.root / rel).read_bytes()
+        return self._inside(rel).read_bytes()
 
     @contextmanager
     def local_copy(self, rel: str) -> Iterator[Path]:
-        yield self.root / rel
+        yield self._inside(rel)
 
 
 class _S3Store:
@@ -170,6 +193,8 @@ class LandingZone(dg.ConfigurableResource):
             raise LandingError(f'{where}: expected {{"ingest_date": ..., "files": {{name: {{...}}}}}}')
         if doc.get("ingest_date") not in (None, partition_key):
             raise LandingError(f"{where}: ingest_date {doc.get('ingest_date')!r} does not match its folder")
+        for name in files:
+            check_file_name(name, where)
         return Manifest(ingest_date=partition_key, files=files)
 
     def manifest_version(self, partition_key: str) -> str:
@@ -192,8 +217,16 @@ class LandingZone(dg.ConfigurableResource):
 
 
 def sha256_of(path: Path) -> str:
+    """The file's sha256. The raw table and the landing audit both need it in the same run:
+    a file unchanged since (same size and modification time) is not read twice."""
+    st = path.stat()
+    return _sha256(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as f:
+    with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -204,14 +237,42 @@ def normalise_header(name: str) -> str:
 
 
 def read_header(path: Path) -> list[str]:
-    """The header record as sent (BOM removed)."""
-    with path.open(encoding="utf-8-sig", newline="") as f:
+    """The header record as sent (BOM removed). Bytes after the header are not judged here:
+    the file is decoded leniently and only the header's own names must be UTF-8."""
+    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
         try:
-            return next(csv.reader(f))
+            header = next(csv.reader(f))
         except StopIteration:
             return []
-        except UnicodeDecodeError as e:
-            raise LandingError(f"{path}: line 1: not UTF-8 ({e.reason})") from e
+        except csv.Error as e:
+            raise LandingError(f"{path}: line 1: the header cannot be read as CSV ({e})") from e
+    for name in header:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise LandingError(f"{path}: line 1: the header is not UTF-8") from None
+    return header
+
+
+def check_header(path: Path, header: list[str]) -> None:
+    """One header row with a distinct, non-blank name per column."""
+    if not header:
+        why = "empty file" if path.stat().st_size == 0 else "the first line is blank"
+        raise LandingError(
+            f"{path}: line 1: no header row ({why}); a table with no rows that day is sent "
+            "as its header alone, or left out of the manifest"
+        )
+    seen: dict[str, int] = {}
+    for i, name in enumerate(header, start=1):
+        norm = normalise_header(name)
+        if not norm:
+            raise LandingError(f"{path}: line 1: column {i} of the header has a blank name")
+        if norm in seen:
+            raise LandingError(
+                f"{path}: line 1: column name {name.strip()!r} appears twice in the header "
+                f"(columns {seen[norm]} and {i})"
+            )
+        seen[norm] = i
 
 
 @dataclass(frozen=True)
@@ -241,9 +302,8 @@ def read_csv_file(
     """One landed file as raw rows: contract columns as text (NULL where the file lacks the
     column), unknown columns as a JSON object in `extra_columns`, plus lineage columns."""
     header = read_header(path)
+    check_header(path, header)
     schema = FileSchema.of(header, t)
-    if not header:
-        return _empty_raw(conn, t, partition_key, file_name), schema
     names = [f"c{i}" for i in range(len(header))]
     columns = ", ".join(f"'{n}': 'VARCHAR'" for n in names)
     select = [
@@ -258,7 +318,10 @@ def read_csv_file(
     else:
         select.append("CAST(NULL AS VARCHAR) AS extra_columns")
     # Physical line where each record starts: header is line 1, quoted fields may hold newlines.
-    newlines = " + ".join(f"coalesce(length(c{i}) - length(replace(c{i}, chr(10), '')), 0)" for i in range(len(names)))
+    # (counted only in the rare values that hold one: contains() is a fast scan, replace() is not)
+    newlines = " + ".join(
+        f"(CASE WHEN contains(c{i}, chr(10)) THEN length(c{i}) - length(replace(c{i}, chr(10), '')) ELSE 0 END)"
+        for i in range(len(names)))
     header_lines = 1 + sum(h.count("\n") for h in header)
     sql = f"""
         WITH rows AS (
@@ -281,8 +344,74 @@ def read_csv_file(
     try:
         data = fetch_arrow(conn, sql, [str(path), partition_key, file_name])
     except duckdb.Error as e:
-        raise LandingError(f"{path}: cannot be read as CSV: {_first_line(e)}") from e
+        raise _csv_error(path, e) from None
     return data, schema
+
+
+# DuckDB's CSV errors, said in one line: what is wrong, without the record's contents.
+_CSV_PROBLEMS = (
+    (re.compile(r"Expected Number of Columns: (\d+) Found: (\d+)"),
+     lambda m: f"expected {m[1]} fields as in the header, found {m[2]}"),
+    (re.compile(r"unterminated quote"), lambda m: "a quoted value is never closed (unterminated quote)"),
+    (re.compile(r"Invalid unicode"), lambda m: "not UTF-8"),
+    (re.compile(r"Maximum line size of (\d+) bytes exceeded\. Actual Size: ?(\d+)"),
+     lambda m: f"a record of {m[2]} bytes, longer than the reader's limit of {m[1]} bytes"),
+)
+_ENDINGS = {b"\r\n": "CRLF", b"\n": "LF", b"\r": "CR"}
+
+
+def _csv_error(path: Path, e: duckdb.Error) -> LandingError:
+    """`<file>: line <n>: cannot be read as CSV: <what>`, with n the physical line (as in
+    `source_line`) where the offending record starts."""
+    text = str(e)
+    what = next((say(m) for pattern, say in _CSV_PROBLEMS if (m := pattern.search(text))), None)
+    record = re.search(r"CSV Error on Line: (\d+)", text)
+    if record:
+        return LandingError(f"{path}: line {_record_line(path, int(record[1]))}: cannot be read "
+                            f"as CSV: {what or _first_line(e)}")
+    mixed = _mixed_line_ending(path)
+    if mixed:
+        line, ending, first_line, first = mixed
+        return LandingError(f"{path}: line {line}: cannot be read as CSV: mixed line endings "
+                            f"({_ENDINGS[ending]} here, {_ENDINGS[first]} at line {first_line}); "
+                            "a file uses one kind")
+    return LandingError(f"{path}: cannot be read as CSV: {what or _first_line(e)}")
+
+
+def _record_ends(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(physical line, line ending) of every record end outside quotes, in file order.
+    Used on the error path only; the file is mapped, not read into memory."""
+    if path.stat().st_size == 0:
+        return
+    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        in_quotes, line = False, 1
+        for m in re.finditer(rb'"|\r\n|\n|\r', data):
+            token = m.group()
+            if token == b'"':
+                in_quotes = not in_quotes
+                continue
+            if not in_quotes:
+                yield line, token
+            line += token.endswith(b"\n")
+
+
+def _record_line(path: Path, record: int) -> int:
+    """The physical line where record `record` (the header is record 1) starts."""
+    for n, (line, ending) in enumerate(_record_ends(path), start=2):
+        if n == record:
+            return line + ending.endswith(b"\n")
+    return record
+
+
+def _mixed_line_ending(path: Path) -> tuple[int, bytes, int, bytes] | None:
+    """The first record end whose line ending differs from the first one's, if any."""
+    first = None
+    for line, ending in _record_ends(path):
+        if first is None:
+            first = (line, ending)
+        elif ending != first[1]:
+            return line, ending, first[0], first[1]
+    return None
 
 
 def _empty_raw(conn, t: Table, partition_key: str, file_name: str) -> pa.Table:
