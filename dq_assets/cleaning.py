@@ -175,6 +175,14 @@ def validated_sql(t: Table, raw: str, refs: dict[str, str]) -> str:
     any_failed = " OR ".join(f'"_r_{r}"' for r in by_reason)
     key = ", ".join(f'"{k}"' for k in t.key)
     version = f'"{t.version_column}" DESC NULLS LAST, ' if t.version_column else ""
+    # Only what staging, quarantine and the failure statistics read: the result is materialised
+    # and its size is the step's peak memory.
+    kept = (
+        list(LINEAGE) + ["extra_columns"]
+        + [f'"_raw_{c}"' for c in t.column_names] + [f'"{c}"' for c in t.column_names]
+        + [f'"_t_{k}"' for k in t.key]
+        + [f"_f{i}" for i in range(len(failures))] + [f'"_r_{r}"' for r in by_reason] + ["_rank"]
+    )
     return f"""
     WITH src AS (
         SELECT {", ".join(raw_cols)}, extra_columns, ingest_date, source_file, source_line
@@ -204,7 +212,7 @@ def validated_sql(t: Table, raw: str, refs: dict[str, str]) -> str:
         WINDOW w AS (PARTITION BY ingest_date, _invalid, {key}
                      ORDER BY {version}source_line DESC)
     )
-    SELECT *,
+    SELECT {", ".join(kept)},
            (NOT _invalid AND _rank = 1) AS _keep,
            CASE WHEN _invalid THEN _first_reason
                 WHEN _rank > 1 THEN 'duplicate' END AS reject_reason,
