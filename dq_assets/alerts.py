@@ -184,6 +184,17 @@ def _first_line(e: BaseException, limit: int = 200) -> str:
     return line[:limit]
 
 
+def redact_url(url: str) -> str:
+    """A secret URL as it may be shown: scheme and host only (`https://hooks.slack.com/***`);
+    its user, password, port, path, query and fragment can all carry the secret."""
+    try:
+        parts = urllib.parse.urlsplit(str(url))
+        host = parts.hostname
+    except ValueError:
+        host = None
+    return f"{parts.scheme}://{host}/***" if host else "***"
+
+
 def _redact(text: str, secrets: list[str]) -> str:
     for s in secrets:
         if s and len(s) >= 4:
@@ -352,7 +363,7 @@ class WebhookSink:
         self._opener = urllib.request.build_opener(_NoRedirect)
 
     def __repr__(self) -> str:
-        return f"WebhookSink(url=***, timeout={self.timeout})"
+        return f"WebhookSink(url={redact_url(self._url)}, timeout={self.timeout})"
 
     def send(self, run_id: str, alerts: list[Alert]) -> None:
         doc = _group_document(run_id, alerts)
@@ -594,5 +605,6 @@ _FACTORIES = {"jsonl": _jsonl, "webhook": _webhook, "slack": _slack, "sns": _sns
 
 __all__ = [
     "Alert", "AlertDeliveryError", "Sink", "JsonlSink", "WebhookSink", "SlackSink", "SnsSink",
-    "deliver", "group_by_run", "sinks_from_env", "slack_message", "ui_base_url", "run_url",
+    "deliver", "group_by_run", "redact_url", "sinks_from_env", "slack_message", "ui_base_url",
+    "run_url",
 ]

@@ -54,7 +54,7 @@ from psycopg.conninfo import conninfo_to_dict
 from pydantic import Field
 
 from dq_assets.batches import PartitionBatches, PartitionReader
-from dq_assets.contracts import check_identifier
+from dq_assets.contracts import check_identifier, check_table_slice
 from dq_assets.duck import to_arrow, to_pandas
 from dq_assets.quality_store import APPEND_ONLY_TABLES, QUALITY_SCHEMA, QualityStore
 
@@ -596,6 +596,7 @@ def read_table(
     `columns` selects (default: all, in table order), `where` filters, `latest=(keys, col)`
     keeps the row with the greatest `col` per `keys`, `order_by` sorts (bytewise, as DuckDB).
     Data comes out with COPY TO (CSV) and is parsed by pyarrow with the exact column types."""
+    _qualified(schema, table)  # a bad name is an error, not "no such table"
     info = {name: (typname, typmod) for name, typname, typmod in table_columns(conn, schema, table)}
     if not info:
         return None
@@ -710,6 +711,7 @@ class PostgresDbClient(DbClient):
 
     @contextmanager
     def connect(self, context, table_slice: TableSlice) -> Iterator[psycopg.Connection]:
+        check_table_slice(table_slice)  # a bad schema/table/column name: refused before connecting
         verb = "writing" if isinstance(context, dg.OutputContext) else "reading"
         action = f"{verb} {table_slice.schema}.{table_slice.table}"
         with self.connection.connect(action) as conn, conn.transaction():
@@ -830,6 +832,7 @@ class PostgresQualityStore(QualityStore):
     connection: PostgresConnection = Field(default_factory=PostgresConnection)
 
     def append(self, table: str, rows: pa.Table) -> None:
+        _qualified(QUALITY_SCHEMA, table)  # refused before connecting
         with self.connection.connect(f"appending to {QUALITY_SCHEMA}.{table}") as conn:
             write_table(conn, QUALITY_SCHEMA, table, rows, allow_missing_columns=True)
 

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import dagster as dg
 import pyarrow as pa
 
-from dq_assets.duck import fetch_arrow, qualified, table_exists, warehouse_connection
+from dq_assets.duck import fetch_arrow, qualified, quote, table_exists, warehouse_connection
 from dq_assets.settings import warehouse_path
 
 QUALITY_SCHEMA = "quality"
@@ -50,7 +50,7 @@ class DuckDBQualityStore(QualityStore):
         name = qualified(QUALITY_SCHEMA, table)
         with self._connect() as conn:
             conn.begin()
-            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {QUALITY_SCHEMA}")
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(QUALITY_SCHEMA)}")
             conn.register("_rows", rows)
             conn.execute(f"CREATE TABLE IF NOT EXISTS {name} AS SELECT * FROM _rows LIMIT 0")
             conn.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _rows")
