@@ -152,9 +152,14 @@ def column_failures(t: Table, refs: dict[str, str]) -> list[Failure]:
 
 
 def validated_sql(t: Table, raw: str, refs: dict[str, str]) -> str:
-    """Every raw row, typed, with `reject_reasons`/`reject_reason`/`reject_details` (NULL when
-    valid) and `_keep` (TRUE for the kept version of a valid key)."""
-    raw_cols = [f'"{c}" AS "_raw_{c}"' for c in t.column_names]
+    """Every raw row, typed, flagged per failure (`_f<i>`) and reason (`_r_<reason>`), with
+    `_invalid` and, for invalid rows only, `_first_reason`, `_reasons` and `_details`.
+
+    The result is materialised, so it carries only what staging and the statistics read: the
+    typed values, the trimmed key text and the flags. Quarantined rows take their values as
+    received from the raw rows themselves (joined on source_line), and duplicates are ranked
+    apart (`duplicates_sql`) over a narrow projection: ranking whole rows cost more than all
+    the typing."""
     typed_cols = []
     for col in t.columns:
         txt = trimmed(f'"_raw_{col.name}"')
@@ -173,20 +178,14 @@ def validated_sql(t: Table, raw: str, refs: dict[str, str]) -> str:
     reasons = ", ".join(f"CASE WHEN \"_r_{r}\" THEN '{r}' END" for r in by_reason)
     first = " ".join(f"WHEN \"_r_{r}\" THEN '{r}'" for r in by_reason)
     any_failed = " OR ".join(f'"_r_{r}"' for r in by_reason)
-    key = ", ".join(f'"{k}"' for k in t.key)
-    version = f'"{t.version_column}" DESC NULLS LAST, ' if t.version_column else ""
-    # Only what staging, quarantine and the failure statistics read: the result is materialised
-    # and its size is the step's peak memory.
     kept = (
-        list(LINEAGE) + ["extra_columns"]
-        + [f'"_raw_{c}"' for c in t.column_names] + [f'"{c}"' for c in t.column_names]
-        + [f'"_t_{k}"' for k in t.key]
-        + [f"_f{i}" for i in range(len(failures))] + [f'"_r_{r}"' for r in by_reason] + ["_rank"]
+        list(LINEAGE) + [f'"{c}"' for c in t.column_names] + [f'"_t_{k}"' for k in t.key]
+        + [f"_f{i}" for i in range(len(failures))] + [f'"_r_{r}"' for r in by_reason]
     )
+    raw_cols = ", ".join(f'"{c}" AS "_raw_{c}"' for c in t.column_names)
     return f"""
     WITH src AS (
-        SELECT {", ".join(raw_cols)}, extra_columns, ingest_date, source_file, source_line
-        FROM {raw}
+        SELECT {raw_cols}, {", ".join(LINEAGE)} FROM {raw}
     ),
     typed AS (
         SELECT *, {", ".join(typed_cols)} FROM src
@@ -195,34 +194,43 @@ def validated_sql(t: Table, raw: str, refs: dict[str, str]) -> str:
         SELECT *, {", ".join(failure_flags)} FROM typed
     ),
     flagged AS (
-        SELECT *, {", ".join(reason_flags)}, concat_ws('; ', {details}) AS _details FROM failed
+        SELECT *, {", ".join(reason_flags)} FROM failed
     ),
     tagged AS (
-        SELECT *,
-               NULLIF(concat_ws(',', {reasons}), '') AS _reasons,
-               CASE {first} END AS _first_reason,
-               ({any_failed}) AS _invalid
-        FROM flagged
+        SELECT *, ({any_failed}) AS _invalid FROM flagged
+    )
+    SELECT {", ".join(kept)}, _invalid,
+           CASE WHEN _invalid THEN CASE {first} END END AS _first_reason,
+           CASE WHEN _invalid THEN NULLIF(concat_ws(',', {reasons}), '') END AS _reasons,
+           CASE WHEN _invalid THEN concat_ws('; ', {details}) END AS _details
+    FROM tagged
+    """
+
+
+def duplicates_sql(t: Table, validated: str) -> str:
+    """Valid rows that are an older version of a key received again in the same partition
+    (by version column, then file order), with the line of the version kept."""
+    key = ", ".join(f'"{k}"' for k in t.key)
+    version = f'"{t.version_column}" DESC NULLS LAST, ' if t.version_column else ""
+    return f"""
+    WITH repeated AS (
+        SELECT ingest_date, {key} FROM {validated} WHERE NOT _invalid
+        GROUP BY ALL HAVING count(*) > 1
     ),
     ranked AS (
-        SELECT *,
-               CASE WHEN NOT _invalid THEN row_number() OVER w END AS _rank,
-               CASE WHEN NOT _invalid THEN first_value(source_line) OVER w END AS _kept_line
-        FROM tagged
-        WINDOW w AS (PARTITION BY ingest_date, _invalid, {key}
-                     ORDER BY {version}source_line DESC)
+        SELECT ingest_date, source_line, {sample_key(t)} AS _key,
+               row_number() OVER w AS _rank, first_value(source_line) OVER w AS _kept_line
+        FROM {validated} SEMI JOIN repeated USING (ingest_date, {key})
+        WHERE NOT _invalid
+        WINDOW w AS (PARTITION BY ingest_date, {key} ORDER BY {version}source_line DESC)
     )
-    SELECT {", ".join(kept)},
-           (NOT _invalid AND _rank = 1) AS _keep,
-           CASE WHEN _invalid THEN _first_reason
-                WHEN _rank > 1 THEN 'duplicate' END AS reject_reason,
-           CASE WHEN _invalid THEN _reasons
-                WHEN _rank > 1 THEN 'duplicate' END AS reject_reasons,
-           CASE WHEN _invalid THEN _details
-                WHEN _rank > 1 THEN 'duplicate: older version of the key kept at line '
-                                    || _kept_line END AS reject_details
-    FROM ranked
+    SELECT ingest_date, source_line, _key, _kept_line FROM ranked WHERE _rank > 1
     """
+
+
+def sample_key(t: Table) -> str:
+    """A row's key as text, for sample keys: `a|b` for a composite key."""
+    return " || '|' || ".join(f'coalesce("_t_{k}", \'\')' for k in t.key)
 
 
 def staging_columns(t: Table) -> list[str]:
@@ -233,7 +241,7 @@ def quarantine_columns(t: Table) -> list[str]:
     return [
         "ingest_date", "source_file", "source_line", "reject_reason", "reject_reasons",
         "reject_details",
-    ] + [f'"_raw_{c}" AS "{c}"' for c in t.column_names] + ["extra_columns"]
+    ] + [f'"{c}"' for c in t.column_names] + ["extra_columns"]
 
 
 @dataclass(frozen=True)
@@ -246,7 +254,7 @@ class Validation:
 
 
 def failure_stats_sql(t: Table, refs: dict[str, str]) -> str:
-    key = " || '|' || ".join(f'coalesce("_t_{k}", \'\')' for k in t.key)
+    key = sample_key(t)
     branches = [
         f"""SELECT ingest_date, '{f.reason}' AS reason, {sql_str(f.column)} AS "column",
                    count(*) AS failing_rows,
@@ -262,10 +270,10 @@ def failure_stats_sql(t: Table, refs: dict[str, str]) -> str:
         for r in reasons
     ]
     branches.append(
-        f"""SELECT ingest_date, 'duplicate' AS reason, '*' AS "column",
-                   count(*) AS failing_rows,
-                   list({key} ORDER BY source_line)[1:10] AS sample_keys
-            FROM validated WHERE _rank > 1 GROUP BY ingest_date"""
+        """SELECT ingest_date, 'duplicate' AS reason, '*' AS "column",
+                  count(*) AS failing_rows,
+                  list(_key ORDER BY source_line)[1:10] AS sample_keys
+           FROM duplicates GROUP BY ingest_date"""
     )
     return " UNION ALL ".join(branches) + " ORDER BY ingest_date, reason, \"column\""
 
@@ -281,18 +289,34 @@ def validate(
         name = f"ref_{col_name}"
         conn.register(name, keys)
         ref_names[col_name] = name
-    sql = validated_sql(t, "raw_rows", ref_names)
-    conn.execute(f"CREATE OR REPLACE TEMP TABLE validated AS {sql}")
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE validated AS {validated_sql(t, 'raw_rows', ref_names)}")
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE duplicates AS {duplicates_sql(t, 'validated')}")
     order = "ORDER BY ingest_date, source_line"
+    rejected = """
+        SELECT ingest_date, source_line, _first_reason AS reject_reason,
+               _reasons AS reject_reasons, _details AS reject_details
+        FROM validated WHERE _invalid
+        UNION ALL
+        SELECT ingest_date, source_line, 'duplicate', 'duplicate',
+               'duplicate: older version of the key kept at line ' || _kept_line
+        FROM duplicates"""
     result = Validation(
         staging=fetch_arrow(
-            conn, f"SELECT {', '.join(staging_columns(t))} FROM validated WHERE _keep {order}"
+            conn,
+            f"""SELECT {', '.join(staging_columns(t))} FROM validated v
+                WHERE NOT _invalid AND NOT EXISTS (
+                    SELECT 1 FROM duplicates d
+                    WHERE d.ingest_date = v.ingest_date AND d.source_line = v.source_line)
+                {order}""",
         ),
         quarantine=fetch_arrow(
             conn,
-            f"SELECT {', '.join(quarantine_columns(t))} FROM validated WHERE NOT _keep {order}",
+            f"""SELECT {', '.join(quarantine_columns(t))}
+                FROM raw_rows JOIN ({rejected}) USING (ingest_date, source_line) {order}""",
         ),
         failures=fetch_arrow(conn, failure_stats_sql(t, ref_names)),
     )
     conn.execute("DROP TABLE validated")
+    conn.execute("DROP TABLE duplicates")
+    conn.unregister("raw_rows")
     return result

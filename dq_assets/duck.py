@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -37,13 +39,35 @@ def sql_list(values) -> str:
 
 _MEMORY: list[duckdb.DuckDBPyConnection] = []
 
+# DuckDB takes 80% of the machine's memory per database by default and keeps what it took.
+# A run has two databases (the in-memory one for set-based work and the warehouse file), so
+# each gets a limit, past which DuckDB spills to disk instead.
+MEMORY_LIMIT_ENV = "DQ_DUCKDB_MEMORY_LIMIT"
+DEFAULT_MEMORY_LIMIT = "1GB"
+_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
+
+
+def memory_limit() -> str:
+    value = (os.environ.get(MEMORY_LIMIT_ENV) or DEFAULT_MEMORY_LIMIT).strip()
+    if not _SIZE.fullmatch(value):
+        raise ValueError(f"{MEMORY_LIMIT_ENV}={value!r} is not a size such as 1GB or 512MB")
+    return value
+
+
+def _limit_memory(conn: duckdb.DuckDBPyConnection, spill_dir: str | None = None) -> None:
+    conn.execute(f"SET memory_limit = {sql_str(memory_limit())}")
+    if spill_dir:
+        conn.execute(f"SET temp_directory = {sql_str(spill_dir)}")
+
 
 def connect_duckdb() -> duckdb.DuckDBPyConnection:
     """A fresh connection (own registrations and temp tables) for set-based work in memory.
     Cursors of one in-memory database: creating a database costs more than small queries."""
     with _OPEN_LOCK:
         if not _MEMORY:
-            _MEMORY.append(duckdb.connect(":memory:"))
+            conn = duckdb.connect(":memory:")
+            _limit_memory(conn, os.path.join(tempfile.gettempdir(), f"dq_duckdb_spill_{os.getpid()}"))
+            _MEMORY.append(conn)
     conn = _MEMORY[0].cursor()
     conn.execute("SET TimeZone = 'UTC'")  # TIMESTAMPTZ in and out as UTC
     return conn
@@ -66,6 +90,7 @@ def warehouse_connection(database: str) -> Iterator[duckdb.DuckDBPyConnection]:
         root = _OPEN.get(path)
         if root is None:
             root = _open_waiting_for_lock(path)
+            _limit_memory(root)
             _OPEN[path] = root
     cursor = root.cursor()
     try:
@@ -102,7 +127,14 @@ def release_warehouse(database: str | None = None) -> None:
                 conn.close()
 
 
+def _close_memory() -> None:
+    """Closing the in-memory database also removes its spill directory."""
+    while _MEMORY:
+        _MEMORY.pop().close()
+
+
 atexit.register(release_warehouse)
+atexit.register(_close_memory)
 
 
 def fetch_arrow(conn: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pa.Table:

@@ -24,6 +24,7 @@ import dagster as dg
 import duckdb
 from dagster_aws.s3 import S3Resource
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from dq_assets.aws import s3_client, s3_error
 from dq_assets.contracts import MANIFEST_FILE, TABLE_NAMES, Table
@@ -334,18 +335,31 @@ def read_csv_file(
         SELECT {", ".join(select)},
                CAST(? AS DATE) AS ingest_date,
                CAST(? AS VARCHAR) AS source_file,
-               CAST({header_lines} + ordinality
-                    + coalesce(sum(_nl) OVER (ORDER BY ordinality
-                               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
-                    AS BIGINT) AS source_line,
-               CAST(now() AS TIMESTAMPTZ) AS loaded_at
-        FROM rows ORDER BY ordinality
+               CAST(ordinality AS BIGINT) AS source_line,
+               CAST(now() AS TIMESTAMPTZ) AS loaded_at,
+               CAST(_nl AS BIGINT) AS _nl
+        FROM rows
     """
     try:
         data = fetch_arrow(conn, sql, [str(path), partition_key, file_name])
     except duckdb.Error as e:
         raise _csv_error(path, e) from None
-    return data, schema
+    return _with_source_lines(data, header_lines), schema
+
+
+def _with_source_lines(data: pa.Table, header_lines: int) -> pa.Table:
+    """Turn the record number (`source_line` as read) into the physical line where the record
+    starts: header lines + record number + newlines inside the records before it. A running sum
+    in Arrow: as a SQL window it sorted and buffered whole rows, 7x the cost of reading."""
+    ordinal = data.column("source_line")
+    if len(ordinal) > 1 and not pc.all(pc.greater(ordinal.slice(1), ordinal.slice(0, len(ordinal) - 1))).as_py():
+        data = data.take(pc.sort_indices(ordinal))  # DuckDB keeps file order; this is the guard
+        ordinal = data.column("source_line")
+    newlines = data.column("_nl")
+    before = pc.subtract(pc.cumulative_sum(newlines), newlines)
+    lines = pc.add(pc.add(ordinal, header_lines), before)
+    data = data.set_column(data.schema.get_field_index("source_line"), "source_line", lines)
+    return data.drop_columns(["_nl"])
 
 
 # DuckDB's CSV errors, said in one line: what is wrong, without the record's contents.
