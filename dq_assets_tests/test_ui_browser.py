@@ -1,0 +1,274 @@
+"""The UI in a real browser.
+
+Materializes sample days with the CLI into a throwaway Dagster home and warehouse, starts
+`dagster dev` (webserver and daemon) on a free localhost port, and drives headless Chromium
+(Debian's `chromium` package at /usr/bin/chromium, installed by `.ci/run`) through Playwright:
+the asset graph and the pages of the checks that failed on 2025-01-12. It asserts on the text a
+user sees and saves screenshots under the test's tmp directory and, with DQ_UPDATE_SCREENSHOTS=1, in docs/screenshots/ (the
+README shows those).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import duckdb
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_LANDING = REPO / "data" / "landing"
+DOCS_SCREENSHOTS = REPO / "docs" / "screenshots"
+CHROMIUM = os.environ.get("DQ_TEST_CHROMIUM", "/usr/bin/chromium")
+
+# Days 2025-01-01..11 pass (one single-run backfill, as CI runs them); 2025-01-12 fails the gate
+# with ERROR checks (data/README.md). The earlier days are needed for 2025-01-12 to fail only
+# for its own defects: references resolve against what earlier partitions received.
+PASS_RANGE = ("2025-01-01", "2025-01-11")
+FAIL_DAY = "2025-01-12"
+
+VIEWPORT = {"width": 1440, "height": 900}
+TIMEOUT_MS = 45_000  # per wait for rendered content (pages load their data after the shell)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _graphql(base: str, query: str) -> dict:
+    req = urllib.request.Request(f"{base}/graphql", data=json.dumps({"query": query}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def _dagster(*args: str, env: dict, cwd: Path, log: Path) -> int:
+    with log.open("w") as out:
+        return subprocess.run([sys.executable, "-m", "dagster", *args], env=env, cwd=cwd,
+                              stdout=out, stderr=subprocess.STDOUT, timeout=600).returncode
+
+
+def _wait_until_served(base: str, proc: subprocess.Popen, log: Path, deadline_s: float = 120) -> None:
+    """The webserver answers and the code location `dq_assets` is loaded."""
+    deadline = time.monotonic() + deadline_s
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"`dagster dev` exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{base}/server_info", timeout=5) as resp:
+                json.loads(resp.read())
+            data = _graphql(base, """{ workspaceOrError { ... on Workspace { locationEntries {
+                name loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } } }""")
+            entries = data["data"]["workspaceOrError"]["locationEntries"]
+            entry = next((e for e in entries if e["name"] == "dq_assets"), None)
+            last = json.dumps(entry)
+            if entry and entry["loadStatus"] == "LOADED":
+                loaded = entry["locationOrLoadError"]
+                assert loaded["__typename"] == "RepositoryLocation", f"code location failed to load: {loaded}"
+                return
+        except (urllib.error.URLError, ConnectionError, TimeoutError, KeyError, TypeError) as exc:
+            last = repr(exc)
+        time.sleep(0.5)
+    pytest.fail(f"`dagster dev` did not serve dq_assets within {deadline_s:.0f}s ({last}):\n"
+                f"{log.read_text()[-3000:]}")
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """Stop `dagster dev` and everything it started (webserver, daemon, code servers, runs): it
+    runs in a process group of its own. A short grace period, then SIGKILL for the whole group
+    (its shutdown can hang; the instance and warehouse are throwaway)."""
+    try:
+        pgid = os.getpgid(proc.pid)
+    except ProcessLookupError:
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(pgid, signal.SIGKILL)  # children that outlived the leader
+    except ProcessLookupError:
+        pass
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory):
+    """A served instance holding a passing backfill and a failed day; yields its state."""
+    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        pytest.fail(f"headless Chromium not found at {CHROMIUM}: install Debian's package "
+                    "(`apt-get install -y chromium`; .ci/run does it) or set DQ_TEST_CHROMIUM")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        pytest.fail("the Python package `playwright` is missing: pip install -e '.[dev]'")
+
+    root = tmp_path_factory.mktemp("ui")
+    home, landing, shots = root / "dagster_home", root / "landing", root / "screenshots"
+    for d in (home, landing, shots):
+        d.mkdir()
+    # An instance of its own; no newsletter pop-up over the pages, no telemetry.
+    (home / "dagster.yaml").write_text("nux:\n  enabled: false\ntelemetry:\n  enabled: false\n")
+    for day in sorted(SAMPLE_LANDING.glob("ingest_date=*")):
+        if day.name.removeprefix("ingest_date=") <= FAIL_DAY:
+            shutil.copytree(day, landing / day.name)
+
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DQ_DEPLOYMENT", "DQ_GATE_CONFIG", "DQ_SUPPRESSIONS", "DQ_ALERT_SINKS")}
+    env.update(DAGSTER_HOME=str(home), DQ_WAREHOUSE=str(root / "warehouse.duckdb"),
+               DQ_LANDING=str(landing), DQ_ALERT_FILE=str(root / "alerts.jsonl"), DQ_UI_URL=base)
+
+    # The passing days first: that run also creates the instance's storage (two processes
+    # creating a fresh SQLite instance at once race on its schema migrations).
+    rc = _dagster("asset", "materialize", "-m", "dq_assets", "--select", "*",
+                  "--partition-range", "...".join(PASS_RANGE), env=env, cwd=root, log=root / "pass.log")
+    assert rc == 0, f"{'...'.join(PASS_RANGE)} should pass:\n{(root / 'pass.log').read_text()[-3000:]}"
+
+    # `dagster dev` (code server, webserver, daemon) starts while the CLI runs the failing day.
+    log = root / "dagster_dev.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dagster", "dev", "-m", "dq_assets", "-p", str(port), "-h", "127.0.0.1"],
+            env=env, cwd=root, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        rc = _dagster("asset", "materialize", "-m", "dq_assets", "--select", "*", "--partition", FAIL_DAY,
+                      env=env, cwd=root, log=root / "fail.log")
+        fail_log = (root / "fail.log").read_text()
+        assert rc == 1 and f"gate FAILED for {FAIL_DAY}" in fail_log, (
+            f"{FAIL_DAY} should fail at the gate (exit 1), got {rc}:\n{fail_log[-3000:]}")
+
+        # What the warehouse says failed (latest result per check): the UI must show the same.
+        with duckdb.connect(env["DQ_WAREHOUSE"], read_only=True) as conn:
+            failed = conn.execute(
+                """SELECT asset_key, check_name FROM quality.check_results WHERE partition_key = ?
+                   QUALIFY row_number() OVER (PARTITION BY asset_key, check_name ORDER BY evaluated_at DESC) = 1
+                       AND NOT passed AND severity = 'ERROR'
+                   ORDER BY 1, 2""", [FAIL_DAY]).fetchall()
+
+        _wait_until_served(base, proc, log)
+        yield {"base": base, "failed": failed, "shots": shots, "log": log}
+    finally:
+        _stop_group(proc)
+
+
+@pytest.fixture(scope="module")
+def browser(ui):
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=TIMEOUT_MS)  # expect's own default is 5 s: too short on a busy CI box
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                              args=["--no-sandbox", "--disable-dev-shm-usage"])
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
+    pg = context.new_page()
+    pg.set_default_timeout(TIMEOUT_MS)
+    yield pg
+    context.close()
+
+
+def _screenshot(page, ui, name: str, docs: bool = True) -> None:
+    """Under the test's tmp directory; with DQ_UPDATE_SCREENSHOTS=1 also in docs/screenshots/
+    for the README (so an ordinary test run leaves the tracked images alone)."""
+    page.wait_for_timeout(1000)  # let the graph's layout animation and status badges settle
+    path = ui["shots"] / name
+    page.screenshot(path=str(path))
+    if docs and os.environ.get("DQ_UPDATE_SCREENSHOTS") == "1":
+        DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, DOCS_SCREENSHOTS / name)
+
+
+def _text(page) -> str:
+    """What is rendered (innerText skips hidden elements), whitespace collapsed."""
+    return re.sub(r"\s+", " ", page.inner_text("body"))
+
+
+def test_asset_graph_shows_the_layers_and_the_gate(ui, page):
+    from playwright.sync_api import expect
+
+    # The global lineage: one node per layer (asset group).
+    page.goto(f"{ui['base']}/asset-groups")
+    expect(page.get_by_text("Global asset lineage")).to_be_visible()
+    for group in ("raw", "staging", "quality", "marts"):
+        expect(page.get_by_text(group, exact=True).last).to_be_visible()
+    _screenshot(page, ui, "asset-lineage-layers.png", docs=False)
+
+    # The quality layer's graph: the quarantines feed the gate, the gate feeds the marts.
+    page.goto(f"{ui['base']}/locations/dq_assets/asset-groups/quality/lineage")
+    gate = page.get_by_text("partition_gate", exact=True).first
+    expect(gate).to_be_visible()
+    for name in ("orders_quarantine", "payments_quarantine", "recon_row_mismatches",
+                 "fact_revenue_daily", "fact_orders"):
+        expect(page.get_by_text(name, exact=True).first).to_be_visible()
+    # staging/orders, upstream of the quarantine tables, drawn as a link to another group
+    expect(page.get_by_text("orders", exact=True).first).to_be_visible()
+    # the gate's node carries the status of its 4 checks (gate_passed failed, see below)
+    expect(page.get_by_text(re.compile(r"^\d+ / 4 Passed$")).first).to_be_visible()
+    _screenshot(page, ui, "asset-graph-quality.png")
+
+
+def test_failed_check_page_shows_the_failure(ui, page):
+    from playwright.sync_api import expect
+
+    failed = ui["failed"]
+    assert ("staging/payments", "no_unknown_reference") in failed, failed
+
+    page.goto(f"{ui['base']}/assets/staging/payments?view=checks&checkDetail=no_unknown_reference")
+    expect(page.get_by_text("Evaluation result")).to_be_visible()
+    expect(page.get_by_text(
+        f"{FAIL_DAY}: no_unknown_reference failed (ERROR): observed order_id: 1, expected 0")).to_be_visible()
+    text = _text(page)
+    assert "This is a non-blocking asset check." in text
+    assert re.search(r"Evaluation result Failed", text), text[:3000]
+    assert re.search(rf"Partition {FAIL_DAY}", text), text[:3000]
+    # the metadata a user reads to act on it: the offending key and the severity
+    assert "PAY20250112-500041" in text
+    assert re.search(r"severity ERROR", text)
+    # the check list on the left marks it failed too
+    assert "no_unknown_reference Failed" in text, text[:3000]
+    _screenshot(page, ui, "failed-check.png")
+
+
+def test_gate_check_page_lists_every_error_failure(ui, page):
+    from playwright.sync_api import expect
+
+    page.goto(f"{ui['base']}/assets/quality/partition_gate?view=checks&checkDetail=gate_passed")
+    expect(page.get_by_text("Evaluation result")).to_be_visible()
+    expect(page.get_by_text("This is a blocking asset check.")).to_be_visible()
+    text = _text(page)
+    assert re.search(r"Evaluation result Failed", text), text[:3000]
+    assert re.search(rf"Partition {FAIL_DAY}", text), text[:3000]
+    # every ERROR check that failed in the warehouse's record is named on the page
+    m = re.search(r"error_failures (\S+): (.+?) failed_partitions", text)
+    assert m, text[:3000]
+    assert m.group(1) == FAIL_DAY
+    shown = sorted(tuple(x.strip().split(":")) for x in m.group(2).split(","))
+    assert shown == sorted(ui["failed"]), (shown, ui["failed"])
+    _screenshot(page, ui, "gate-check.png")
