@@ -8,8 +8,11 @@ decimals and UTC timestamps stay what they are.
 """
 
 import io
+import random
+import time
 from datetime import date, timedelta
 
+import botocore.exceptions
 import dagster as dg
 import pandas as pd
 import pyarrow as pa
@@ -24,6 +27,9 @@ from dq_assets.duck import to_arrow, to_pandas
 
 PARTITION_COLUMN = "ingest_date"
 OBJECT_NAME = "data.parquet"
+BODY_READ_ATTEMPTS = 5
+_BROKEN_BODY = (botocore.exceptions.ResponseStreamingError, botocore.exceptions.IncompleteReadError,
+                botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectionClosedError)
 
 
 class S3ParquetIOManager(dg.ConfigurableIOManager):
@@ -140,10 +146,18 @@ class S3ParquetIOManager(dg.ConfigurableIOManager):
         return found
 
     def _get(self, client, key: str, columns) -> pa.Table:
-        try:
-            body = client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except Exception as e:  # noqa: BLE001
-            raise s3_error("read", self._where(key), e) from None
+        # botocore retries errors and throttling up to the response headers; a connection
+        # dropped in the middle of the body is not retried there, so it is retried here.
+        for attempt in range(1, BODY_READ_ATTEMPTS + 1):
+            try:
+                body = client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+                break
+            except _BROKEN_BODY as e:
+                if attempt == BODY_READ_ATTEMPTS:
+                    raise s3_error("read", self._where(key), e) from None
+                time.sleep(random.uniform(0, 0.05 * 2 ** attempt))  # backoff with jitter
+            except Exception as e:  # noqa: BLE001
+                raise s3_error("read", self._where(key), e) from None
         return pq.read_table(io.BytesIO(body), columns=list(columns) if columns else None)
 
 
