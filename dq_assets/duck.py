@@ -43,7 +43,7 @@ _MEMORY: list[duckdb.DuckDBPyConnection] = []
 # A run has two databases (the in-memory one for set-based work and the warehouse file), so
 # each gets a limit, past which DuckDB spills to disk instead.
 MEMORY_LIMIT_ENV = "DQ_DUCKDB_MEMORY_LIMIT"
-DEFAULT_MEMORY_LIMIT = "1GB"
+DEFAULT_MEMORY_LIMIT = "512MB"
 _SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
 
 
@@ -91,6 +91,9 @@ def warehouse_connection(database: str) -> Iterator[duckdb.DuckDBPyConnection]:
         if root is None:
             root = _open_waiting_for_lock(path)
             _limit_memory(root)
+            # Writes of a partition go in parallel (2x on 2 cores) when DuckDB need not keep
+            # the frame's row order in the table; every reader that needs an order asks for it.
+            root.execute("SET preserve_insertion_order = false")
             _OPEN[path] = root
     cursor = root.cursor()
     try:
