@@ -359,8 +359,30 @@ def report(context, store, outcomes: list[Outcome]):
     by_check: dict[tuple, list[Outcome]] = {}
     for o in outcomes:
         by_check.setdefault((o.asset_key, o.check), []).append(o)
+    if len(context.partition_keys) == 1:
+        for group in by_check.values():
+            yield check_result(group)
+        return
     for group in by_check.values():
-        yield check_result(group)
+        yield from partition_results(context, [(o.partition_key, check_result([o])) for o in group])
+
+
+def partition_results(context, results: list[tuple[str, dg.AssetCheckResult]]):
+    """One check's results in a run over several partitions, one per partition.
+
+    Dagster gives an AssetCheckResult the partition of the step, and a range run has none, so
+    it would record one result without a partition and the UI would show every partition's
+    check as never run. So each partition's result goes out as an AssetCheckEvaluation that
+    names its partition, after the check's (empty) output."""
+    step = context.op_execution_context.get_step_execution_context()
+    first = results[0][1].to_asset_check_evaluation(step)  # resolves the check's key and spec
+    yield dg.Output(None, output_name=step.job_def.asset_layer.get_op_output_name(first.asset_check_key))
+    for partition_key, result in results:
+        yield dg.AssetCheckEvaluation(
+            asset_key=first.asset_key, check_name=first.check_name, passed=result.passed,
+            metadata=result.metadata, severity=result.severity, description=result.description,
+            blocking=first.blocking, partition=partition_key,
+        )
 
 
 # ---------------------------------------------------------------- evaluation (pure functions)

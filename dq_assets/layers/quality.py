@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 
 from dq_assets.contracts import TABLE_NAMES
-from dq_assets.checks import SAMPLE_KEYS, Outcome, Recon, load_gate_config, report
+from dq_assets.checks import SAMPLE_KEYS, Outcome, Recon, load_gate_config, partition_results, report
 from dq_assets.duck import to_arrow, to_pandas
 from dq_assets.layers.raw import LANDING_FILES_KEY, partition_asset_args, raw_key
 from dq_assets.layers.staging import UP_TO_PARTITION_MAPPING, quarantine_key, staging_key
@@ -138,12 +138,22 @@ def partition_gate(context: dg.AssetExecutionContext, quality_store: QualityStor
                 detail="remove or renew these entries of the suppressions file" if expired else "")
         for key in keys
     ])
-    yield dg.AssetCheckResult(
+    # ERROR holds the marts back when no partition of the run passed; when some did, the marts
+    # publish those and `every_partition_passed` fails the run afterwards.
+    severity = dg.AssetCheckSeverity.ERROR if len(failed) == len(decisions) else dg.AssetCheckSeverity.WARN
+    if len(decisions) == 1:
+        yield gate_result(decisions, severity)
+    else:  # a range: one result per partition (see checks.partition_results)
+        yield from partition_results(
+            context, [(str(d["ingest_date"]), gate_result([d], severity)) for d in decisions])
+
+
+def gate_result(decisions: list[dict], severity: dg.AssetCheckSeverity) -> dg.AssetCheckResult:
+    failed = [d for d in decisions if not d["gate_passed"]]
+    return dg.AssetCheckResult(
         check_name=GATE_CHECK,
         passed=not failed,
-        # ERROR holds the marts back when no partition of the run passed; when some did, the
-        # marts publish those and `every_partition_passed` fails the run afterwards.
-        severity=dg.AssetCheckSeverity.ERROR if len(failed) == len(decisions) else dg.AssetCheckSeverity.WARN,
+        severity=severity,
         metadata={
             "failed_partitions": ", ".join(str(d["ingest_date"]) for d in failed) or "none",
             "error_failures": "; ".join(
