@@ -21,6 +21,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
@@ -47,8 +48,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _graphql(base: str, query: str) -> dict:
-    req = urllib.request.Request(f"{base}/graphql", data=json.dumps({"query": query}).encode(),
+def _graphql(base: str, query: str, variables: dict | None = None) -> dict:
+    body = {"query": query, "variables": variables or {}}
+    req = urllib.request.Request(f"{base}/graphql", data=json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read())
@@ -272,3 +274,45 @@ def test_gate_check_page_lists_every_error_failure(ui, page):
     shown = sorted(tuple(x.strip().split(":")) for x in m.group(2).split(","))
     assert shown == sorted(ui["failed"]), (shown, ui["failed"])
     _screenshot(page, ui, "gate-check.png")
+
+
+BACKFILL_RANGE = ("2025-01-02", "2025-01-04")
+
+
+def test_a_backfill_launched_from_the_ui_runs_as_one_run(ui, page):
+    """What the UI's Materialize > partition range > Launch backfill does: the same GraphQL
+    mutation, then the daemon runs it; the backfill's page shows it completed."""
+    from playwright.sync_api import expect
+
+    nodes = _graphql(ui["base"], "{ assetNodes { assetKey { path } partitionDefinition { type } } }")
+    daily = [n["assetKey"] for n in nodes["data"]["assetNodes"] if n["partitionDefinition"]]
+    assert len(daily) >= 20, daily
+    first, last = (date.fromisoformat(d) for d in BACKFILL_RANGE)
+    names = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+    launched = _graphql(ui["base"], """
+        mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
+            __typename ... on LaunchBackfillSuccess { backfillId }
+            ... on PythonError { message } ... on InvalidSubsetError { message } } }""",
+        {"params": {"partitionNames": names, "assetSelection": daily, "fromFailure": False}})
+    result = launched["data"]["launchPartitionBackfill"]
+    assert result["__typename"] == "LaunchBackfillSuccess", result
+    backfill_id = result["backfillId"]
+
+    deadline, state = time.monotonic() + 300, None
+    while time.monotonic() < deadline:
+        state = _graphql(ui["base"], """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
+            ... on PartitionBackfill { status runs(limit: 10) { runId status tags { key value } } } } }""",
+            {"id": backfill_id})["data"]["partitionBackfillOrError"]
+        if state["status"] not in ("REQUESTED", "CANCELING", "FAILING"):
+            break
+        time.sleep(2)
+    assert state and state["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), state
+    # a single-run backfill policy: the whole range is one run, and it succeeded
+    assert [r["status"] for r in state["runs"]] == ["SUCCESS"], state
+    tags = {t["key"]: t["value"] for t in state["runs"][0]["tags"]}
+    assert (tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end")) == BACKFILL_RANGE, tags
+
+    page.goto(f"{ui['base']}/runs/b/{backfill_id}")
+    expect(page.get_by_text(backfill_id).first).to_be_visible()
+    expect(page.get_by_text("Completed").first).to_be_visible()
+    _screenshot(page, ui, "backfill.png")
