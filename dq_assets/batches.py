@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -59,11 +60,45 @@ def _check_partition(data: pa.Table, key: str) -> None:
 
 
 class PartitionReader:
-    """An input read one partition at a time: `read(key)` returns that partition's rows."""
+    """An input read a partition (or a few) at a time: `read(key)` returns that partition's
+    rows, `read_many(keys)` those of several partitions in one query."""
 
-    def __init__(self, partition_keys: Sequence[str], read: Callable[[str], pa.Table]):
+    def __init__(self, partition_keys: Sequence[str], read_many: Callable[[list[str]], pa.Table]):
         self.partition_keys = list(partition_keys)
-        self._read = read
+        self._read_many = read_many
 
     def read(self, partition_key: str) -> pa.Table:
-        return self._read(partition_key)
+        return self._read_many([partition_key])
+
+    def read_many(self, partition_keys: Sequence[str]) -> pa.Table:
+        return self._read_many(list(partition_keys))
+
+
+# A chunk of partitions processed together holds about this many input rows: big enough that
+# a day of a small shop does not pay a query's fixed cost per partition, small enough that a
+# chunk of big days stays one day.
+CHUNK_ROWS = 1_000_000
+MAX_CHUNK = 64
+
+
+def chunked(partition_keys: Sequence[str], reader: PartitionReader) -> Iterator[tuple[list[str], pa.Table]]:
+    """(keys, rows) of consecutive chunks of partitions, sized by the rows the previous chunk
+    had per partition (the first chunk is one partition)."""
+    keys, i, size = list(partition_keys), 0, 1
+    while i < len(keys):
+        chunk = keys[i:i + size]
+        rows = reader.read_many(chunk)
+        yield chunk, rows
+        i += len(chunk)
+        per_partition = max(rows.num_rows // len(chunk), 1)
+        size = max(1, min(MAX_CHUNK, CHUNK_ROWS // per_partition))
+
+
+def partition_slice(data: pa.Table, partition_key: str) -> pa.Table:
+    """The rows of one partition of a chunk."""
+    day = pa.scalar(date.fromisoformat(partition_key), pa.date32())
+    column = data.column(PARTITION_COLUMN).cast(pa.date32())
+    bounds = pc.min_max(column)
+    if data.num_rows and bounds["min"] == day and bounds["max"] == day:
+        return data  # a chunk of one partition: no copy
+    return data.filter(pc.equal(column, day))

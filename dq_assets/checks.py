@@ -359,12 +359,32 @@ def report(context, store, outcomes: list[Outcome]):
     by_check: dict[tuple, list[Outcome]] = {}
     for o in outcomes:
         by_check.setdefault((o.asset_key, o.check), []).append(o)
-    if len(context.partition_keys) == 1:
+    if not per_partition_events(context):
         for group in by_check.values():
             yield check_result(group)
         return
     for group in by_check.values():
         yield from partition_results(context, [(o.partition_key, check_result([o])) for o in group])
+
+
+# A range run records each partition's check results in Dagster's event log up to this many
+# partitions (DQ_CHECK_EVENTS_MAX_PARTITIONS). Each is an event log write, and a year of ~100
+# checks a day is 36,000 of them, more than the whole year's data work; beyond it, one result
+# per check for the run (as Dagster's own AssetCheckResult gives) and the per-partition results
+# are in quality.check_results.
+CHECK_EVENTS_ENV = "DQ_CHECK_EVENTS_MAX_PARTITIONS"
+DEFAULT_CHECK_EVENTS_MAX_PARTITIONS = 31
+
+
+def per_partition_events(context) -> bool:
+    """Whether this run's check results go to Dagster one per partition (see above)."""
+    n = len(context.partition_keys)
+    if n == 1:
+        return False  # Dagster attaches the run's partition itself
+    limit = os.environ.get(CHECK_EVENTS_ENV) or str(DEFAULT_CHECK_EVENTS_MAX_PARTITIONS)
+    if not limit.isdigit():
+        raise ValueError(f"{CHECK_EVENTS_ENV}={limit!r} is not a number of partitions")
+    return n <= int(limit)
 
 
 def partition_results(context, results: list[tuple[str, dg.AssetCheckResult]]):

@@ -16,12 +16,13 @@ from contextlib import contextmanager
 import dagster as dg
 import duckdb
 import pandas as pd
+import pyarrow as pa
 from dagster._core.definitions.metadata import TableMetadataSet
 from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
 from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasTypeHandler
 
-from dq_assets.batches import PartitionBatches, PartitionReader
+from dq_assets.batches import CHUNK_ROWS, MAX_CHUNK, PartitionBatches, PartitionReader
 from dq_assets.contracts import check_table_slice
 from dq_assets.duck import (
     fetch_arrow,
@@ -126,15 +127,30 @@ class PartitionBatchesTypeHandler(DbTypeHandler):
         name = qualified(table_slice.schema, table_slice.table)
         column = quote(table_slice.partition_dimensions[0].partition_expr)
         exists = table_exists(connection, table_slice.schema, table_slice.table)
-        for key, data in obj:  # each partition replaced in the output's one transaction
-            connection.register("_batch", data)
+
+        def replace(keys: list[str], parts: list) -> None:
+            nonlocal exists
+            connection.register("_batch", pa.concat_tables(parts, promote_options="default") if len(parts) > 1 else parts[0])
             if exists:
-                connection.execute(f"DELETE FROM {name} WHERE {column} = CAST(? AS DATE)", [key])
+                connection.execute(f"DELETE FROM {name} WHERE list_contains(CAST(? AS DATE[]), {column})", [keys])
             else:
                 connection.execute(f"CREATE TABLE {name} AS SELECT * FROM _batch LIMIT 0")
                 exists = True
             connection.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _batch")
             connection.unregister("_batch")
+
+        # Each partition is replaced in the output's one transaction; small partitions are
+        # written a few at a time (a statement's fixed cost per day adds up over a year).
+        keys, parts, rows = [], [], 0
+        for key, data in obj:
+            keys.append(key)
+            parts.append(data)
+            rows += data.num_rows
+            if rows >= CHUNK_ROWS or len(keys) >= MAX_CHUNK:
+                replace(keys, parts)
+                keys, parts, rows = [], [], 0
+        if keys:
+            replace(keys, parts)
         _partition_metadata(context, obj.rows)
         context.add_output_metadata(obj.output_metadata())
 
@@ -147,13 +163,13 @@ class PartitionBatchesTypeHandler(DbTypeHandler):
         cols = ", ".join(quote(c) for c in table_slice.columns) if table_slice.columns else "*"
         column = table_slice.partition_dimensions[0].partition_expr
         select = (f"SELECT {cols} FROM {qualified(table_slice.schema, table_slice.table)} "
-                  f"WHERE {quote(column)} = CAST(? AS DATE)")
+                  f"WHERE list_contains(CAST(? AS DATE[]), {quote(column)})")
 
-        def read(partition_key: str):
+        def read_many(partition_keys: list[str]):
             with warehouse_connection(self.database) as conn:
-                return fetch_arrow(conn, select, [partition_key])
+                return fetch_arrow(conn, select, [partition_keys])
 
-        return PartitionReader(context.asset_partition_keys, read)
+        return PartitionReader(context.asset_partition_keys, read_many)
 
 
 class WarehouseIOManager(dg.ConfigurableIOManagerFactory):

@@ -794,14 +794,14 @@ class PostgresBatchesTypeHandler(DbTypeHandler):
             )
         column = _q(table_slice.partition_dimensions[0].partition_expr)
 
-        def read(partition_key: str) -> pa.Table:
+        def read_many(partition_keys: list[str]) -> pa.Table:
             action = f"reading {table_slice.schema}.{table_slice.table}"
             with self.connection.connect(action) as conn:
                 return read_table(conn, table_slice.schema, table_slice.table,
                                   columns=table_slice.columns,
-                                  where=Where(sql.SQL("{} = %s::date").format(column), (partition_key,)))
+                                  where=Where(sql.SQL("{} = ANY(%s::date[])").format(column), (partition_keys,)))
 
-        return PartitionReader(context.asset_partition_keys, read)
+        return PartitionReader(context.asset_partition_keys, read_many)
 
 
 class PostgresIOManager(dg.ConfigurableIOManagerFactory):

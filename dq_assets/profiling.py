@@ -9,10 +9,10 @@ from dq_assets.contracts import DECIMAL, INTEGER, REVENUE_STATUSES, TIMESTAMP, T
 REVENUE_IN = sql_list(REVENUE_STATUSES)
 
 
-def column_profiles(conn, t: Table, staging: pa.Table, partition_key: str) -> list[dict]:
-    """Row count, nulls, distinct values (approximate: HyperLogLog, in fixed memory; an exact
-    count of 10M distinct keys cost more than validating them), and min/max/mean of numeric
-    and time columns."""
+def column_profiles(conn, t: Table, staging: pa.Table, partition_keys: list[str]) -> dict[str, list[dict]]:
+    """Per partition: row count, nulls, distinct values (approximate: HyperLogLog, in fixed
+    memory; an exact count of 10M distinct keys cost more than validating them), and
+    min/max/mean of numeric and time columns."""
     conn.register("_profiled", staging)
     parts = []
     for col in t.columns:
@@ -20,18 +20,23 @@ def column_profiles(conn, t: Table, staging: pa.Table, partition_key: str) -> li
         numeric = col.kind in (DECIMAL, INTEGER)
         ordered = numeric or col.kind == TIMESTAMP
         parts.append(
-            f"""SELECT '{col.name}' AS "column", '{col.kind}' AS kind, count(*) AS rows,
+            f"""SELECT CAST(ingest_date AS VARCHAR) AS partition_key, {len(parts)} AS position,
+                       '{col.name}' AS "column", '{col.kind}' AS kind, count(*) AS rows,
                        count(*) - count({c}) AS nulls,
                        approx_count_distinct({c}) AS distinct_values,
                        {f"CAST(min({c}) AS VARCHAR)" if ordered else "NULL"} AS min,
                        {f"CAST(max({c}) AS VARCHAR)" if ordered else "NULL"} AS max,
                        {f"CAST(round(avg({c}), 4) AS VARCHAR)" if numeric else "NULL"} AS mean
-                FROM _profiled WHERE ingest_date = CAST(? AS DATE)"""
+                FROM _profiled GROUP BY ingest_date"""
         )
-    rows = conn.execute(" UNION ALL ".join(parts), [partition_key] * len(parts)).fetchall()
+    rows = conn.execute(" UNION ALL ".join(parts) + " ORDER BY partition_key, position").fetchall()
     conn.unregister("_profiled")
     names = ["column", "kind", "rows", "nulls", "distinct_values", "min", "max", "mean"]
-    return [dict(zip(names, r)) for r in rows]
+    empty = [dict(zip(names, (col.name, col.kind, 0, 0, 0, None, None, None))) for col in t.columns]
+    out: dict[str, list[dict]] = {k: [] for k in partition_keys}
+    for key, _position, *values in rows:
+        out.setdefault(key, []).append(dict(zip(names, values)))
+    return {k: v or [dict(e) for e in empty] for k, v in out.items()}
 
 
 def profile_markdown(profile: list[dict]) -> str:
@@ -42,22 +47,26 @@ def profile_markdown(profile: list[dict]) -> str:
     )
 
 
-def revenue(conn, t: Table, raw: pa.Table, staging: pa.Table, partition_key: str):
-    """(raw revenue as landed, clean revenue in staging) of a table with a revenue column:
-    amounts of rows whose status counts as revenue. Their difference is revenue at risk."""
+def revenue(conn, t: Table, raw: pa.Table, staging: pa.Table, partition_keys: list[str]) -> dict:
+    """Per partition, (raw revenue as landed, clean revenue in staging) of a table with a
+    revenue column: amounts of rows whose status counts as revenue. Their difference is the
+    revenue at risk. (None, None) for a table without one."""
     if not t.revenue_column:
-        return None, None
+        return {k: (None, None) for k in partition_keys}
     conn.register("_raw_rev", raw)
     conn.register("_stg_rev", staging)
     amount = parse_decimal(trimmed(f'"{t.revenue_column}"'))
     status = f"lower({trimmed('status')})"
-    [(raw_rev, clean_rev)] = conn.execute(
-        f"""SELECT (SELECT coalesce(sum({amount}), 0) FROM _raw_rev
-                    WHERE ingest_date = CAST(? AS DATE) AND {status} IN {REVENUE_IN}),
-                   (SELECT coalesce(sum("{t.revenue_column}"), 0) FROM _stg_rev
-                    WHERE ingest_date = CAST(? AS DATE) AND status IN {REVENUE_IN})""",
-        [partition_key, partition_key],
+    rows = conn.execute(
+        f"""WITH k AS (SELECT unnest(CAST(? AS DATE[])) AS ingest_date),
+                r AS (SELECT ingest_date, sum({amount}) AS v FROM _raw_rev
+                      WHERE {status} IN {REVENUE_IN} GROUP BY ALL),
+                s AS (SELECT ingest_date, sum("{t.revenue_column}") AS v FROM _stg_rev
+                      WHERE status IN {REVENUE_IN} GROUP BY ALL)
+            SELECT CAST(k.ingest_date AS VARCHAR), coalesce(r.v, 0), coalesce(s.v, 0)
+            FROM k LEFT JOIN r USING (ingest_date) LEFT JOIN s USING (ingest_date)""",
+        [list(partition_keys)],
     ).fetchall()
     conn.unregister("_raw_rev")
     conn.unregister("_stg_rev")
-    return raw_rev, clean_rev
+    return {key: (raw_rev, clean_rev) for key, raw_rev, clean_rev in rows}

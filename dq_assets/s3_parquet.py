@@ -106,12 +106,13 @@ class S3ParquetIOManager(dg.ConfigurableIOManager):
             raise dg.Failure(f"{asset_key.to_user_string()} does not exist at "
                              f"{self._where(self._table_prefix(asset_key))} yet: materialize it first.")
         if context.dagster_type.typing_type is PartitionReader:
-            def read(partition_key: str) -> pa.Table:
-                if partition_key not in existing:  # nothing stored: no rows, the same columns
+            def read_many(partition_keys: list[str]) -> pa.Table:
+                tables = [self._get(client, existing[k], columns) for k in partition_keys if k in existing]
+                if not tables:  # nothing stored: no rows, the same columns
                     return self._get(client, next(iter(existing.values())), columns).schema.empty_table()
-                return self._get(client, existing[partition_key], columns)
+                return pa.concat_tables(tables, promote_options="default")
 
-            return PartitionReader(context.asset_partition_keys, read)
+            return PartitionReader(context.asset_partition_keys, read_many)
         if context.has_asset_partitions:
             if not context.asset_partition_keys:
                 wanted = []

@@ -35,21 +35,21 @@ def runs(tmp_path_factory, instance):
     generate(root / "landing", START, len(DAYS), orders_per_day=30, seed=5, defects=DEFECTS)
     ranged = Warehouse(root / "landing", root / "range.duckdb", instance)
     daily = Warehouse(root / "landing", root / "daily.duckdb", instance)
-    range_ok = ranged.materialize_range(DAYS[0], DAYS[-1]).success
+    range_result = ranged.materialize_range(DAYS[0], DAYS[-1])
     daily_ok = [daily.materialize(d).success for d in DAYS]
-    yield ranged, daily, range_ok, daily_ok
+    yield ranged, daily, range_result.success, daily_ok, range_result
     release_warehouse(str(ranged.database))
     release_warehouse(str(daily.database))
 
 
 def test_the_failed_day_fails_both_ways(runs):
-    _, _, range_ok, daily_ok = runs
+    _, _, range_ok, daily_ok, _ = runs
     assert range_ok is False
     assert daily_ok == [True, True, False, True, True, True]
 
 
 def test_range_and_day_by_day_leave_identical_tables(runs):
-    ranged, daily, _, _ = runs
+    ranged, daily, _, _, _ = runs
     a, b = tables(ranged), tables(daily)
     assert a.keys() == b.keys()
     for name in a:
@@ -57,19 +57,46 @@ def test_range_and_day_by_day_leave_identical_tables(runs):
 
 
 def test_range_and_day_by_day_record_the_same_check_results(runs):
-    ranged, daily, _, _ = runs
+    ranged, daily, _, _, _ = runs
     assert latest_checks(ranged) == latest_checks(daily)
 
 
 def test_the_refused_day_has_no_marts_and_the_others_are_published(runs):
-    ranged, _, _, _ = runs
+    ranged, _, _, _, _ = runs
     published = {str(d) for (d,) in ranged.query("SELECT DISTINCT ingest_date FROM marts.fact_orders")}
     assert published == set(DAYS) - {DAYS[2]}
 
 
 def test_rematerializing_in_any_order_converges_to_the_same_tables(runs):
-    ranged, daily, _, _ = runs
+    ranged, daily, _, _, _ = runs
     for day in reversed(DAYS):  # re-sent and late orders included
         daily.materialize(day)
     assert tables(daily) == tables(ranged)
     assert latest_checks(daily) == latest_checks(ranged)
+
+
+def check_evaluations(result) -> list:
+    return [e.event_specific_data for e in result.all_events
+            if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+
+
+def test_a_range_records_each_partitions_check_results_in_dagster(runs):
+    *_, range_result = runs
+    evaluations = check_evaluations(range_result)
+    unknown = {e.partition: e.passed for e in evaluations
+               if (e.asset_key.to_user_string(), e.check_name) == ("staging/payments", "no_unknown_reference")}
+    assert unknown == {d: d != DAYS[2] for d in DAYS}
+    gate = {e.partition: e.passed for e in evaluations if e.check_name == "gate_passed"}
+    assert gate == {d: d != DAYS[2] for d in DAYS}
+
+
+def test_a_long_range_records_one_result_per_check(two_days, warehouse, monkeypatch):
+    monkeypatch.setenv("DQ_CHECK_EVENTS_MAX_PARTITIONS", "1")
+    result = warehouse.materialize_range("2025-01-01", "2025-01-02")
+    assert result.success
+    evaluations = check_evaluations(result)
+    keys = [(e.asset_key, e.check_name) for e in evaluations if e.partition is None]
+    assert len(keys) == len(set(keys)) > 50  # one per check, none per partition
+    assert not [e for e in evaluations if e.partition is not None]
+    # the partitions' own results are still in the warehouse
+    assert warehouse.query("SELECT count(DISTINCT partition_key) FROM quality.check_results") == [(2,)]

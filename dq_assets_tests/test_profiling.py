@@ -20,7 +20,10 @@ def test_profile_counts_nulls_distinct_values_and_ranges_of_one_partition():
     types = {"amount": pa.decimal128(38, 6)}
     data = pa.table({**{c: pa.array(v, types.get(c)) for c, v in rows.items()},
                      "ingest_date": pa.array([day, day, day, other], pa.date32())})
-    profile = {p["column"]: p for p in column_profiles(connect_duckdb(), payments, data, "2025-01-01")}
+    profiles = column_profiles(connect_duckdb(), payments, data, ["2025-01-01", "2025-01-02", "2025-01-03"])
+    assert [p["rows"] for p in profiles["2025-01-02"]] == [1] * len(payments.columns)
+    assert [p["rows"] for p in profiles["2025-01-03"]] == [0] * len(payments.columns)  # no rows
+    profile = {p["column"]: p for p in profiles["2025-01-01"]}
     assert profile["payment_id"]["rows"] == 3 and profile["payment_id"]["distinct_values"] == 3
     assert (profile["order_id"]["nulls"], profile["order_id"]["distinct_values"]) == (1, 1)
     assert (profile["amount"]["min"], profile["amount"]["max"]) == ("1.500000", "5.000000")

@@ -13,11 +13,11 @@ import pandas as pd
 import pyarrow as pa
 
 from dq_assets.contracts import TABLE_NAMES
-from dq_assets.checks import SAMPLE_KEYS, Outcome, Recon, load_gate_config, partition_results, report
+from dq_assets.checks import SAMPLE_KEYS, Outcome, Recon, load_gate_config, partition_results, per_partition_events, report
 from dq_assets.duck import to_arrow, to_pandas
 from dq_assets.layers.raw import LANDING_FILES_KEY, partition_asset_args, raw_key
 from dq_assets.layers.staging import UP_TO_PARTITION_MAPPING, quarantine_key, staging_key
-from dq_assets.batches import PartitionReader
+from dq_assets.batches import PartitionReader, chunked
 from dq_assets.reconcile import amount_totals, first_captured, row_mismatches
 from dq_assets.suppressions import load_suppressions, today_utc
 from dq_assets.quality_store import QualityStore
@@ -141,11 +141,11 @@ def partition_gate(context: dg.AssetExecutionContext, quality_store: QualityStor
     # ERROR holds the marts back when no partition of the run passed; when some did, the marts
     # publish those and `every_partition_passed` fails the run afterwards.
     severity = dg.AssetCheckSeverity.ERROR if len(failed) == len(decisions) else dg.AssetCheckSeverity.WARN
-    if len(decisions) == 1:
-        yield gate_result(decisions, severity)
-    else:  # a range: one result per partition (see checks.partition_results)
+    if per_partition_events(context):  # a range: one result per partition (see checks)
         yield from partition_results(
             context, [(str(d["ingest_date"]), gate_result([d], severity)) for d in decisions])
+    else:
+        yield gate_result(decisions, severity)
 
 
 def gate_result(decisions: list[dict], severity: dg.AssetCheckSeverity) -> dg.AssetCheckResult:
@@ -213,14 +213,16 @@ def recon_row_mismatches(
     captured = first_captured(to_arrow(payments))
     cfg = load_gate_config()
     parts, outcomes = [], []
-    for partition_key in context.partition_keys:  # one partition in memory at a time
-        here_orders, here_items = orders.read(partition_key), items.read(partition_key)
-        here_items_q = items_quarantine.read(partition_key)
+    for chunk, here_orders in chunked(context.partition_keys, orders):  # a few days at a time
+        here_items, here_items_q = items.read_many(chunk), items_quarantine.read_many(chunk)
         mismatches = row_mismatches(here_orders, here_items, here_items_q, captured,
-                                    payments_quarantine.read(partition_key)).cast(RECON_SCHEMA)
+                                    payments_quarantine.read_many(chunk)).cast(RECON_SCHEMA)
         totals = amount_totals(here_orders, here_items, here_items_q)
         parts.append(mismatches)
-        outcomes += recon_outcomes(cfg, partition_key, mismatches.to_pylist(), totals)
+        rows = mismatches.to_pylist()
+        for partition_key in chunk:
+            mine = [r for r in rows if r["ingest_date"].isoformat() == partition_key]
+            outcomes += recon_outcomes(cfg, partition_key, mine, totals)
     table = pa.concat_tables(parts)
     yield dg.Output(to_pandas(table), metadata={"rows": table.num_rows})
     yield from report(context, quality_store, outcomes)

@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dq_assets.batches import PartitionBatches, PartitionReader
+from dq_assets.batches import PartitionBatches, PartitionReader, chunked, partition_slice
 from dq_assets.checks import (
     SAMPLE_KEYS,
     PartitionCounts,
@@ -104,17 +104,23 @@ def build_staging_asset(t: Table) -> dg.AssetsDefinition:
         keys = list(context.partition_keys)
         counts, revenues, profiles, failures = {}, {}, {}, []
         with tempfile.TemporaryDirectory(prefix="dq_quarantine_") as spill:
+            chunks, ready = chunked(keys, raw_rows), {}
 
             def stage_partition(partition_key: str) -> pa.Table:
-                """Validate one partition; its quarantine waits on disk for the second output."""
-                raw = raw_rows.read(partition_key)
-                result = validate(conn, t, raw, ref_keys)
-                counts[partition_key] = partition_counts(conn, t, partition_key, raw, result)
-                revenues[partition_key] = revenue(conn, t, raw, result.staging, partition_key)
-                profiles[partition_key] = column_profiles(conn, t, result.staging, partition_key)
-                failures.extend(result.failures.to_pylist())
-                pq.write_table(result.quarantine, os.path.join(spill, f"{partition_key}.parquet"))
-                return result.staging
+                """Validate the next chunk of partitions when this one is not ready yet; each
+                partition's quarantine waits on disk for the second output."""
+                while partition_key not in ready:
+                    chunk, raw = next(chunks)
+                    result = validate(conn, t, raw, ref_keys)
+                    counts.update(partition_counts(conn, t, chunk, raw, result))
+                    revenues.update(revenue(conn, t, raw, result.staging, chunk))
+                    profiles.update(column_profiles(conn, t, result.staging, chunk))
+                    failures.extend(result.failures.to_pylist())
+                    for k in chunk:
+                        pq.write_table(partition_slice(result.quarantine, k),
+                                       os.path.join(spill, f"{k}.parquet"))
+                        ready[k] = partition_slice(result.staging, k)
+                return ready.pop(partition_key)
 
             # Each output is written one partition at a time (dq_assets.batches): the staging
             # output runs the validation; the quarantine output then reads what it put aside.
@@ -141,33 +147,44 @@ def build_staging_asset(t: Table) -> dg.AssetsDefinition:
     return stage
 
 
-def partition_counts(conn, t: Table, partition_key: str, raw: pa.Table, result) -> PartitionCounts:
+def partition_counts(conn, t: Table, partition_keys: list[str], raw: pa.Table, result) -> dict[str, PartitionCounts]:
+    """Rows landed, staged and quarantined, hours with rows and duplicate keys left in
+    staging, per partition of a chunk."""
     conn.register("_raw", raw)
     conn.register("_staging", result.staging)
     conn.register("_quarantine", result.quarantine)
     key = ", ".join(f'"{k}"' for k in t.key)
     sample = " || '|' || ".join(f'CAST("{k}" AS VARCHAR)' for k in t.key)
-    where = "ingest_date = CAST(? AS DATE)"
-    hours = "NULL"
+    hours = "SELECT NULL::DATE AS ingest_date, NULL::BIGINT AS n WHERE false"
     if t.hourly_coverage_column:
         col = f'"{t.hourly_coverage_column}"'
-        hours = (f"(SELECT count(DISTINCT hour({col})) FROM _staging WHERE {where} "
-                 f"AND CAST({col} AS DATE) = CAST(? AS DATE))")
-    params = [partition_key] * (6 if t.hourly_coverage_column else 4)
-    (raw_rows, staging_rows, quarantined, hours_with_rows, dup_keys, dup_samples), = conn.execute(
-        f"""SELECT (SELECT count(*) FROM _raw WHERE {where}),
-                   (SELECT count(*) FROM _staging WHERE {where}),
-                   (SELECT count(*) FROM _quarantine WHERE {where}),
-                   {hours},
-                   count(*), list(k)[1:{SAMPLE_KEYS}]
-            FROM (SELECT {sample} AS k FROM _staging WHERE {where}
-                  GROUP BY {key} HAVING count(*) > 1)""",
-        params,
+        hours = (f"SELECT ingest_date, count(DISTINCT hour({col})) AS n FROM _staging "
+                 f"WHERE CAST({col} AS DATE) = ingest_date GROUP BY ALL")
+    rows = conn.execute(
+        f"""WITH k AS (SELECT unnest(CAST(? AS DATE[])) AS ingest_date),
+                r AS (SELECT ingest_date, count(*) AS n FROM _raw GROUP BY ALL),
+                s AS (SELECT ingest_date, count(*) AS n FROM _staging GROUP BY ALL),
+                q AS (SELECT ingest_date, count(*) AS n FROM _quarantine GROUP BY ALL),
+                h AS ({hours}),
+                d AS (SELECT ingest_date, count(*) AS n, list(k)[1:{SAMPLE_KEYS}] AS samples
+                      FROM (SELECT ingest_date, {sample} AS k FROM _staging
+                            GROUP BY ingest_date, {key} HAVING count(*) > 1)
+                      GROUP BY ALL)
+            SELECT CAST(k.ingest_date AS VARCHAR), coalesce(r.n, 0), coalesce(s.n, 0),
+                   coalesce(q.n, 0), {"coalesce(h.n, 0)" if t.hourly_coverage_column else "NULL"},
+                   coalesce(d.n, 0), d.samples
+            FROM k LEFT JOIN r USING (ingest_date) LEFT JOIN s USING (ingest_date)
+                   LEFT JOIN q USING (ingest_date) LEFT JOIN h USING (ingest_date)
+                   LEFT JOIN d USING (ingest_date)""",
+        [list(partition_keys)],
     ).fetchall()
     for name in ("_raw", "_staging", "_quarantine"):
         conn.unregister(name)
-    return PartitionCounts(raw_rows, staging_rows, quarantined, dup_keys, list(dup_samples or []),
-                           hours_with_rows=hours_with_rows)
+    return {
+        pk: PartitionCounts(raw_rows, staging_rows, quarantined, dup_keys, list(dup_samples or []),
+                            hours_with_rows=hours_with_rows)
+        for pk, raw_rows, staging_rows, quarantined, hours_with_rows, dup_keys, dup_samples in rows
+    }
 
 
 PROFILE_SCHEMA = pa.schema(
