@@ -61,11 +61,18 @@ def _check_partition(data: pa.Table, key: str) -> None:
 
 class PartitionReader:
     """An input read a partition (or a few) at a time: `read(key)` returns that partition's
-    rows, `read_many(keys)` those of several partitions in one query."""
+    rows, `read_many(keys)` those of several partitions in one query, and `read_through(key)`
+    those of every stored partition up to and including `key` (references resolve against
+    what this and earlier partitions received)."""
 
-    def __init__(self, partition_keys: Sequence[str], read_many: Callable[[list[str]], pa.Table]):
+    def __init__(self, partition_keys: Sequence[str], read_many: Callable[[list[str]], pa.Table],
+                 read_through: Callable[[str], pa.Table]):
         self.partition_keys = list(partition_keys)
         self._read_many = read_many
+        self._read_through = read_through
+
+    def read_through(self, partition_key: str) -> pa.Table:
+        return self._read_through(partition_key)
 
     def read(self, partition_key: str) -> pa.Table:
         return self._read_many([partition_key])

@@ -162,14 +162,17 @@ class PartitionBatchesTypeHandler(DbTypeHandler):
             )
         cols = ", ".join(quote(c) for c in table_slice.columns) if table_slice.columns else "*"
         column = table_slice.partition_dimensions[0].partition_expr
-        select = (f"SELECT {cols} FROM {qualified(table_slice.schema, table_slice.table)} "
-                  f"WHERE list_contains(CAST(? AS DATE[]), {quote(column)})")
+        select = f"SELECT {cols} FROM {qualified(table_slice.schema, table_slice.table)} WHERE "
 
-        def read_many(partition_keys: list[str]):
+        def read(where: str, param):
             with warehouse_connection(self.database) as conn:
-                return fetch_arrow(conn, select, [partition_keys])
+                return fetch_arrow(conn, select + where, [param])
 
-        return PartitionReader(context.asset_partition_keys, read_many)
+        return PartitionReader(
+            context.asset_partition_keys,
+            read_many=lambda keys: read(f"list_contains(CAST(? AS DATE[]), {quote(column)})", keys),
+            read_through=lambda key: read(f"{quote(column)} <= CAST(? AS DATE)", key),
+        )
 
 
 class WarehouseIOManager(dg.ConfigurableIOManagerFactory):

@@ -794,14 +794,17 @@ class PostgresBatchesTypeHandler(DbTypeHandler):
             )
         column = _q(table_slice.partition_dimensions[0].partition_expr)
 
-        def read_many(partition_keys: list[str]) -> pa.Table:
+        def read(where: Where) -> pa.Table:
             action = f"reading {table_slice.schema}.{table_slice.table}"
             with self.connection.connect(action) as conn:
                 return read_table(conn, table_slice.schema, table_slice.table,
-                                  columns=table_slice.columns,
-                                  where=Where(sql.SQL("{} = ANY(%s::date[])").format(column), (partition_keys,)))
+                                  columns=table_slice.columns, where=where)
 
-        return PartitionReader(context.asset_partition_keys, read_many)
+        return PartitionReader(
+            context.asset_partition_keys,
+            read_many=lambda keys: read(Where(sql.SQL("{} = ANY(%s::date[])").format(column), (keys,))),
+            read_through=lambda key: read(Where(sql.SQL("{} <= %s::date").format(column), (key,))),
+        )
 
 
 class PostgresIOManager(dg.ConfigurableIOManagerFactory):

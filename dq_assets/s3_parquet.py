@@ -112,7 +112,10 @@ class S3ParquetIOManager(dg.ConfigurableIOManager):
                     return self._get(client, next(iter(existing.values())), columns).schema.empty_table()
                 return pa.concat_tables(tables, promote_options="default")
 
-            return PartitionReader(context.asset_partition_keys, read_many)
+            def read_through(partition_key: str) -> pa.Table:
+                return read_many(sorted(k for k in existing if k is not None and k <= partition_key))
+
+            return PartitionReader(context.asset_partition_keys, read_many, read_through)
         if context.has_asset_partitions:
             if not context.asset_partition_keys:
                 wanted = []

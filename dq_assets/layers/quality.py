@@ -14,9 +14,9 @@ import pyarrow as pa
 
 from dq_assets.contracts import TABLE_NAMES
 from dq_assets.checks import SAMPLE_KEYS, Outcome, Recon, load_gate_config, partition_results, per_partition_events, report
-from dq_assets.duck import to_arrow, to_pandas
+from dq_assets.duck import to_pandas
 from dq_assets.layers.raw import LANDING_FILES_KEY, partition_asset_args, raw_key
-from dq_assets.layers.staging import UP_TO_PARTITION_MAPPING, quarantine_key, staging_key
+from dq_assets.layers.staging import quarantine_key, staging_key
 from dq_assets.batches import PartitionReader, chunked
 from dq_assets.reconcile import amount_totals, first_captured, row_mismatches
 from dq_assets.suppressions import load_suppressions, today_utc
@@ -186,9 +186,9 @@ RECON_CHECKS = {
         "items_quarantine": dg.AssetIn(
             key=quarantine_key("order_items"),
             metadata={"columns": ["ingest_date", "order_id", "reject_reason"]}),
+        # this and every earlier partition's payments, read by the step (see staging's refs)
         "payments": dg.AssetIn(
-            key=staging_key("payments"), partition_mapping=UP_TO_PARTITION_MAPPING,
-            metadata={"columns": ["ingest_date", "order_id", "status"]}),
+            key=staging_key("payments"), metadata={"columns": ["ingest_date", "order_id", "status"]}),
         "payments_quarantine": dg.AssetIn(key=quarantine_key("payments")),
     },
     metadata={"partition_expr": "ingest_date"},
@@ -207,10 +207,10 @@ def recon_row_mismatches(
     orders: PartitionReader,
     items: PartitionReader,
     items_quarantine: PartitionReader,
-    payments: pd.DataFrame,
+    payments: PartitionReader,
     payments_quarantine: PartitionReader,
 ):
-    captured = first_captured(to_arrow(payments))
+    captured = first_captured(payments.read_through(context.partition_keys[-1]))
     cfg = load_gate_config()
     parts, outcomes = [], []
     for chunk, here_orders in chunked(context.partition_keys, orders):  # a few days at a time

@@ -11,7 +11,6 @@ import tempfile
 from datetime import datetime, timezone
 
 import dagster as dg
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -26,20 +25,13 @@ from dq_assets.checks import (
 )
 from dq_assets.cleaning import validate
 from dq_assets.contracts import SAME_PARTITION, TABLES, Table
-from dq_assets.duck import connect_duckdb, to_arrow
+from dq_assets.duck import connect_duckdb
 from dq_assets.layers.raw import raw_key
 from dq_assets.profiling import column_profiles, profile_markdown, revenue
 from dq_assets.quality_store import QualityStore
 from dq_assets.settings import DAILY
 
 STAGING_GROUP = "staging"
-
-# "This partition or any earlier one": every upstream partition up to the downstream one.
-# (A window reaching back before the first partition is clipped to the partitions that exist.)
-UP_TO_PARTITION_MAPPING = dg.TimeWindowPartitionMapping(
-    start_offset=-100_000, end_offset=0, allow_nonexistent_upstream_partitions=True
-)
-
 
 def staging_key(table_name: str) -> dg.AssetKey:
     return dg.AssetKey(["staging", table_name])
@@ -56,11 +48,12 @@ def _ref_input(column: str) -> str:
 def build_staging_asset(t: Table) -> dg.AssetsDefinition:
     ins = {"raw_rows": dg.AssetIn(key=raw_key(t.name))}
     for col, ref in t.references:
+        # Declared on the same partition: the step itself reads earlier partitions' keys
+        # (read_through). A partition mapping to "every earlier partition" would make a
+        # backfill of a few days in the UI also target every later day downstream.
         ins[_ref_input(col.name)] = dg.AssetIn(
-            key=raw_key(ref.table),
-            metadata={"columns": [ref.column, "ingest_date"]},
-            partition_mapping=None if ref.scope == SAME_PARTITION else UP_TO_PARTITION_MAPPING,
-        )
+            key=raw_key(ref.table), metadata={"columns": [ref.column, "ingest_date"]},
+            dagster_type=PartitionReader)
 
     @dg.multi_asset(
         name=f"stage_{t.name}",
@@ -93,15 +86,16 @@ def build_staging_asset(t: Table) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext,
         quality_store: QualityStore,
         raw_rows: PartitionReader,
-        **refs: pd.DataFrame,
+        **refs: PartitionReader,
     ):
         conn = connect_duckdb()
-        ref_keys = {
-            col.name: _received_keys(conn, refs[_ref_input(col.name)], ref.column,
-                                     first_only=ref.scope != SAME_PARTITION)
-            for col, ref in t.references
-        }
         keys = list(context.partition_keys)
+        ref_keys = {}
+        for col, ref in t.references:
+            reader = refs[_ref_input(col.name)]
+            same = ref.scope == SAME_PARTITION
+            received = reader.read_many(keys) if same else reader.read_through(keys[-1])
+            ref_keys[col.name] = _received_keys(conn, received, ref.column, first_only=not same)
         counts, revenues, profiles, failures = {}, {}, {}, []
         with tempfile.TemporaryDirectory(prefix="dq_quarantine_") as spill:
             chunks, ready = chunked(keys, raw_rows), {}
@@ -225,11 +219,11 @@ def staging_metadata(counts: dict[str, PartitionCounts], revenues: dict, profile
     return meta
 
 
-def _received_keys(conn, frame: pd.DataFrame, column: str, first_only: bool) -> pa.Table:
+def _received_keys(conn, received: pa.Table, column: str, first_only: bool) -> pa.Table:
     """Distinct trimmed, non-blank keys received, per ingest date; with `first_only`, only the
     first ingest date of each key (all that "received in this or an earlier partition" needs,
     and much smaller over a long range)."""
-    conn.register("_keys", to_arrow(frame))
+    conn.register("_keys", received)
     received = f"""SELECT NULLIF(trim("{column}", ' \t\r\n'), '') AS key, ingest_date
                    FROM _keys WHERE key IS NOT NULL"""
     if first_only:
