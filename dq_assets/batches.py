@@ -94,10 +94,12 @@ def chunked(partition_keys: Sequence[str], reader: PartitionReader) -> Iterator[
     keys, i, size = list(partition_keys), 0, 1
     while i < len(keys):
         chunk = keys[i:i + size]
-        rows = reader.read_many(chunk)
-        yield chunk, rows
+        rows = [reader.read_many(chunk)]
+        per_partition = max(rows[0].num_rows // len(chunk), 1)
+        # handed over, not kept: a suspended generator would hold the chunk while its
+        # consumer writes the results (a big day's raw rows twice in memory)
+        yield chunk, rows.pop()
         i += len(chunk)
-        per_partition = max(rows.num_rows // len(chunk), 1)
         size = max(1, min(MAX_CHUNK, CHUNK_ROWS // per_partition))
 
 
