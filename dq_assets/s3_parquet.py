@@ -9,6 +9,7 @@ decimals and UTC timestamps stay what they are.
 
 import io
 import random
+import re
 import time
 from datetime import date, timedelta
 
@@ -26,6 +27,7 @@ from dq_assets.contracts import check_identifier
 from dq_assets.duck import to_arrow, to_pandas
 
 PARTITION_COLUMN = "ingest_date"
+PREFIX_PART = re.compile(r"[A-Za-z0-9._=-]{1,200}")  # one folder of DQ_S3_PREFIX
 OBJECT_NAME = "data.parquet"
 BODY_READ_ATTEMPTS = 5
 _BROKEN_BODY = (botocore.exceptions.ResponseStreamingError, botocore.exceptions.IncompleteReadError,
@@ -45,6 +47,10 @@ class S3ParquetIOManager(dg.ConfigurableIOManager):
     def _table_prefix(self, asset_key: dg.AssetKey) -> str:
         layer, table = asset_key.path[0], asset_key.path[-1]
         parts = [p for p in self.prefix.strip("/").split("/") if p]
+        bad = [p for p in parts if p in (".", "..") or not PREFIX_PART.fullmatch(p)]
+        if bad:
+            raise ValueError(f"S3 prefix {self.prefix!r}: each part must match "
+                             f"{PREFIX_PART.pattern} and not be . or ..; refusing {bad}")
         return "/".join(parts + [check_identifier(layer), check_identifier(table)]) + "/"
 
     def _key(self, asset_key: dg.AssetKey, partition: str | None) -> str:

@@ -164,3 +164,15 @@ def test_an_empty_partition_is_stored_and_read_back_empty(bucket):
     assert stored(bucket) == ["dq/test/raw/things/ingest_date=2025-01-03/data.parquet"]
     loaded = run(bucket, [things, all_things], selection=["raw/all_things"]).output_for_node("raw__all_things")
     assert len(loaded) == 0 and list(loaded.columns) == ["id", "amount", "ts", "ingest_date"]
+
+
+@pytest.mark.parametrize("prefix", ["../other", "a/./b", "wh/$(x)", "wh\\x", "w h"])
+def test_a_prefix_that_could_leave_its_folder_is_refused(prefix):
+    manager = S3ParquetIOManager(s3=S3Resource(), bucket="b", prefix=prefix)
+    with pytest.raises(ValueError, match="S3 prefix"):
+        manager._table_prefix(dg.AssetKey(["raw", "orders"]))
+
+
+def test_a_nested_prefix_is_kept():
+    manager = S3ParquetIOManager(s3=S3Resource(), bucket="b", prefix="/team-a/warehouse_v2/")
+    assert manager._table_prefix(dg.AssetKey(["raw", "orders"])) == "team-a/warehouse_v2/raw/orders/"
