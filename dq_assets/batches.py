@@ -19,6 +19,12 @@ import pyarrow.compute as pc
 
 PARTITION_COLUMN = "ingest_date"
 
+# A chunk of partitions processed together holds about this many input rows: big enough that
+# a day of a small shop does not pay a query's fixed cost per partition, small enough that a
+# chunk of big days stays one day.
+CHUNK_ROWS = 1_000_000
+MAX_CHUNK = 64
+
 
 @dataclass
 class PartitionBatches:
@@ -46,9 +52,28 @@ class PartitionBatches:
             self.rows += data.num_rows
             yield key, data
 
+    def groups(self) -> Iterator[tuple[list[str], pa.Table]]:
+        """(partition keys, their rows) of consecutive partitions, a few small ones together
+        (up to CHUNK_ROWS rows or MAX_CHUNK partitions): a statement's fixed cost per day
+        adds up over a year. A group is written as soon as it reaches CHUNK_ROWS, so a big
+        partition never waits in memory for the next."""
+        keys, parts, rows = [], [], 0
+        for key, data in self:
+            keys.append(key)
+            parts.append(data)
+            rows += data.num_rows
+            if rows >= CHUNK_ROWS or len(keys) >= MAX_CHUNK:
+                yield keys, _concat(parts)
+                keys, parts, rows = [], [], 0
+        if keys:
+            yield keys, _concat(parts)
 
     def output_metadata(self) -> dict:
         return {"rows": self.rows, **(self.metadata() if self.metadata else {})}
+
+
+def _concat(parts: list[pa.Table]) -> pa.Table:
+    return parts[0] if len(parts) == 1 else pa.concat_tables(parts, promote_options="default")
 
 
 def _check_partition(data: pa.Table, key: str) -> None:
@@ -79,13 +104,6 @@ class PartitionReader:
 
     def read_many(self, partition_keys: Sequence[str]) -> pa.Table:
         return self._read_many(list(partition_keys))
-
-
-# A chunk of partitions processed together holds about this many input rows: big enough that
-# a day of a small shop does not pay a query's fixed cost per partition, small enough that a
-# chunk of big days stays one day.
-CHUNK_ROWS = 1_000_000
-MAX_CHUNK = 64
 
 
 def chunked(partition_keys: Sequence[str], reader: PartitionReader) -> Iterator[tuple[list[str], pa.Table]]:

@@ -144,6 +144,14 @@ def fetch_arrow(conn: duckdb.DuckDBPyConnection, sql: str, params: list | None =
     return conn.sql(sql, params=params).to_arrow_table()
 
 
+def query_tables(sql: str, **tables: pa.Table) -> pa.Table:
+    """Run DuckDB SQL over the given Arrow tables, each registered under its keyword's name."""
+    conn = connect_duckdb()
+    for name, table in tables.items():
+        conn.register(name, table)
+    return fetch_arrow(conn, sql)
+
+
 def to_arrow(frame: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(frame, preserve_index=False)
 

@@ -16,13 +16,12 @@ from contextlib import contextmanager
 import dagster as dg
 import duckdb
 import pandas as pd
-import pyarrow as pa
 from dagster._core.definitions.metadata import TableMetadataSet
 from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
 from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasTypeHandler
 
-from dq_assets.batches import CHUNK_ROWS, MAX_CHUNK, PartitionBatches, PartitionReader
+from dq_assets.batches import PartitionBatches, PartitionReader
 from dq_assets.contracts import check_table_slice
 from dq_assets.duck import (
     fetch_arrow,
@@ -127,10 +126,8 @@ class PartitionBatchesTypeHandler(DbTypeHandler):
         name = qualified(table_slice.schema, table_slice.table)
         column = quote(table_slice.partition_dimensions[0].partition_expr)
         exists = table_exists(connection, table_slice.schema, table_slice.table)
-
-        def replace(keys: list[str], parts: list) -> None:
-            nonlocal exists
-            connection.register("_batch", pa.concat_tables(parts, promote_options="default") if len(parts) > 1 else parts[0])
+        for keys, data in obj.groups():  # each replaced in the output's one transaction
+            connection.register("_batch", data)
             if exists:
                 connection.execute(f"DELETE FROM {name} WHERE list_contains(CAST(? AS DATE[]), {column})", [keys])
             else:
@@ -138,19 +135,6 @@ class PartitionBatchesTypeHandler(DbTypeHandler):
                 exists = True
             connection.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _batch")
             connection.unregister("_batch")
-
-        # Each partition is replaced in the output's one transaction; small partitions are
-        # written a few at a time (a statement's fixed cost per day adds up over a year).
-        keys, parts, rows = [], [], 0
-        for key, data in obj:
-            keys.append(key)
-            parts.append(data)
-            rows += data.num_rows
-            if rows >= CHUNK_ROWS or len(keys) >= MAX_CHUNK:
-                replace(keys, parts)
-                keys, parts, rows = [], [], 0
-        if keys:
-            replace(keys, parts)
         _partition_metadata(context, obj.rows)
         context.add_output_metadata(obj.output_metadata())
 

@@ -47,12 +47,12 @@ class Manifest:
         return file_name in self.files
 
 
-PARTITION_KEY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+PARTITION_KEY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def partition_dir_name(partition_key: str) -> str:
     # Only a YYYY-MM-DD date names a folder: nothing else can reach outside the landing root.
-    if not (isinstance(partition_key, str) and PARTITION_KEY.match(partition_key)):
+    if not (isinstance(partition_key, str) and PARTITION_KEY.fullmatch(partition_key)):
         raise ValueError(f"partition key {partition_key!r} is not a date (YYYY-MM-DD)")
     date.fromisoformat(partition_key)
     return f"ingest_date={partition_key}"

@@ -780,9 +780,9 @@ class PostgresBatchesTypeHandler(DbTypeHandler):
     def handle_output(self, context, table_slice: TableSlice, obj: PartitionBatches, connection):
         index = [dim.partition_expr for dim in table_slice.partition_dimensions]
         column = _q(index[0])
-        for key, data in obj:  # each partition replaced in the output's one transaction
+        for keys, data in obj.groups():  # each replaced in the output's one transaction
             write_table(connection, table_slice.schema, table_slice.table, data, index=index,
-                        replace=Where(sql.SQL("{} = %s::date").format(column), (key,)))
+                        replace=Where(sql.SQL("{} = ANY(%s::date[])").format(column), (keys,)))
         context.add_output_metadata({**TableMetadataSet(partition_row_count=obj.rows),
                                      **obj.output_metadata()})
 

@@ -13,7 +13,7 @@ Row level, one row per mismatching key in `quality.recon_row_mismatches`:
 import pyarrow as pa
 
 from dq_assets.profiling import REVENUE_IN
-from dq_assets.duck import connect_duckdb, fetch_arrow
+from dq_assets.duck import query_tables
 
 AMOUNT_TOLERANCE = "0.01"
 
@@ -61,9 +61,7 @@ ORDER BY 1, 2, 4
 def first_captured(payments: pa.Table) -> pa.Table:
     """(order_id, first_captured): the first ingest date with a captured payment per order,
     from payments of this and every earlier partition (order_id, status, ingest_date)."""
-    conn = connect_duckdb()
-    conn.register("payments", payments)
-    return fetch_arrow(conn, CAPTURED_SQL)
+    return query_tables(CAPTURED_SQL, payments=payments)
 
 
 def row_mismatches(
@@ -75,11 +73,8 @@ def row_mismatches(
 ) -> pa.Table:
     """`orders`, `items` and the quarantines cover the partition(s); `captured` is
     `first_captured` of the payments up to the partition(s)."""
-    conn = connect_duckdb()
-    for name, data in dict(orders=orders, items=items, items_quarantine=items_quarantine,
-                           captured=captured, payments_quarantine=payments_quarantine).items():
-        conn.register(name, data)
-    return fetch_arrow(conn, MISMATCH_SQL)
+    return query_tables(MISMATCH_SQL, orders=orders, items=items, items_quarantine=items_quarantine,
+                        captured=captured, payments_quarantine=payments_quarantine)
 
 
 # Metric level: the amounts of the orders that have (complete) items vs their items' total.
@@ -94,7 +89,5 @@ GROUP BY ALL ORDER BY 1
 
 def amount_totals(orders: pa.Table, items: pa.Table, items_quarantine: pa.Table) -> dict:
     """ingest_date -> (orders compared, items total, orders total)."""
-    conn = connect_duckdb()
-    for name, data in dict(orders=orders, items=items, items_quarantine=items_quarantine).items():
-        conn.register(name, data)
-    return {d: (n, it, ot) for d, n, it, ot in conn.execute(AMOUNT_TOTALS_SQL).fetchall()}
+    totals = query_tables(AMOUNT_TOTALS_SQL, orders=orders, items=items, items_quarantine=items_quarantine)
+    return {r["ingest_date"]: (r["orders"], r["items_total"], r["orders_total"]) for r in totals.to_pylist()}

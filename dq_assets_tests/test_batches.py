@@ -39,3 +39,14 @@ def test_an_output_is_written_once():
     list(batches)
     with pytest.raises(RuntimeError, match="once"):
         list(batches)
+
+
+def test_small_partitions_are_grouped_and_a_group_closes_at_the_row_budget(monkeypatch):
+    import dq_assets.batches as batches
+
+    monkeypatch.setattr(batches, "CHUNK_ROWS", 3)
+    days = ["2025-01-01", "2025-01-02", "2025-01-03", "2025-01-04"]
+    sizes = {"2025-01-01": 1, "2025-01-02": 1, "2025-01-03": 5, "2025-01-04": 1}
+    groups = list(PartitionBatches(days, lambda key: rows(*[key] * sizes[key])).groups())
+    assert [(keys, data.num_rows) for keys, data in groups] == [
+        (["2025-01-01", "2025-01-02", "2025-01-03"], 7), (["2025-01-04"], 1)]

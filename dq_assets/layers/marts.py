@@ -13,7 +13,7 @@ import pyarrow as pa
 from dq_assets.batches import PartitionBatches, PartitionReader
 from dq_assets.checks import evaluate_mart_totals, load_gate_config, report
 from dq_assets.profiling import REVENUE_IN
-from dq_assets.duck import connect_duckdb, to_arrow, to_pandas
+from dq_assets.duck import query_tables, to_arrow, to_pandas
 from dq_assets.layers.raw import partition_asset_args
 from dq_assets.layers.quality import GATE_KEY, require_any_gated
 from dq_assets.layers.staging import staging_key
@@ -38,22 +38,14 @@ def publish(context, gate: pd.DataFrame, sql: str, **inputs: PartitionReader) ->
     def produce(partition_key: str) -> pa.Table | None:
         if partition_key not in passed:
             return None
-        return query(sql, **{name: r.read(partition_key) for name, r in inputs.items()})
+        return query_tables(sql, **{name: r.read(partition_key) for name, r in inputs.items()})
 
     return PartitionBatches(context.partition_keys, produce)
 
 
-def query(sql: str, **tables: pa.Table) -> pa.Table:
-    """Run DuckDB SQL over the given Arrow tables (by name)."""
-    conn = connect_duckdb()
-    for name, table in tables.items():
-        conn.register(name, table)
-    return conn.sql(sql).to_arrow_table()
-
-
 def run_sql(sql: str, **frames: pd.DataFrame) -> pd.DataFrame:
     """Run DuckDB SQL over the given frames (by name) and return an Arrow-backed frame."""
-    return to_pandas(query(sql, **{name: to_arrow(f) for name, f in frames.items()}))
+    return to_pandas(query_tables(sql, **{name: to_arrow(f) for name, f in frames.items()}))
 
 
 @dg.asset(
@@ -106,15 +98,15 @@ def fact_revenue_daily(
     def produce(partition_key: str) -> pa.Table | None:
         if partition_key not in passed:
             return None
-        facts = query(f"""
+        facts = query_tables(f"""
             SELECT ingest_date, order_date, currency,
                    count(DISTINCT order_id) AS order_count,
                    coalesce(sum(amount) FILTER (WHERE status IN {REVENUE_IN}), 0) AS revenue
             FROM fact_orders GROUP BY ALL ORDER BY ALL""", fact_orders=fact_orders.read(partition_key))
-        staged = query(f"""SELECT currency, count(DISTINCT order_id) AS order_count,
+        staged = query_tables(f"""SELECT currency, count(DISTINCT order_id) AS order_count,
                                   sum(amount) FILTER (WHERE status IN {REVENUE_IN}) AS revenue
                            FROM orders GROUP BY ALL""", orders=orders.read(partition_key))
-        in_mart = query("""SELECT currency, sum(order_count) AS order_count, sum(revenue) AS revenue
+        in_mart = query_tables("""SELECT currency, sum(order_count) AS order_count, sum(revenue) AS revenue
                            FROM facts GROUP BY ALL""", facts=facts)
         outcomes.append(evaluate_mart_totals(FACT_REVENUE_KEY, partition_key, cfg,
                                              _by_currency(staged), _by_currency(in_mart)))

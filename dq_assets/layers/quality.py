@@ -13,11 +13,13 @@ import pandas as pd
 import pyarrow as pa
 
 from dq_assets.contracts import TABLE_NAMES
-from dq_assets.checks import SAMPLE_KEYS, Outcome, Recon, load_gate_config, partition_results, per_partition_events, report
+from dq_assets.batches import PartitionReader, chunked
+from dq_assets.checks import (
+    SAMPLE_KEYS, Outcome, Recon, load_gate_config, partition_results, per_partition_events, report,
+)
 from dq_assets.duck import to_pandas
 from dq_assets.layers.raw import LANDING_FILES_KEY, partition_asset_args, raw_key
 from dq_assets.layers.staging import quarantine_key, staging_key
-from dq_assets.batches import PartitionReader, chunked
 from dq_assets.reconcile import amount_totals, first_captured, row_mismatches
 from dq_assets.suppressions import load_suppressions, today_utc
 from dq_assets.quality_store import QualityStore

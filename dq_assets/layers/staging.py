@@ -23,7 +23,7 @@ from dq_assets.checks import (
     report,
     staging_check_defs,
 )
-from dq_assets.cleaning import validate
+from dq_assets.cleaning import trimmed, validate
 from dq_assets.contracts import SAME_PARTITION, TABLES, Table
 from dq_assets.duck import connect_duckdb
 from dq_assets.layers.raw import raw_key
@@ -224,7 +224,7 @@ def _received_keys(conn, received: pa.Table, column: str, first_only: bool) -> p
     first ingest date of each key (all that "received in this or an earlier partition" needs,
     and much smaller over a long range)."""
     conn.register("_keys", received)
-    received = f"""SELECT NULLIF(trim("{column}", ' \t\r\n'), '') AS key, ingest_date
+    received = f"""SELECT {trimmed(f'"{column}"')} AS key, ingest_date
                    FROM _keys WHERE key IS NOT NULL"""
     if first_only:
         sql = f"SELECT key, min(ingest_date) AS ingest_date FROM ({received}) GROUP BY key"
