@@ -79,3 +79,17 @@ def test_manifest_problems_are_one_clear_line(tmp_path):
 def test_a_partition_key_cannot_escape_the_landing_root(tmp_path):
     with pytest.raises(ValueError):
         LandingZone(root=str(tmp_path)).partition_path("../../etc")
+
+
+def test_a_changed_file_gets_a_new_sha256(tmp_path):
+    import hashlib
+    import os
+
+    from dq_assets.landing import sha256_of
+
+    path = tmp_path / "orders.csv"
+    path.write_bytes(b"a,b\n1,2\n")
+    assert sha256_of(path) == hashlib.sha256(b"a,b\n1,2\n").hexdigest()
+    path.write_bytes(b"a,b\n1,3\n")  # same size: the modification time tells it apart
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    assert sha256_of(path) == hashlib.sha256(b"a,b\n1,3\n").hexdigest()
