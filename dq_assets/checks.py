@@ -192,8 +192,7 @@ def staging_check_defs(t: Table, asset: dg.AssetKey) -> list[CheckDef]:
 
 def table_reasons(t: Table) -> list[str]:
     """Reject reasons that can occur in this table, in the contract's order."""
-    refs = {c.name: "refs" for c, _ in t.references}
-    present = {f.reason for f in column_failures(t, refs)} | {"duplicate"}
+    present = {f.reason for f in column_failures(t)} | {"duplicate"}
     return [r for r in REJECT_REASONS if r in present]
 
 

@@ -70,6 +70,7 @@ UTC = dt.timezone.utc
         ("2025-01-07T12:30:00+02:30", dt.datetime(2025, 1, 7, 10, 0, tzinfo=UTC)),
         ("2025-01-07T05:00:00-05:00", dt.datetime(2025, 1, 7, 10, 0, tzinfo=UTC)),
         ("2025-01-07 11:00:00.25+01:00", dt.datetime(2025, 1, 7, 10, 0, 0, 250000, tzinfo=UTC)),
+        ("2025-01-08T00:59:00+14:59", dt.datetime(2025, 1, 7, 10, 0, tzinfo=UTC)),  # widest offset
         ("1736244000", dt.datetime(2025, 1, 7, 10, 0, tzinfo=UTC)),  # epoch seconds
         ("  2025-01-07T10:00:00Z\t", dt.datetime(2025, 1, 7, 10, 0, tzinfo=UTC)),
     ],
@@ -79,10 +80,19 @@ def test_every_accepted_timestamp_spelling_is_stored_as_utc(spelling, expected):
     assert row["order_ts"] == expected
 
 
+def test_timestamps_without_offset_are_utc_whatever_the_session_time_zone():
+    conn = connect_duckdb()
+    conn.execute("SET TimeZone = 'America/New_York'")
+    raw = raw_table("orders", [order(order_ts="2025-01-07T10:00:00")])
+    [row] = validate(conn, table("orders"), raw, {"customer_id": keys(("C1", DAY))}).staging.to_pylist()
+    assert row["order_ts"] == dt.datetime(2025, 1, 7, 10, 0, tzinfo=UTC)
+
+
 @pytest.mark.parametrize(
     "spelling",
     ["07/01/2025 10:00", "2025-01-07", "2025-01-07T10:00Z", "2025-02-30T10:00:00Z",
-     "2025-01-07T10:00:00+0200", "2025-01-07T10:00:00+25:00", "yesterday", "1.5e9"],
+     "2025-01-07T10:00:00+0200", "2025-01-07T10:00:00+25:00", "2025-01-07T10:00:00+15:00",
+     "2025-01-07T10:00:00+02:60", "2025-01-07T10:00:00.", "yesterday", "1.5e9"],
 )
 def test_other_timestamp_spellings_are_unparseable(spelling):
     [row] = rejected("orders", [order(order_ts=spelling)])
@@ -251,7 +261,8 @@ def test_failure_stats_count_rows_per_reason_and_column():
 @pytest.mark.parametrize(
     "value, expected",
     [("a", "a"), (" a", "a"), ("a\t", "a"), ("\r\n a b \n", "a b"), ("\t", None), ("", None),
-     ("   ", None), (None, None), ("é ", "é"), (" \u00a0x", "\u00a0x")],
+     ("   ", None), (None, None), ("é ", "é"), (" \u00a0x", "\u00a0x"), ("a\tb", "a\tb"),
+     ("a b", "a b"), ("\ta\tb ", "a\tb")],
 )
 def test_trimmed_strips_the_contract_whitespace_only(value, expected):
     conn = connect_duckdb()
