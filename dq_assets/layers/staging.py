@@ -25,7 +25,7 @@ from dq_assets.checks import (
 )
 from dq_assets.cleaning import trimmed, validate
 from dq_assets.contracts import SAME_PARTITION, TABLES, Table
-from dq_assets.duck import connect_duckdb
+from dq_assets.duck import connect_duckdb, fetch_arrow
 from dq_assets.layers.raw import raw_key
 from dq_assets.profiling import column_profiles, profile_markdown, revenue
 from dq_assets.quality_store import QualityStore
@@ -230,7 +230,7 @@ def _received_keys(conn, received: pa.Table, column: str, first_only: bool) -> p
         sql = f"SELECT key, min(ingest_date) AS ingest_date FROM ({received}) GROUP BY key"
     else:
         sql = f"SELECT DISTINCT * FROM ({received})"
-    keys = conn.sql(sql).to_arrow_table()
+    keys = fetch_arrow(conn, sql)
     conn.unregister("_keys")
     return keys
 
