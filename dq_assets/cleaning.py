@@ -110,6 +110,11 @@ class Failure:
     condition: str  # SQL, TRUE when the row fails
 
 
+def text_column(column: str) -> str:
+    """The trimmed text of a column as received (NULL when blank), next to its typed value."""
+    return quote(f"_t_{column}")
+
+
 def known_flag(column: str) -> str:
     return quote(f"_known_{column}")
 
@@ -121,7 +126,7 @@ def known_references(t: Table, refs: dict[str, str]) -> tuple[str, str]:
     (A join, not NOT EXISTS: a correlated subquery made DuckDB keep the typed rows twice.)"""
     flags, joins = [], []
     for i, (col, ref) in enumerate(t.references):
-        txt = quote(f"_t_{col.name}")
+        txt = text_column(col.name)
         if ref.scope == SAME_PARTITION:
             side = f"SELECT DISTINCT key, ingest_date AS since FROM {refs[col.name]}"
             on = f"r{i}.key = typed.{txt} AND r{i}.since = typed.ingest_date"
@@ -138,7 +143,7 @@ def column_failures(t: Table) -> list[Failure]:
     `_known_<c>` for references)."""
     out: list[Failure] = []
     for col in t.columns:
-        txt, val = f'"_t_{col.name}"', f'"{col.name}"'
+        txt, val = text_column(col.name), quote(col.name)
         if not col.nullable:
             out.append(Failure(col.name, "missing_required", f"{txt} IS NULL"))
         if col.kind in PARSED_KINDS:
@@ -169,6 +174,11 @@ def column_failures(t: Table) -> list[Failure]:
     return out
 
 
+def failing_reasons(failures: list[Failure]) -> list[str]:
+    """The reject reasons these failures can give, in the contract's order."""
+    return [r for r in REJECT_REASONS if any(f.reason == r for f in failures)]
+
+
 def validated_sql(t: Table, raw: str, refs: dict[str, str]) -> str:
     """Every raw row, typed, flagged per failure (`_f<i>`) and reason (`_r_<reason>`), with
     `_invalid` and, for invalid rows only, `_first_reason`, `_reasons` and `_details`.
@@ -180,11 +190,11 @@ def validated_sql(t: Table, raw: str, refs: dict[str, str]) -> str:
     the typing."""
     # Trimmed texts first, typed values from them one level up: DuckDB would otherwise
     # evaluate the trimming once for every mention of the text in the typing expression.
-    text_cols = [f'{trimmed(quote("_raw_" + c.name))} AS {quote("_t_" + c.name)}' for c in t.columns]
-    typed_cols = [f'{typed_value(c, quote("_t_" + c.name))} AS {quote(c.name)}' for c in t.columns]
+    text_cols = [f'{trimmed(quote("_raw_" + c.name))} AS {text_column(c.name)}' for c in t.columns]
+    typed_cols = [f'{typed_value(c, text_column(c.name))} AS {quote(c.name)}' for c in t.columns]
     failures = column_failures(t)
     known_cols, known_joins = known_references(t, refs)
-    by_reason = [r for r in REJECT_REASONS if any(f.reason == r for f in failures)]
+    by_reason = failing_reasons(failures)
     failure_flags = [f'coalesce({f.condition}, false) AS "_f{i}"' for i, f in enumerate(failures)]
     reason_flags = [
         f'({" OR ".join(f"_f{i}" for i, f in enumerate(failures) if f.reason == reason)}) AS "_r_{reason}"'
@@ -197,7 +207,7 @@ def validated_sql(t: Table, raw: str, refs: dict[str, str]) -> str:
     first = " ".join(f"WHEN \"_r_{r}\" THEN '{r}'" for r in by_reason)
     any_failed = " OR ".join(f'"_r_{r}"' for r in by_reason)
     kept = (
-        list(LINEAGE) + [f'"{c}"' for c in t.column_names] + [f'"_t_{k}"' for k in t.key]
+        list(LINEAGE) + [f'"{c}"' for c in t.column_names] + [text_column(k) for k in t.key]
         + [f"_f{i}" for i in range(len(failures))] + [f'"_r_{r}"' for r in by_reason]
     )
     raw_cols = ", ".join(f'"{c}" AS "_raw_{c}"' for c in t.column_names)
@@ -254,7 +264,7 @@ def duplicates_sql(t: Table, validated: str) -> str:
 
 def sample_key(t: Table) -> str:
     """A row's key as text, for sample keys: `a|b` for a composite key."""
-    return " || '|' || ".join(f'coalesce("_t_{k}", \'\')' for k in t.key)
+    return " || '|' || ".join(f"coalesce({text_column(k)}, '')" for k in t.key)
 
 
 def staging_columns(t: Table) -> list[str]:
@@ -278,20 +288,19 @@ class Validation:
 
 
 def failure_stats_sql(t: Table) -> str:
-    key = sample_key(t)
+    key, failures = sample_key(t), column_failures(t)
     branches = [
         f"""SELECT ingest_date, '{f.reason}' AS reason, {sql_str(f.column)} AS "column",
                    count(*) AS failing_rows,
                    list({key} ORDER BY source_line)[1:10] AS sample_keys
             FROM validated WHERE _f{i} GROUP BY ingest_date"""
-        for i, f in enumerate(column_failures(t))
+        for i, f in enumerate(failures)
     ]
-    reasons = [r for r in REJECT_REASONS if any(f.reason == r for f in column_failures(t))]
     branches += [  # rows per reason, whatever the number of columns failing it ("*")
         f"""SELECT ingest_date, '{r}' AS reason, '*' AS "column", count(*) AS failing_rows,
                    list({key} ORDER BY source_line)[1:10] AS sample_keys
             FROM validated WHERE "_r_{r}" GROUP BY ingest_date"""
-        for r in reasons
+        for r in failing_reasons(failures)
     ]
     branches.append(
         """SELECT ingest_date, 'duplicate' AS reason, '*' AS "column",
@@ -306,7 +315,8 @@ def validate(
     conn: duckdb.DuckDBPyConnection, t: Table, raw: pa.Table, refs: dict[str, pa.Table]
 ) -> Validation:
     """Split raw rows into staging and quarantine. `refs` maps each referencing column to the
-    received keys of its target: a table of (key VARCHAR, ingest_date DATE)."""
+    received keys of its target: a table of (key VARCHAR, ingest_date DATE), a key on as many
+    dates, and as many times, as it was received."""
     conn.execute("SET TimeZone = 'UTC'")  # timestamps without an offset are UTC (contract §2)
     conn.register("raw_rows", raw)
     ref_names = {}

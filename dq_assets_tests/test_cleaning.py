@@ -231,6 +231,16 @@ def test_references_resolve_against_this_and_earlier_partitions_only():
     assert rejected("orders", [order()], refs=later)[0]["reject_reason"] == "unknown_reference"
 
 
+def test_a_key_received_again_and_again_still_stages_each_row_once():
+    again = keys(("C1", dt.date(2025, 1, 1)), ("C1", dt.date(2025, 1, 3)), ("C1", DAY), ("C1", DAY))
+    result = run("orders", [order(), order(order_id="O2")], refs={"customer_id": again})
+    assert sorted(r["order_id"] for r in result.staging.to_pylist()) == ["O1", "O2"]
+    item = {"order_id": "O1", "line_no": "1", "product_id": "P1", "quantity": "1",
+            "unit_price": "1", "line_amount": "1"}
+    refs = {"order_id": keys(("O1", DAY), ("O1", DAY)), "product_id": keys(("P1", DAY), ("P1", DAY))}
+    assert len(staged("order_items", [item], refs=refs)) == 1
+
+
 def test_order_items_reference_orders_of_the_same_partition_only():
     item = {"order_id": "O1", "line_no": "1", "product_id": "P1", "quantity": "1",
             "unit_price": "1", "line_amount": "1"}

@@ -93,9 +93,9 @@ def build_staging_asset(t: Table) -> dg.AssetsDefinition:
         ref_keys = {}
         for col, ref in t.references:
             reader = refs[_ref_input(col.name)]
-            same = ref.scope == SAME_PARTITION
-            received = reader.read_many(keys) if same else reader.read_through(keys[-1])
-            ref_keys[col.name] = _received_keys(conn, received, ref.column, first_only=not same)
+            received = (reader.read_many(keys) if ref.scope == SAME_PARTITION
+                        else reader.read_through(keys[-1]))
+            ref_keys[col.name] = _received_keys(conn, received, ref.column)
         counts, revenues, profiles, failures = {}, {}, {}, []
         with tempfile.TemporaryDirectory(prefix="dq_quarantine_") as spill:
             chunks, ready = chunked(keys, raw_rows), {}
@@ -219,18 +219,12 @@ def staging_metadata(counts: dict[str, PartitionCounts], revenues: dict, profile
     return meta
 
 
-def _received_keys(conn, received: pa.Table, column: str, first_only: bool) -> pa.Table:
-    """Distinct trimmed, non-blank keys received, per ingest date; with `first_only`, only the
-    first ingest date of each key (all that "received in this or an earlier partition" needs,
-    and much smaller over a long range)."""
+def _received_keys(conn, received: pa.Table, column: str) -> pa.Table:
+    """The trimmed, non-blank keys received, with their ingest date: what `validate` resolves
+    references against (it keeps one row per key and scope itself)."""
     conn.register("_keys", received)
-    received = f"""SELECT {trimmed(f'"{column}"')} AS key, ingest_date
-                   FROM _keys WHERE key IS NOT NULL"""
-    if first_only:
-        sql = f"SELECT key, min(ingest_date) AS ingest_date FROM ({received}) GROUP BY key"
-    else:
-        sql = f"SELECT DISTINCT * FROM ({received})"
-    keys = fetch_arrow(conn, sql)
+    keys = fetch_arrow(conn, f"""SELECT {trimmed(f'"{column}"')} AS key, ingest_date
+                                 FROM _keys WHERE key IS NOT NULL""")
     conn.unregister("_keys")
     return keys
 
