@@ -2,8 +2,9 @@
 
 A step over a range of partitions (a single-run backfill) must not hold the whole range in
 memory. So the raw and staging steps hand their IO manager a `PartitionBatches`: a producer
-that builds one partition's rows when asked. The IO manager writes each partition as it comes
-(inside its one transaction, or one object per partition on S3), so a step holds one
+that builds one partition's rows when asked. The IO manager writes each partition (or a
+group of small ones) as it comes: a transaction per group on DuckDB, the output's one
+transaction on PostgreSQL, one object per partition on S3. So a step holds about one
 partition at a time, however long its range. A downstream step asks for a
 `PartitionReader` instead of a frame and reads one partition at a time from the store.
 """

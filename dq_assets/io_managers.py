@@ -126,7 +126,7 @@ class PartitionBatchesTypeHandler(DbTypeHandler):
         name = qualified(table_slice.schema, table_slice.table)
         column = quote(table_slice.partition_dimensions[0].partition_expr)
         exists = table_exists(connection, table_slice.schema, table_slice.table)
-        for keys, data in obj.groups():  # each replaced in the output's one transaction
+        for keys, data in obj.groups():
             connection.register("_batch", data)
             if exists:
                 connection.execute(f"DELETE FROM {name} WHERE list_contains(CAST(? AS DATE[]), {column})", [keys])
@@ -135,6 +135,13 @@ class PartitionBatchesTypeHandler(DbTypeHandler):
                 exists = True
             connection.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _batch")
             connection.unregister("_batch")
+            # Each group of whole partitions is replaced in its own transaction: DuckDB keeps
+            # every Arrow table a transaction scanned alive until the transaction ends, so one
+            # transaction over a year-long range held the whole year's rows in memory. A
+            # partition is still never half-written; a range that fails midway leaves the
+            # groups before it replaced, and a rerun converges.
+            connection.commit()
+            connection.begin()
         _partition_metadata(context, obj.rows)
         context.add_output_metadata(obj.output_metadata())
 

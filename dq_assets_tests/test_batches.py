@@ -50,3 +50,48 @@ def test_small_partitions_are_grouped_and_a_group_closes_at_the_row_budget(monke
     groups = list(PartitionBatches(days, lambda key: rows(*[key] * sizes[key])).groups())
     assert [(keys, data.num_rows) for keys, data in groups] == [
         (["2025-01-01", "2025-01-02", "2025-01-03"], 7), (["2025-01-04"], 1)]
+
+
+def test_a_range_written_to_duckdb_holds_one_group_at_a_time(tmp_path, monkeypatch):
+    """DuckDB keeps every Arrow table a transaction scanned alive until the transaction ends;
+    the warehouse commits each group, so a year-long range does not hold every group."""
+    import gc
+    import weakref
+
+    import dagster as dg
+
+    import dq_assets.batches as batches
+    from dq_assets.duck import release_warehouse, warehouse_connection
+    from dq_assets.io_managers import WarehouseIOManager
+    from dq_assets.settings import DAILY
+
+    monkeypatch.setattr(batches, "CHUNK_ROWS", 2)  # each day (2 rows) is a group of its own
+    days = ["2025-01-01", "2025-01-02", "2025-01-03", "2025-01-04"]
+    earlier: list[weakref.ref] = []
+    alive_when_produced = []
+
+    def produce(key):
+        gc.collect()
+        alive_when_produced.append(sum(r() is not None for r in earlier))
+        data = rows(key, key)
+        earlier.append(weakref.ref(data))
+        return data
+
+    @dg.asset(key=["raw", "numbers"], partitions_def=DAILY, metadata={"partition_expr": "ingest_date"},
+              backfill_policy=dg.BackfillPolicy.single_run())
+    def numbers(context) -> PartitionBatches:
+        return PartitionBatches(context.partition_keys, produce)
+
+    database = str(tmp_path / "wh.duckdb")
+    result = dg.materialize([numbers], resources={"io_manager": WarehouseIOManager(database=database)},
+                            tags={"dagster/asset_partition_range_start": days[0],
+                                  "dagster/asset_partition_range_end": days[-1]})
+    assert result.success
+    # when a day is produced, only the day written just before is still referenced (by the
+    # writer's loop); before the per-group commits every earlier day was: [0, 1, 2, 3]
+    assert alive_when_produced == [0, 1, 1, 1]
+    with warehouse_connection(database) as conn:
+        stored = conn.execute("SELECT CAST(ingest_date AS VARCHAR), count(*) FROM raw.numbers "
+                              "GROUP BY ALL ORDER BY ALL").fetchall()
+    release_warehouse(database)
+    assert stored == [(d, 2) for d in days]
