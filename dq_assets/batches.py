@@ -80,8 +80,10 @@ def _concat(parts: list[pa.Table]) -> pa.Table:
 def _check_partition(data: pa.Table, key: str) -> None:
     """A partition's rows belong to that partition: a producer bug must not write elsewhere."""
     if data.num_rows and PARTITION_COLUMN in data.column_names:
-        dates = pc.unique(data.column(PARTITION_COLUMN).cast(pa.string())).to_pylist()
-        if dates != [key]:
+        column = data.column(PARTITION_COLUMN).cast(pa.date32())
+        bounds, day = pc.min_max(column), date.fromisoformat(key)
+        if column.null_count or bounds["min"].as_py() != day or bounds["max"].as_py() != day:
+            dates = pc.unique(column).to_pylist()
             raise ValueError(f"rows for ingest dates {sorted(map(str, dates))[:5]} in partition {key}")
 
 
@@ -130,3 +132,22 @@ def partition_slice(data: pa.Table, partition_key: str) -> pa.Table:
     if data.num_rows and bounds["min"] == day and bounds["max"] == day:
         return data  # a chunk of one partition: no copy
     return data.filter(pc.equal(column, day))
+
+
+def chunk_producer(partition_keys: Sequence[str], reader: PartitionReader,
+                   compute: Callable[[list[str], pa.Table], pa.Table]) -> Callable[[str], pa.Table]:
+    """A producer for `PartitionBatches` that works a chunk of partitions at a time: one read
+    and one `compute(chunk keys, chunk rows)` per chunk (a query's fixed cost, paid per day,
+    adds up over a year), then hands out each partition's slice of the result, in order."""
+    chunks, ready = chunked(partition_keys, reader), {}
+
+    def produce(partition_key: str) -> pa.Table:
+        while partition_key not in ready:
+            chunk, rows = next(chunks)
+            result = compute(chunk, rows)
+            del rows
+            for k in chunk:
+                ready[k] = partition_slice(result, k)
+        return ready.pop(partition_key)
+
+    return produce

@@ -32,6 +32,9 @@ def test_rows_of_another_partition_are_refused():
     batches = PartitionBatches(["2025-01-01"], lambda key: rows(key, "2025-01-05"))
     with pytest.raises(ValueError, match=r"2025-01-05.*in partition 2025-01-01"):
         list(batches)
+    undated = pa.table({"ingest_date": pa.array([date(2025, 1, 1), None], pa.date32()), "v": [1, 2]})
+    with pytest.raises(ValueError, match=r"None.*in partition 2025-01-01"):
+        list(PartitionBatches(["2025-01-01"], lambda key: undated))
 
 
 def test_an_output_is_written_once():
@@ -95,3 +98,29 @@ def test_a_range_written_to_duckdb_holds_one_group_at_a_time(tmp_path, monkeypat
                               "GROUP BY ALL ORDER BY ALL").fetchall()
     release_warehouse(database)
     assert stored == [(d, 2) for d in days]
+
+
+def test_a_chunk_producer_reads_and_computes_once_per_chunk(monkeypatch):
+    import dq_assets.batches as batches
+    from dq_assets.batches import PartitionReader, chunk_producer
+
+    monkeypatch.setattr(batches, "CHUNK_ROWS", 4)  # 2 rows a day: chunks of 1, then 2 days
+    days = ["2025-01-01", "2025-01-02", "2025-01-03", "2025-01-04", "2025-01-05"]
+    reads, computed = [], []
+
+    def read_many(keys):
+        reads.append(list(keys))
+        return rows(*[k for k in keys for _ in range(2)])
+
+    def compute(chunk, data):
+        computed.append(chunk)
+        return data.set_column(1, "v", pa.array([len(chunk)] * data.num_rows, pa.int64()))
+
+    produce = chunk_producer(days, PartitionReader(days, read_many, None), compute)
+    out = {k: produce(k) for k in days}
+    assert reads == computed == [["2025-01-01"], ["2025-01-02", "2025-01-03"], ["2025-01-04", "2025-01-05"]]
+    assert {k: (t.num_rows, t.column("ingest_date")[0].as_py().isoformat(), t.column("v")[0].as_py())
+            for k, t in out.items()} == {
+        "2025-01-01": (2, "2025-01-01", 1), "2025-01-02": (2, "2025-01-02", 2),
+        "2025-01-03": (2, "2025-01-03", 2), "2025-01-04": (2, "2025-01-04", 2),
+        "2025-01-05": (2, "2025-01-05", 2)}

@@ -6,11 +6,14 @@ from those gated partitions only, never from staging directly.
 """
 
 
+from collections.abc import Callable
+from datetime import date
+
 import dagster as dg
 import pandas as pd
 import pyarrow as pa
 
-from dq_assets.batches import PartitionBatches, PartitionReader
+from dq_assets.batches import PartitionBatches, PartitionReader, chunk_producer
 from dq_assets.checks import evaluate_mart_totals, load_gate_config, report
 from dq_assets.profiling import REVENUE_IN
 from dq_assets.duck import query_tables, to_arrow, to_pandas
@@ -30,17 +33,23 @@ GATE_IN = dg.AssetIn(key=GATE_KEY)
 CURRENT_STATE_POLICY = dg.BackfillPolicy.single_run()
 
 
-def publish(context, gate: pd.DataFrame, sql: str, **inputs: PartitionReader) -> PartitionBatches:
-    """The rows of each partition that passed the gate, one partition at a time; the IO
-    manager keeps the other partitions' previous contents."""
+def publish(context, gate: pd.DataFrame, source: PartitionReader, sql: str) -> PartitionBatches:
+    """`sql` over the `source` rows of each partition that passed the gate (a chunk of days per
+    query); the IO manager keeps the other partitions' previous contents."""
     passed = set(require_any_gated(context, gate))
+    rows_of = chunk_producer(context.partition_keys, source,
+                             lambda chunk, rows: query_tables(sql, source=rows))
+    return PartitionBatches(context.partition_keys, only_passed(passed, rows_of))
+
+
+def only_passed(passed: set[str], rows_of) -> Callable[[str], pa.Table | None]:
+    """A producer of the rows of the partitions that passed; None (keep) for the others."""
 
     def produce(partition_key: str) -> pa.Table | None:
-        if partition_key not in passed:
-            return None
-        return query_tables(sql, **{name: r.read(partition_key) for name, r in inputs.items()})
+        rows = rows_of(partition_key)  # taken for every partition: a chunk hands them in order
+        return rows if partition_key in passed else None
 
-    return PartitionBatches(context.partition_keys, produce)
+    return produce
 
 
 def run_sql(sql: str, **frames: pd.DataFrame) -> pd.DataFrame:
@@ -58,10 +67,10 @@ def run_sql(sql: str, **frames: pd.DataFrame) -> pd.DataFrame:
 def fact_orders(
     context: dg.AssetExecutionContext, orders: PartitionReader, gate: pd.DataFrame
 ) -> PartitionBatches:
-    return publish(context, gate, """
+    return publish(context, gate, orders, """
         SELECT ingest_date, order_id, customer_id, order_ts,
                CAST(order_ts AS DATE) AS order_date, status, currency, amount, updated_at
-        FROM orders ORDER BY order_id""", orders=orders)
+        FROM source ORDER BY order_id""")
 
 
 FACT_REVENUE_KEY = dg.AssetKey(["marts", "fact_revenue_daily"])
@@ -95,30 +104,34 @@ def fact_revenue_daily(
     cfg = load_gate_config()
     outcomes = []
 
-    def produce(partition_key: str) -> pa.Table | None:
-        if partition_key not in passed:
-            return None
+    def revenue_of_chunk(chunk: list[str], facts_rows: pa.Table) -> pa.Table:
         facts = query_tables(f"""
             SELECT ingest_date, order_date, currency,
                    count(DISTINCT order_id) AS order_count,
                    coalesce(sum(amount) FILTER (WHERE status IN {REVENUE_IN}), 0) AS revenue
-            FROM fact_orders GROUP BY ALL ORDER BY ALL""", fact_orders=fact_orders.read(partition_key))
-        staged = query_tables(f"""SELECT currency, count(DISTINCT order_id) AS order_count,
+            FROM fact_orders GROUP BY ALL ORDER BY ALL""", fact_orders=facts_rows)
+        staged = query_tables(f"""SELECT ingest_date, currency, count(DISTINCT order_id) AS order_count,
                                   sum(amount) FILTER (WHERE status IN {REVENUE_IN}) AS revenue
-                           FROM orders GROUP BY ALL""", orders=orders.read(partition_key))
-        in_mart = query_tables("""SELECT currency, sum(order_count) AS order_count, sum(revenue) AS revenue
+                           FROM orders GROUP BY ALL""", orders=orders.read_many(chunk))
+        in_mart = query_tables("""SELECT ingest_date, currency, sum(order_count) AS order_count,
+                                         sum(revenue) AS revenue
                            FROM facts GROUP BY ALL""", facts=facts)
-        outcomes.append(evaluate_mart_totals(FACT_REVENUE_KEY, partition_key, cfg,
-                                             _by_currency(staged), _by_currency(in_mart)))
+        for partition_key in chunk:
+            if partition_key in passed:
+                outcomes.append(evaluate_mart_totals(
+                    FACT_REVENUE_KEY, partition_key, cfg,
+                    _by_currency(staged, partition_key), _by_currency(in_mart, partition_key)))
         return facts
 
-    yield dg.Output(PartitionBatches(context.partition_keys, produce))
+    facts_of = chunk_producer(context.partition_keys, fact_orders, revenue_of_chunk)
+    yield dg.Output(PartitionBatches(context.partition_keys, only_passed(passed, facts_of)))
     yield from report(context, quality_store, outcomes)
 
 
-def _by_currency(totals: pa.Table) -> dict:
+def _by_currency(totals: pa.Table, partition_key: str) -> dict:
+    day = date.fromisoformat(partition_key)
     return {r["currency"]: (int(r["order_count"]), r["revenue"] if r["revenue"] is not None else 0)
-            for r in totals.to_pylist()}
+            for r in totals.to_pylist() if r["ingest_date"] == day}
 
 
 @dg.asset(
@@ -154,7 +167,7 @@ def revenue_by_order_date(fact_orders: pd.DataFrame) -> pd.DataFrame:
 def customer_versions(
     context: dg.AssetExecutionContext, customers: PartitionReader, gate: pd.DataFrame
 ) -> PartitionBatches:
-    return publish(context, gate, "SELECT * FROM customers", customers=customers)
+    return publish(context, gate, customers, "SELECT * FROM source")
 
 
 @dg.asset(

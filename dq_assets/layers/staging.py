@@ -14,7 +14,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dq_assets.batches import PartitionBatches, PartitionReader, chunked, partition_slice
+from dq_assets.batches import PartitionBatches, PartitionReader, chunk_producer, partition_slice
 from dq_assets.checks import (
     SAMPLE_KEYS,
     PartitionCounts,
@@ -98,28 +98,24 @@ def build_staging_asset(t: Table) -> dg.AssetsDefinition:
             ref_keys[col.name] = _received_keys(conn, received, ref.column)
         counts, revenues, profiles, failures = {}, {}, {}, []
         with tempfile.TemporaryDirectory(prefix="dq_quarantine_") as spill:
-            chunks, ready = chunked(keys, raw_rows), {}
 
-            def stage_partition(partition_key: str) -> pa.Table:
-                """Validate the next chunk of partitions when this one is not ready yet; each
-                partition's quarantine waits on disk for the second output."""
-                while partition_key not in ready:
-                    chunk, raw = next(chunks)
-                    result = validate(conn, t, raw, ref_keys)
-                    counts.update(partition_counts(conn, t, chunk, raw, result))
-                    revenues.update(revenue(conn, t, raw, result.staging, chunk))
-                    profiles.update(column_profiles(conn, t, result.staging, chunk))
-                    failures.extend(result.failures.to_pylist())
-                    for k in chunk:
-                        pq.write_table(partition_slice(result.quarantine, k),
-                                       os.path.join(spill, f"{k}.parquet"))
-                        ready[k] = partition_slice(result.staging, k)
-                return ready.pop(partition_key)
+            def validate_chunk(chunk: list[str], raw: pa.Table) -> pa.Table:
+                """Staging rows of a chunk of partitions; each partition's quarantine waits
+                on disk for the second output."""
+                result = validate(conn, t, raw, ref_keys)
+                counts.update(partition_counts(conn, t, chunk, raw, result))
+                revenues.update(revenue(conn, t, raw, result.staging, chunk))
+                profiles.update(column_profiles(conn, t, result.staging, chunk))
+                failures.extend(result.failures.to_pylist())
+                for k in chunk:
+                    pq.write_table(partition_slice(result.quarantine, k),
+                                   os.path.join(spill, f"{k}.parquet"))
+                return result.staging
 
             # Each output is written one partition at a time (dq_assets.batches): the staging
             # output runs the validation; the quarantine output then reads what it put aside.
             yield dg.Output(
-                PartitionBatches(keys, stage_partition,
+                PartitionBatches(keys, chunk_producer(keys, raw_rows, validate_chunk),
                                  metadata=lambda: staging_metadata(counts, revenues, profiles)),
                 output_name="staging",
             )
