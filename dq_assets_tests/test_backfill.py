@@ -100,3 +100,31 @@ def test_a_long_range_records_one_result_per_check(two_days, warehouse, monkeypa
     assert not [e for e in evaluations if e.partition is not None]
     # the partitions' own results are still in the warehouse
     assert warehouse.query("SELECT count(DISTINCT partition_key) FROM quality.check_results") == [(2,)]
+
+
+def test_a_range_stopped_midway_leaves_whole_days_and_a_rerun_converges(tmp_path, instance, monkeypatch):
+    import dq_assets.batches as batches
+
+    monkeypatch.setattr(batches, "CHUNK_ROWS", 1)  # every day a group, and a transaction, of its own
+    days = DAYS[:3]
+    generate(tmp_path / "landing", START, len(days), orders_per_day=30, seed=5)
+    manifest = tmp_path / "landing" / f"ingest_date={days[2]}" / "_manifest.json"
+    sent = manifest.read_text()
+    manifest.write_text("{ cut off")  # every raw step stops at the third day
+    stopped = Warehouse(tmp_path / "landing", tmp_path / "stopped.duckdb", instance)
+    daily = Warehouse(tmp_path / "landing", tmp_path / "daily.duckdb", instance)
+    try:
+        assert not stopped.materialize_range(days[0], days[-1]).success
+        assert [daily.materialize(d).success for d in days[:2]] == [True, True]
+        raw_then = {k: v for k, v in tables(stopped).items() if k.startswith("raw.")}
+        raw_daily = {k: v for k, v in tables(daily).items() if k in raw_then}
+        assert {"raw.orders", "raw.order_items", "raw.payments", "raw.events"} <= raw_then.keys()
+        assert raw_then == raw_daily  # the first two days, each whole, and nothing of the third
+
+        manifest.write_text(sent)
+        assert stopped.materialize_range(days[0], days[-1]).success
+        assert daily.materialize(days[2]).success
+        assert tables(stopped) == tables(daily)
+    finally:
+        release_warehouse(str(stopped.database))
+        release_warehouse(str(daily.database))
