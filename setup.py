@@ -31,6 +31,8 @@ setup(
     extras_require={
         "dev": [
             "pytest>=8",
+            # the suite runs on every core (pyproject's addopts), a module per worker
+            "pytest-xdist>=3.5",
             "moto[server]>=5",
             "pgserver",
             # dq_assets_tests/test_ui_browser.py drives the Debian chromium (/usr/bin/chromium,
