@@ -30,15 +30,37 @@ MAX_CHUNK = 64
 @dataclass
 class PartitionBatches:
     """The output of a step, produced one partition at a time by `produce(partition_key)`.
-    A producer returns None for a partition whose stored contents must stay as they are (a
-    mart partition that did not pass the gate)."""
+    A producer returns None for a partition whose stored contents must stay as they are.
+
+    What Dagster shows per partition is that partition's own figures: after writing, the IO
+    manager calls `finish`, which hands each written partition's metadata (its rows, where it
+    is stored, and what `describe(partition_key)` adds) to `report`, the asset's
+    `context.add_asset_metadata` for that partition (see `for_asset`). Dagster copies an
+    output's metadata onto the event of every partition of a range, so nothing range-wide
+    goes there."""
 
     partition_keys: Sequence[str]
     produce: Callable[[str], pa.Table | None]
-    # Output metadata known only once every partition was produced (called after writing).
-    metadata: Callable[[], dict] | None = None
-    rows: int = 0
+    # A partition's own metadata, known once it was produced (called after writing).
+    describe: Callable[[str], dict] | None = None
+    # Where each written partition's metadata goes.
+    report: Callable[[str, dict], None] | None = None
+    rows_by_partition: dict[str, int] = field(default_factory=dict)
     _done: bool = field(default=False, repr=False)
+
+    @classmethod
+    def for_asset(cls, context, asset_key, produce: Callable[[str], pa.Table | None],
+                  describe: Callable[[str], dict] | None = None,
+                  partition_keys: Sequence[str] | None = None) -> "PartitionBatches":
+        """The output of asset `asset_key` over the step's partitions, each partition's
+        metadata recorded on that partition's materialization."""
+        return cls(list(partition_keys or context.partition_keys), produce, describe,
+                   report=lambda key, meta: context.add_asset_metadata(
+                       meta, asset_key=asset_key, partition_key=key))
+
+    @property
+    def rows(self) -> int:
+        return sum(self.rows_by_partition.values())
 
     def __iter__(self) -> Iterator[tuple[str, pa.Table]]:
         """(partition key, rows) for every partition to replace; kept partitions are skipped."""
@@ -50,7 +72,7 @@ class PartitionBatches:
             if data is None:
                 continue
             _check_partition(data, key)
-            self.rows += data.num_rows
+            self.rows_by_partition[key] = data.num_rows
             yield key, data
 
     def groups(self) -> Iterator[tuple[list[str], pa.Table]]:
@@ -69,8 +91,24 @@ class PartitionBatches:
         if keys:
             yield keys, _concat(parts)
 
-    def output_metadata(self) -> dict:
-        return {"rows": self.rows, **(self.metadata() if self.metadata else {})}
+    def partition_metadata(self, locate: Callable[[str], dict] | None = None) -> dict[str, dict]:
+        """Each written partition's own metadata: its rows, `locate(key)` (where the IO
+        manager stored it) and what `describe` adds."""
+        return {
+            key: {"dagster/partition_row_count": rows, "rows": rows,
+                  **(locate(key) if locate else {}),
+                  **(self.describe(key) if self.describe else {})}
+            for key, rows in self.rows_by_partition.items()
+        }
+
+    def finish(self, locate: Callable[[str], dict] | None = None) -> dict[str, dict]:
+        """Called by the IO manager once every partition is written: reports each partition's
+        metadata and returns it."""
+        meta = self.partition_metadata(locate)
+        if self.report:
+            for key, values in meta.items():
+                self.report(key, values)
+        return meta
 
 
 def _concat(parts: list[pa.Table]) -> pa.Table:

@@ -174,3 +174,53 @@ def table_exists(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> bo
             [schema, table],
         ).fetchall()[0][0]
     )
+
+
+def add_missing_columns(conn: duckdb.DuckDBPyConnection, schema: str, table: str, data: pa.Table) -> None:
+    """Columns of `data` that an existing table lacks are added (NULL in its older rows): a
+    record gains a field without anyone having to drop the table."""
+    have = {r[0] for r in conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
+        [schema, table]).fetchall()}
+    for name in data.column_names:
+        if name not in have:
+            column_type = _duck_type(conn, data.select([name]))
+            conn.execute(f"ALTER TABLE {qualified(schema, table)} ADD COLUMN {quote(name)} {column_type}")
+
+
+def _duck_type(conn: duckdb.DuckDBPyConnection, one_column: pa.Table) -> str:
+    conn.register("_typed", one_column.slice(0, 0))
+    try:
+        return conn.execute("DESCRIBE SELECT * FROM _typed").fetchall()[0][1]
+    finally:
+        conn.unregister("_typed")
+
+
+def replace_partitions(conn: duckdb.DuckDBPyConnection, schema: str, table: str, column: str,
+                       batches) -> None:
+    """Write a `PartitionBatches` into `schema.table`, replacing each partition it produces
+    (by `column`). Each group of whole partitions is replaced in its own transaction: DuckDB
+    keeps every Arrow table a transaction scanned alive until the transaction ends, so one
+    transaction over a year-long range held the whole year's rows in memory. A partition is
+    still never half-written; a range that fails midway leaves the groups before it replaced,
+    and a rerun converges. The caller opens the first transaction."""
+    name = qualified(schema, table)
+    exists = table_exists(conn, schema, table)
+    for keys, data in batches.groups():
+        conn.register("_batch", data)
+        if exists:
+            add_missing_columns(conn, schema, table, data)
+            conn.execute(f"DELETE FROM {name} WHERE list_contains(CAST(? AS DATE[]), {quote(column)})", [keys])
+        else:
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
+            conn.execute(f"CREATE TABLE {name} AS SELECT * FROM _batch LIMIT 0")
+            exists = True
+        conn.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _batch")
+        conn.unregister("_batch")
+        conn.commit()
+        conn.begin()
+
+
+def partition_query(schema: str, table: str, column: str, partition_key: str) -> str:
+    """The SQL a user runs to see one partition (shown on its page in the UI)."""
+    return f"SELECT * FROM {schema}.{table} WHERE {column} = DATE {sql_str(partition_key)}"

@@ -24,9 +24,12 @@ from dagster_duckdb_pandas import DuckDBPandasTypeHandler
 from dq_assets.batches import PartitionBatches, PartitionReader
 from dq_assets.contracts import check_table_slice
 from dq_assets.duck import (
+    add_missing_columns,
     fetch_arrow,
+    partition_query,
     qualified,
     quote,
+    replace_partitions,
     table_exists,
     to_arrow,
     to_pandas,
@@ -84,9 +87,11 @@ class ArrowPandasTypeHandler(DuckDBPandasTypeHandler):
     def handle_output(self, context, table_slice: TableSlice, obj: pd.DataFrame, connection):
         name = qualified(table_slice.schema, table_slice.table)
         # Checked rather than caught: a failed statement would abort the open transaction.
+        data = to_arrow(obj)
         if table_exists(connection, table_slice.schema, table_slice.table):
+            add_missing_columns(connection, table_slice.schema, table_slice.table, data)
             connection.execute(_cleanup_statement(table_slice))
-        connection.register("_frame", to_arrow(obj))
+        connection.register("_frame", data)
         connection.execute(f"CREATE TABLE IF NOT EXISTS {name} AS SELECT * FROM _frame LIMIT 0")
         connection.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _frame")
         connection.unregister("_frame")
@@ -123,27 +128,9 @@ class PartitionBatchesTypeHandler(DbTypeHandler):
         return [PartitionBatches, PartitionReader]
 
     def handle_output(self, context, table_slice: TableSlice, obj: PartitionBatches, connection):
-        name = qualified(table_slice.schema, table_slice.table)
-        column = quote(table_slice.partition_dimensions[0].partition_expr)
-        exists = table_exists(connection, table_slice.schema, table_slice.table)
-        for keys, data in obj.groups():
-            connection.register("_batch", data)
-            if exists:
-                connection.execute(f"DELETE FROM {name} WHERE list_contains(CAST(? AS DATE[]), {column})", [keys])
-            else:
-                connection.execute(f"CREATE TABLE {name} AS SELECT * FROM _batch LIMIT 0")
-                exists = True
-            connection.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _batch")
-            connection.unregister("_batch")
-            # Each group of whole partitions is replaced in its own transaction: DuckDB keeps
-            # every Arrow table a transaction scanned alive until the transaction ends, so one
-            # transaction over a year-long range held the whole year's rows in memory. A
-            # partition is still never half-written; a range that fails midway leaves the
-            # groups before it replaced, and a rerun converges.
-            connection.commit()
-            connection.begin()
-        _partition_metadata(context, obj.rows)
-        context.add_output_metadata(obj.output_metadata())
+        column = table_slice.partition_dimensions[0].partition_expr
+        replace_partitions(connection, table_slice.schema, table_slice.table, column, obj)
+        obj.finish(lambda key: {"Query": partition_query(table_slice.schema, table_slice.table, column, key)})
 
     def load_input(self, context, table_slice: TableSlice, connection) -> PartitionReader:
         if not table_exists(connection, table_slice.schema, table_slice.table):

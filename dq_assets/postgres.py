@@ -55,7 +55,7 @@ from pydantic import Field
 
 from dq_assets.batches import PartitionBatches, PartitionReader
 from dq_assets.contracts import check_identifier, check_table_slice
-from dq_assets.duck import to_arrow, to_pandas
+from dq_assets.duck import partition_query, to_arrow, to_pandas
 from dq_assets.quality_store import APPEND_ONLY_TABLES, QUALITY_SCHEMA, QualityStore
 
 __all__ = [
@@ -525,6 +525,7 @@ def write_table(
     *,
     replace: Where | bool | None = None,
     allow_missing_columns: bool = False,
+    evolve: bool = False,
     index: Sequence[str] = (),
 ) -> int:
     """Store `data` in `schema.table` in one transaction and return the number of rows.
@@ -532,7 +533,8 @@ def write_table(
     Creates the schema and table from the Arrow schema if needed. `replace=Where(...)` first
     deletes the rows it matches (a partition's window), `replace=True` deletes every row, and
     `None` only appends. Rows go in with COPY (CSV), by column name. An existing table must
-    have the same columns as `data` (with `allow_missing_columns`, a superset). A new table
+    have the same columns as `data` (with `allow_missing_columns`, a superset; with `evolve`,
+    columns new in `data` are added to it). A new table
     gets an index on each column of `index` (the partition column: deletes and loads by window)."""
     names = [check_identifier(str(n)) for n in data.column_names]
     if len(set(names)) != len(names):
@@ -553,6 +555,12 @@ def write_table(
         else:
             extra = [n for n in names if n not in existing]
             missing = [n for n in existing if n not in names]
+            if extra and evolve:  # a record gained a field: older rows get NULL
+                for n, t in zip(names, data.schema.types):
+                    if n in extra:
+                        conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+                            target, _q(n), sql.SQL(pg_type(t, n))))
+                extra = []
             if extra or (missing and not allow_missing_columns):
                 raise ValueError(
                     f"{schema}.{table} exists with columns {existing}, but the data has {names}: "
@@ -656,6 +664,14 @@ def read_table(
 # --------------------------------------------------------------------------------------------
 # The IO manager
 # --------------------------------------------------------------------------------------------
+
+
+def replace_partitions(conn: psycopg.Connection, schema: str, table: str, column: str, batches) -> None:
+    """Write a `PartitionBatches` into `schema.table`, replacing each partition it produces (by
+    the DATE `column`), all in the caller's one transaction."""
+    for keys, data in batches.groups():
+        write_table(conn, schema, table, data, index=[column], evolve=True,
+                    replace=Where(sql.SQL("{} = ANY(%s::date[])").format(_q(column)), (keys,)))
 
 
 def _naive(moment: datetime) -> datetime:
@@ -778,13 +794,9 @@ class PostgresBatchesTypeHandler(DbTypeHandler):
         return [PartitionBatches, PartitionReader]
 
     def handle_output(self, context, table_slice: TableSlice, obj: PartitionBatches, connection):
-        index = [dim.partition_expr for dim in table_slice.partition_dimensions]
-        column = _q(index[0])
-        for keys, data in obj.groups():  # each replaced in the output's one transaction
-            write_table(connection, table_slice.schema, table_slice.table, data, index=index,
-                        replace=Where(sql.SQL("{} = ANY(%s::date[])").format(column), (keys,)))
-        context.add_output_metadata({**TableMetadataSet(partition_row_count=obj.rows),
-                                     **obj.output_metadata()})
+        column = table_slice.partition_dimensions[0].partition_expr
+        replace_partitions(connection, table_slice.schema, table_slice.table, column, obj)
+        obj.finish(lambda key: {"Query": partition_query(table_slice.schema, table_slice.table, column, key)})
 
     def load_input(self, context, table_slice: TableSlice, connection) -> PartitionReader:
         if not table_columns(connection, table_slice.schema, table_slice.table):
@@ -837,7 +849,7 @@ class PostgresQualityStore(QualityStore):
     def append(self, table: str, rows: pa.Table) -> None:
         _qualified(QUALITY_SCHEMA, table)  # refused before connecting
         with self.connection.connect(f"appending to {QUALITY_SCHEMA}.{table}") as conn:
-            write_table(conn, QUALITY_SCHEMA, table, rows, allow_missing_columns=True)
+            write_table(conn, QUALITY_SCHEMA, table, rows, allow_missing_columns=True, evolve=True)
 
     def latest_check_results(self, partition_keys: list[str]) -> pa.Table:
         """The latest evaluation of every check of the given partitions."""
@@ -875,3 +887,40 @@ class PostgresQualityStore(QualityStore):
                 latest=(("partition_key", "table_name"), "profiled_at"),
             )
         return [] if data is None else data.to_pylist()
+
+    def latest_writes(self, partition_keys: list[str]) -> list[dict]:
+        with self.connection.connect(f"reading {QUALITY_SCHEMA}.partition_writes") as conn:
+            data = read_table(
+                conn, QUALITY_SCHEMA, "partition_writes",
+                where=Where(sql.SQL("partition_key = ANY(%s)"), (list(partition_keys),)),
+                latest=(("partition_key", "asset_key"), "marked_at"),
+            )
+        return [] if data is None else data.to_pylist()
+
+    def partitions_with_results(self, asset_keys: list[str], before: str) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {a: set() for a in asset_keys}
+        with self.connection.connect(f"reading {QUALITY_SCHEMA}.check_results") as conn:
+            if not table_columns(conn, QUALITY_SCHEMA, "check_results"):
+                return found
+            rows = conn.execute(
+                sql.SQL("SELECT DISTINCT asset_key, partition_key FROM {} "
+                        "WHERE asset_key = ANY(%s) AND partition_key < %s").format(
+                    _qualified(QUALITY_SCHEMA, "check_results")),
+                [list(asset_keys), before]).fetchall()
+        for asset, key in rows:
+            found[asset].add(key)
+        return found
+
+    def replace_partitions(self, schema: str, table: str, column: str, batches) -> None:
+        _qualified(schema, table)  # refused before connecting
+        with self.connection.connect(f"writing {schema}.{table}") as conn, conn.transaction():
+            replace_partitions(conn, schema, table, column, batches)
+
+    def replace_table(self, schema: str, table: str, data: pa.Table) -> None:
+        _qualified(schema, table)
+        with self.connection.connect(f"writing {schema}.{table}") as conn:
+            write_table(conn, schema, table, data, replace=True, evolve=True)
+
+    def read_table(self, schema: str, table: str) -> pa.Table | None:
+        with self.connection.connect(f"reading {schema}.{table}") as conn:
+            return read_table(conn, schema, table)

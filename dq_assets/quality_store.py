@@ -1,20 +1,47 @@
-"""Append-only quality records (check results) written straight to the warehouse.
+"""What the steps write straight to the deployment's warehouse, outside Dagster's IO managers.
 
-They are written by the step that evaluates the checks, before Dagster decides anything, so
-they survive a failed gate; and they are only ever appended, never replaced.
+- Append-only quality records (check results, recon summaries, profiles, write marks): written
+  by the step that evaluates the checks, before Dagster decides anything, so they survive a
+  failed gate; only ever appended, never replaced.
+- Write marks (`quality.partition_writes`): a step marks each gated asset partition it is about
+  to (re)write before it writes. The gate records the marks it judged; the marts publish a
+  partition only while its marks are still those, so data that changed after the gate (a rerun
+  that failed before reaching the gate, say) is never published ungated.
+- The published marts of a partition, which only the partitions that passed the gate get.
 """
 
 from contextlib import contextmanager
+from datetime import datetime, timezone
 
 import dagster as dg
 import pyarrow as pa
 
-from dq_assets.duck import fetch_arrow, qualified, quote, table_exists, warehouse_connection
+from dq_assets.duck import (
+    add_missing_columns,
+    fetch_arrow,
+    qualified,
+    quote,
+    replace_partitions,
+    table_exists,
+    warehouse_connection,
+)
 from dq_assets.settings import warehouse_path
 
 QUALITY_SCHEMA = "quality"
 # History tables: every evaluation adds rows, a rerun never replaces them.
-APPEND_ONLY_TABLES = ("check_results", "recon_summary", "partition_profiles")
+APPEND_ONLY_TABLES = ("check_results", "recon_summary", "partition_profiles", "partition_writes")
+
+WRITES_SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("asset_key", pa.string()), ("partition_key", pa.string()),
+    ("marked_at", pa.timestamp("us", tz="UTC")),
+])
+
+
+def write_marks(run_id: str, asset_keys, partition_keys) -> pa.Table:
+    now = datetime.now(timezone.utc)
+    return pa.Table.from_pylist(
+        [{"run_id": run_id, "asset_key": a, "partition_key": k, "marked_at": now}
+         for a in asset_keys for k in partition_keys], schema=WRITES_SCHEMA)
 
 
 class QualityStore(dg.ConfigurableResource):
@@ -35,6 +62,31 @@ class QualityStore(dg.ConfigurableResource):
         """The latest profile of every table of the given partitions."""
         raise NotImplementedError
 
+    def mark_writes(self, run_id: str, asset_keys: list[str], partition_keys: list[str]) -> None:
+        """Record that `run_id` is about to (re)write these asset partitions."""
+        self.append("partition_writes", write_marks(run_id, asset_keys, partition_keys))
+
+    def latest_writes(self, partition_keys: list[str]) -> list[dict]:
+        """The latest write mark of every asset of the given partitions."""
+        raise NotImplementedError
+
+    def partitions_with_results(self, asset_keys: list[str], before: str) -> dict[str, set[str]]:
+        """Per asset key, the partitions before `before` that have check results (the step
+        that loads them ran to its checks)."""
+        raise NotImplementedError
+
+    def replace_partitions(self, schema: str, table: str, column: str, batches) -> None:
+        """Write a `PartitionBatches`, replacing each partition it produces."""
+        raise NotImplementedError
+
+    def replace_table(self, schema: str, table: str, data: pa.Table) -> None:
+        """Replace every row of a table, in one transaction."""
+        raise NotImplementedError
+
+    def read_table(self, schema: str, table: str) -> pa.Table | None:
+        """Every row of a table (None if it does not exist)."""
+        raise NotImplementedError
+
 
 class DuckDBQualityStore(QualityStore):
     """`quality.*` records in the DuckDB warehouse (default `DQ_WAREHOUSE`)."""
@@ -53,6 +105,7 @@ class DuckDBQualityStore(QualityStore):
             conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(QUALITY_SCHEMA)}")
             conn.register("_rows", rows)
             conn.execute(f"CREATE TABLE IF NOT EXISTS {name} AS SELECT * FROM _rows LIMIT 0")
+            add_missing_columns(conn, QUALITY_SCHEMA, table, rows)
             conn.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _rows")
             conn.commit()
 
@@ -97,3 +150,59 @@ class DuckDBQualityStore(QualityStore):
                                                ORDER BY profiled_at DESC) = 1""",
                 [list(partition_keys)],
             ).to_pylist()
+
+    def latest_writes(self, partition_keys: list[str]) -> list[dict]:
+        with self._connect() as conn:
+            if not table_exists(conn, QUALITY_SCHEMA, "partition_writes"):
+                return []
+            return fetch_arrow(
+                conn,
+                f"""SELECT * FROM {qualified(QUALITY_SCHEMA, "partition_writes")}
+                    WHERE list_contains(?, partition_key)
+                    QUALIFY row_number() OVER (PARTITION BY partition_key, asset_key
+                                               ORDER BY marked_at DESC) = 1""",
+                [list(partition_keys)],
+            ).to_pylist()
+
+    def partitions_with_results(self, asset_keys: list[str], before: str) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {a: set() for a in asset_keys}
+        with self._connect() as conn:
+            if not table_exists(conn, QUALITY_SCHEMA, "check_results"):
+                return found
+            rows = conn.execute(
+                f"""SELECT DISTINCT asset_key, partition_key FROM {qualified(QUALITY_SCHEMA, "check_results")}
+                    WHERE list_contains(?, asset_key) AND partition_key < ?""",
+                [list(asset_keys), before]).fetchall()
+        for asset, key in rows:
+            found[asset].add(key)
+        return found
+
+    def replace_partitions(self, schema: str, table: str, column: str, batches) -> None:
+        with self._connect() as conn:
+            conn.begin()
+            try:
+                replace_partitions(conn, schema, table, column, batches)
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+
+    def replace_table(self, schema: str, table: str, data: pa.Table) -> None:
+        name = qualified(schema, table)
+        with self._connect() as conn:
+            conn.begin()
+            try:
+                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
+                conn.register("_rows", data)
+                conn.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM _rows")
+                conn.unregister("_rows")
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+
+    def read_table(self, schema: str, table: str) -> pa.Table | None:
+        with self._connect() as conn:
+            if not table_exists(conn, schema, table):
+                return None
+            return fetch_arrow(conn, f"SELECT * FROM {qualified(schema, table)}")

@@ -70,9 +70,7 @@ class S3ParquetIOManager(dg.ConfigurableIOManager):
         if isinstance(obj, PartitionBatches):  # one partition at a time, one object each
             for key, data in obj:
                 self._put(client, self._key(context.asset_key, key), data)
-            context.add_output_metadata({
-                "storage": self._where(self._table_prefix(context.asset_key)), **obj.output_metadata(),
-            })
+            obj.finish(lambda key: {"storage": self._where(self._key(context.asset_key, key))})
             return
         data = to_arrow(obj)
         asset_key = context.asset_key

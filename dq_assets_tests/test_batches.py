@@ -14,18 +14,54 @@ def rows(*days: str) -> pa.Table:
 
 
 def test_partitions_come_one_at_a_time_and_kept_ones_are_skipped():
-    produced = []
+    produced, reported = [], {}
 
     def produce(key):
         produced.append(key)
-        return None if key == "2025-01-02" else rows(key, key)
+        return None if key == "2025-01-02" else rows(*[key] * (1 if key == "2025-01-01" else 3))
 
     batches = PartitionBatches(["2025-01-01", "2025-01-02", "2025-01-03"], produce,
-                               metadata=lambda: {"seen": len(produced)})
+                               describe=lambda key: {"seen": len(produced), "day": key},
+                               report=reported.__setitem__)
     it = iter(batches)
     assert next(it)[0] == "2025-01-01" and produced == ["2025-01-01"]  # lazily, in order
     assert [k for k, _ in it] == ["2025-01-03"]
-    assert batches.output_metadata() == {"rows": 4, "seen": 3}
+    batches.finish(lambda key: {"Query": f"... {key}"})
+    # each written partition's own figures, none for the kept one, nothing summed over the range
+    assert reported == {
+        "2025-01-01": {"dagster/partition_row_count": 1, "rows": 1, "Query": "... 2025-01-01",
+                       "seen": 3, "day": "2025-01-01"},
+        "2025-01-03": {"dagster/partition_row_count": 3, "rows": 3, "Query": "... 2025-01-03",
+                       "seen": 3, "day": "2025-01-03"}}
+    assert batches.rows == 4
+
+
+def test_a_range_run_records_each_partitions_own_metadata(tmp_path):
+    """What the UI shows on a partition's page after a range run is that partition's figures."""
+    import dagster as dg
+
+    from dq_assets.duck import release_warehouse
+    from dq_assets.io_managers import WarehouseIOManager
+    from dq_assets.settings import DAILY
+
+    sizes = {"2025-01-01": 1, "2025-01-02": 4, "2025-01-03": 2}
+
+    @dg.asset(key=["raw", "numbers"], partitions_def=DAILY, metadata={"partition_expr": "ingest_date"},
+              backfill_policy=dg.BackfillPolicy.single_run())
+    def numbers(context):
+        return PartitionBatches.for_asset(context, context.asset_key, lambda k: rows(*[k] * sizes[k]),
+                                          describe=lambda k: {"double": 2 * sizes[k]})
+
+    database = str(tmp_path / "wh.duckdb")
+    result = dg.materialize([numbers], resources={"io_manager": WarehouseIOManager(database=database)},
+                            tags={"dagster/asset_partition_range_start": "2025-01-01",
+                                  "dagster/asset_partition_range_end": "2025-01-03"})
+    release_warehouse(database)
+    shown = {m.partition: {k: m.metadata[k].value for k in ("dagster/partition_row_count", "rows", "double", "Query")}
+             for m in result.asset_materializations_for_node("raw__numbers")}
+    assert shown == {k: {"dagster/partition_row_count": n, "rows": n, "double": 2 * n,
+                         "Query": f"SELECT * FROM raw.numbers WHERE ingest_date = DATE '{k}'"}
+                     for k, n in sizes.items()}
 
 
 def test_rows_of_another_partition_are_refused():

@@ -448,13 +448,46 @@ def test_quality_store_answers_like_duckdb(pg_database, tmp_path):
     assert sort(pg.latest_profiles(keys)) == sort(duck.latest_profiles(keys))
     assert len(pg.latest_profiles(keys)) == 3
 
+    # Write marks: the latest per asset and partition, the same on both.
+    for store in (pg, duck):
+        store.mark_writes("r1", ["raw/orders", "staging/orders"], ["2025-01-01"])
+        store.mark_writes("r2", ["raw/orders"], ["2025-01-01"])
+
+    def marks(store):
+        return sorted((w["asset_key"], w["partition_key"], w["run_id"]) for w in store.latest_writes(keys))
+
+    assert marks(pg) == marks(duck) == [("raw/orders", "2025-01-01", "r2"), ("staging/orders", "2025-01-01", "r1")]
+    assert pg.latest_writes(["2025-01-09"]) == duck.latest_writes(["2025-01-09"]) == []
+    assert (pg.partitions_with_results(["staging/orders", "raw/orders", "raw/nope"], "2025-01-03")
+            == duck.partitions_with_results(["staging/orders", "raw/orders", "raw/nope"], "2025-01-03")
+            == {"staging/orders": {"2025-01-01"}, "raw/orders": {"2025-01-02"}, "raw/nope": set()})
+
+    # Published tables: partitions replaced, the others kept; a table replaced as a whole.
+    from dq_assets.batches import PartitionBatches
+
+    def day(d, n):
+        return pa.table({"ingest_date": pa.array([date(2025, 1, d)] * n, pa.date32()),
+                         "amount": pa.array([Decimal("1.50")] * n, pa.decimal128(38, 6))})
+
+    for store in (pg, duck):
+        store.replace_partitions("marts", "things", "ingest_date",
+                                 PartitionBatches(["2025-01-01", "2025-01-02"], lambda k: day(int(k[-1]), 2)))
+        store.replace_partitions("marts", "things", "ingest_date", PartitionBatches(["2025-01-02"], lambda k: day(2, 1)))
+        store.replace_table("marts", "whole", day(3, 2))
+        store.replace_table("marts", "whole", day(4, 1))
+    for table in ("things", "whole"):
+        got, want = pg.read_table("marts", table), duck.read_table("marts", table)
+        assert sorted(got.to_pylist(), key=repr) == sorted(want.to_pylist(), key=repr)
+    assert pg.read_table("marts", "things").num_rows == 3 and pg.read_table("marts", "whole").num_rows == 1
+    assert pg.read_table("marts", "nope") is None and duck.read_table("marts", "nope") is None
+
     # Append-only: every row of every batch is still there; a batch with fewer columns appends too.
     from dq_assets.quality_store import APPEND_ONLY_TABLES
 
     pg.append("check_results", batches[0][1].select(["run_id", "partition_key", "asset_key", "check_name", "evaluated_at"]))
     with psycopg.connect(pg_database) as conn:
         counts = {t: conn.execute(f"SELECT count(*) FROM quality.{t}").fetchone()[0] for t in APPEND_ONLY_TABLES}
-    assert counts == {"check_results": 10, "partition_profiles": 4, "recon_summary": 1}
+    assert counts == {"check_results": 10, "partition_profiles": 4, "recon_summary": 1, "partition_writes": 3}
 
 
 # ------------------------------------------------------------------------------------------
