@@ -340,9 +340,9 @@ def apply_suppressions(outcomes: list[Outcome], suppressions: list[Suppression],
                         f"{matching[0].expires.isoformat()} and no longer applies. {o.detail}").strip()
 
 
-def report(context, store, outcomes: list[Outcome]):
+def report(context, store, outcomes: list[Outcome], log_failures: bool = True):
     """Apply suppressions, append outcomes to quality.check_results (and recon_summary), log
-    failures, and yield Dagster results."""
+    failures (unless the step says them another way), and yield Dagster results."""
     if not outcomes:
         return
     apply_suppressions(outcomes, load_suppressions(), today_utc())
@@ -350,7 +350,7 @@ def report(context, store, outcomes: list[Outcome]):
     if any(o.recons for o in outcomes):
         store.append("recon_summary", recon_summary_rows(context.run.run_id, outcomes))
     for o in outcomes:
-        if not o.passed:
+        if not o.passed and log_failures:
             log = context.log.error if o.severity == ERROR else context.log.warning
             keys = f"; sample keys: {', '.join(o.sample_keys)}" if o.sample_keys else ""
             sql = f"\n  reproduce: {o.sql}" if o.sql else ""

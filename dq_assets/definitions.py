@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dagster as dg
 
+from dq_assets.console import gate_console
 from dq_assets.freshness import (
     freshness_checks_sensor,
     partition_freshness_checks,
     with_freshness_policies,
 )
-from dq_assets.jobs import jobs, schedules
+from dq_assets.jobs import jobs
+from dq_assets.landing_runs import daily_warehouse_schedule, landing_sensor
 from dq_assets.layers.marts import mart_assets
 from dq_assets.layers.quality import quality_assets
 from dq_assets.layers.raw import raw_assets
@@ -19,17 +21,19 @@ from dq_assets.sensors import sensors
 
 ALL_ASSETS = [*raw_assets, *staging_assets, *quality_assets, *mart_assets]
 
-DAILY_ASSETS = [a for a in ALL_ASSETS if a.partitions_def is not None]
+DAILY_ASSETS = [a for a in ALL_ASSETS if a.partitions_def is not None and a not in mart_assets]
 FRESHNESS_CHECKS = partition_freshness_checks(DAILY_ASSETS)
 
 defs = dg.Definitions(
     assets=ALL_ASSETS,
     asset_checks=FRESHNESS_CHECKS,
     jobs=jobs,
-    schedules=schedules,
-    sensors=[*sensors, freshness_checks_sensor(FRESHNESS_CHECKS)],
+    schedules=[daily_warehouse_schedule],
+    sensors=[*sensors, landing_sensor, freshness_checks_sensor(FRESHNESS_CHECKS)],
     # DQ_DEPLOYMENT (local | aws) picks the resource map when the code location loads.
     resources=build_resources(),
+    # Each failure once and a one-line gate summary on the console (dq_assets.console).
+    loggers={"console": gate_console},
     # One process for the whole run: no per-step subprocess start-up, and one DuckDB writer.
     executor=dg.in_process_executor,
 )

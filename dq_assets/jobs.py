@@ -21,11 +21,4 @@ marts_layer = dg.define_asset_job(
     "marts_layer", selection=dg.AssetSelection.groups("marts"),
     description="Publish the marts of partitions that passed the gate.")
 
-# The latest complete day, every day at 03:00 UTC (stopped until switched on in the UI).
-daily_schedule = dg.build_schedule_from_partitioned_job(
-    daily_warehouse, hour_of_day=3, name="daily_warehouse_schedule",
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-)
-
 jobs = [daily_warehouse, raw_layer, staging_layer, marts_layer]
-schedules = [daily_schedule]

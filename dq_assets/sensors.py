@@ -17,9 +17,6 @@ import dagster as dg
 from dagster._core.events import DagsterEventType
 
 from dq_assets.alerts import Alert, deliver, sinks_from_env, ui_base_url
-from dq_assets.jobs import daily_warehouse
-from dq_assets.landing import LandingError, LandingZone
-from dq_assets.settings import DAILY
 
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 RUNS_PER_TICK = 100
@@ -124,32 +121,4 @@ def run_failure_alerts(context: dg.RunFailureSensorContext):
                          f"{', '.join(name for name, _, _ in failures)}")
 
 
-@dg.sensor(
-    name="landing_sensor",
-    job=daily_warehouse,
-    minimum_interval_seconds=60,
-    default_status=dg.DefaultSensorStatus.STOPPED,
-    description="Requests a daily_warehouse run for each newly complete ingest date (its "
-    "_manifest.json present), once per date and manifest version, locally or on S3.",
-)
-def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingZone):
-    seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-    valid = set(DAILY.get_partition_keys())
-    requests = []
-    for key in landing.partitions():
-        if key not in valid:
-            context.log.warning(f"ingest_date={key} is outside the daily partitions; skipped")
-            continue
-        try:
-            version = landing.manifest_version(key)
-        except LandingError as e:
-            context.log.warning(str(e))
-            continue
-        if seen.get(key) == version:
-            continue
-        seen[key] = version
-        requests.append(dg.RunRequest(partition_key=key, run_key=f"{key}:{version[:16]}"))
-    return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))
-
-
-sensors = [check_failure_alerts, run_failure_alerts, landing_sensor]
+sensors = [check_failure_alerts, run_failure_alerts]

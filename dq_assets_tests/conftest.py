@@ -121,9 +121,9 @@ class Warehouse:
     def failed_checks(self, partition: str) -> dict[str, tuple]:
         rows = self.query(
             """SELECT asset_key || ':' || check_name, severity, failing_rows FROM quality.check_results
-               WHERE partition_key = ? AND NOT passed
+               WHERE partition_key = ?
                QUALIFY row_number() OVER (PARTITION BY asset_key, check_name
-                                          ORDER BY evaluated_at DESC) = 1""", [partition])
+                                          ORDER BY evaluated_at DESC) = 1 AND NOT passed""", [partition])
         return {name: (sev, n) for name, sev, n in rows}
 
 

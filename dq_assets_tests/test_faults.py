@@ -45,7 +45,7 @@ from dq_assets_tests.test_landing_s3 import upload
 REPO = Path(__file__).resolve().parent.parent
 SCHEMAS = ("raw", "staging", "quality", "marts")
 # Properties of a run, not of the data: when it loaded or evaluated, and which run it was.
-VOLATILE = {"loaded_at", "run_id", "evaluated_at", "profiled_at"}
+VOLATILE = {"loaded_at", "run_id", "evaluated_at", "profiled_at", "marked_at", "decided_at", "inputs_version"}
 DAY = "2025-01-01"
 
 
@@ -563,7 +563,7 @@ def duck_reference(tmp_path_factory, instance):
     return duck_snapshot(wh.database), evaluations, duck_latest_rows(wh.database)
 
 
-@pytest.mark.parametrize("step", ["stage_orders", "marts__fact_orders"])
+@pytest.mark.parametrize("step", ["stage_orders", "publish_marts"])
 def test_sigkill_mid_partition_on_duckdb_then_rerun(tmp_path, duck_reference, step):
     ref, ref_evaluations, ref_latest = duck_reference
     env = duck_env(tmp_path, sample_landing(tmp_path))
@@ -736,7 +736,12 @@ def test_two_partitions_at_once_on_aws(tmp_path, pair_landing, s3, new_db, moto_
     # creating a brand-new DAGSTER_HOME at the same instant race in its schema migration
     # (alembic_version UNIQUE constraint), a Dagster limit rather than the warehouse's.
     instance_at(env).dispose()
-    runs = [CliRun(env, d) for d in PAIR]
+    # The day after reads a landing zone of its own that holds only itself: started together,
+    # it would otherwise (rightly) be held back until the day before is loaded
+    # (dq_assets.history); what is tested here is two writers at once on the same warehouse.
+    alone = tmp_path / "alone"
+    shutil.copytree(pair_landing / "ingest_date=2025-01-02", alone / "ingest_date=2025-01-02")
+    runs = [CliRun(env, "2025-01-01"), CliRun({**env, "DQ_LANDING": str(alone)}, "2025-01-02")]
     codes = [r.wait() for r in runs]
     for i, r in enumerate(runs):
         (tmp_path / f"run{i}.log").write_text(r.output())

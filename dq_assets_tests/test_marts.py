@@ -6,8 +6,8 @@ from decimal import Decimal
 import pandas as pd
 import pyarrow as pa
 
-from dq_assets.duck import to_pandas
-from dq_assets.layers.marts import dim_customers, revenue_by_order_date
+from dq_assets.duck import query_tables, to_pandas
+from dq_assets.layers.marts import DIM_CUSTOMERS_SQL, REVENUE_BY_ORDER_DATE_SQL
 
 UTC = dt.timezone.utc
 
@@ -16,8 +16,16 @@ def ts(day: int, hour: int = 0) -> dt.datetime:
     return dt.datetime(2025, 1, day, hour, tzinfo=UTC)
 
 
-def frame(rows: list[dict]) -> pd.DataFrame:
-    return to_pandas(pa.Table.from_pylist(rows))
+def frame(rows: list[dict]) -> pa.Table:
+    return pa.Table.from_pylist(rows)
+
+
+def dim_customers(versions: pa.Table) -> pd.DataFrame:
+    return to_pandas(query_tables(DIM_CUSTOMERS_SQL, versions=versions))
+
+
+def revenue_by_order_date(fact_orders: pa.Table) -> pd.DataFrame:
+    return to_pandas(query_tables(REVENUE_BY_ORDER_DATE_SQL, fact_orders=fact_orders))
 
 
 def version(cid, email, updated, received, line=2, country="DE"):

@@ -3,6 +3,7 @@
 import datetime as dt
 from decimal import Decimal
 
+import dagster as dg
 import pytest
 
 from dq_assets.contracts import TABLE_NAMES
@@ -114,7 +115,7 @@ def snapshot(wh: Warehouse) -> dict:
         if name in APPEND_ONLY_TABLES:
             continue
         cols = [c for (c,) in wh.query(f"SELECT column_name FROM (DESCRIBE {schema}.{name})")
-                if c not in ("loaded_at", "run_id")]
+                if c not in ("loaded_at", "run_id", "inputs_version", "decided_at")]
         out[f"{schema}.{name}"] = sorted(
             wh.query(f"SELECT {', '.join(cols)} FROM {schema}.{name}"), key=repr)
     return out
@@ -147,9 +148,11 @@ def test_a_failed_gate_leaves_marts_unchanged_and_keeps_its_evidence(shop, tmp_p
     assert failed["staging/payments:quarantine_rate"] == ("ERROR", 1)  # 1 of 2 rows
     [(gate,)] = shop.query("SELECT gate_passed FROM quality.partition_gate WHERE ingest_date = '2025-01-03'")
     assert gate is False
-    # the marts refuse the partition even when asked for alone
-    only_marts = shop.materialize("2025-01-03", selection=["marts/fact_orders"])
+    # the marts refuse the partition even when asked for alone, and say why
+    only_marts = shop.materialize("2025-01-03", selection=dg.AssetSelection.groups("marts"))
     assert not only_marts.success
+    [failure] = [e for e in only_marts.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "marts not published for 2025-01-03: the gate refused it" in failure.step_failure_data.error.message
     assert sorted(shop.query("SELECT * FROM marts.fact_orders"), key=repr) == marts_before["fact_orders"]
 
 
@@ -215,7 +218,8 @@ def test_reconciliation_flags_amount_mismatches_and_unpaid_orders(landing, wareh
     assert not warehouse.materialize("2025-01-01").success
     failed = warehouse.failed_checks("2025-01-01")
     assert failed == {"quality/recon_row_mismatches:order_amount_matches_items": ("ERROR", 1),
-                      "quality/recon_row_mismatches:orders_have_captured_payment": ("WARN", 1)}
+                      "quality/recon_row_mismatches:orders_have_captured_payment": ("WARN", 1),
+                      "quality/partition_gate:gate_passed": ("ERROR", 1)}
     assert warehouse.query("SELECT recon, key FROM quality.recon_row_mismatches ORDER BY 1") == [
         ("order_amount_mismatch", "O3"), ("order_without_captured_payment", "O4")]
 
@@ -228,17 +232,23 @@ def test_a_payment_in_a_later_partition_settles_an_order(two_days, warehouse):
 
 
 def test_gate_records_health_score_and_revenue_at_risk(landing, warehouse):
-    orders = DAY1["orders"] + [DAY1["orders"][0]]  # O1 (paid, 25.00) sent twice
+    orders = DAY1["orders"] + [
+        DAY1["orders"][0],  # O1 (paid, 25.00) sent twice: a duplicate, its order reached staging
+        ["O5", "C1", "2025-01-01T12:00:00Z", "paid", "EUR", "-5.00", "2025-01-01T12:00:00Z"],
+        ["O6", "C1", "2025-01-01T13:00:00Z", "paid", "EURO", "47.36", "2025-01-01T13:00:00Z"],
+    ]
     landing.write("2025-01-01", {**DAY1, "orders": orders})
     warehouse.materialize("2025-01-01")
     [(health, at_risk, landed, staged)] = warehouse.query(
         "SELECT health_score, revenue_at_risk, rows_landed, rows_staged FROM quality.partition_gate")
-    assert at_risk == Decimal("25")
-    assert landed == staged + 1
+    # the money held back in quarantine, each amount counted whatever its sign (not 47.36 - 5.00)
+    assert at_risk == Decimal("52.36")
+    assert landed == staged + 3
     assert 0.5 < health < 1.0
-    [(raw_rev, clean_rev)] = warehouse.query(
-        "SELECT revenue_raw, revenue_clean FROM quality.partition_profiles WHERE table_name = 'orders'")
-    assert (raw_rev, clean_rev) == (Decimal("50"), Decimal("25"))
+    [(raw_rev, clean_rev, risk)] = warehouse.query(
+        "SELECT revenue_raw, revenue_clean, revenue_at_risk FROM quality.partition_profiles "
+        "WHERE table_name = 'orders'")
+    assert (raw_rev, clean_rev, risk) == (Decimal("92.36"), Decimal("25"), Decimal("52.36"))
 
 
 def test_recon_summary_reconciles_manifest_conservation_items_and_marts(shop):

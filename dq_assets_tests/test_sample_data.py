@@ -46,6 +46,7 @@ def test_defect_days_fail_the_right_checks(sample):
     assert {k: v for k, v in sample.failed_checks("2025-01-12").items() if v[0] == "ERROR"} == {
         "raw/orders:manifest_amount_sum": ("ERROR", 1),
         "staging/payments:no_unknown_reference": ("ERROR", 1),
+        "quality/partition_gate:gate_passed": ("ERROR", 2),  # the gate, naming both
     }
     failed_13 = sample.failed_checks("2025-01-13")
     assert failed_13["raw/events:file_listed_and_present"][0] == "ERROR"

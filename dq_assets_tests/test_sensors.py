@@ -7,8 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import dagster as dg
 import pytest
 
-from dq_assets.landing import LandingZone
-from dq_assets.sensors import check_failure_alerts, landing_sensor, run_failure_alerts
+from dq_assets.sensors import check_failure_alerts, run_failure_alerts
 from dq_assets_tests.conftest import DAY1, Landing, Warehouse
 from dq_assets_tests.pg_fixtures import free_port
 
@@ -114,27 +113,3 @@ def test_run_failure_alert(tmp_path, real_instance, alert_file):
     run_failure_alerts(ctx)
     [alert] = lines(alert_file)
     assert alert["kind"] == "run_failed" and alert["run_id"] == result.run_id
-
-
-def test_landing_sensor_requests_each_new_day_once(tmp_path, real_instance):
-    landing = Landing(tmp_path / "landing")
-    landing.write("2025-01-01", DAY1)
-    zone = LandingZone(root=str(landing.root))
-
-    def run(cursor=None):
-        with dg.build_sensor_context(instance=real_instance, cursor=cursor, resources={"landing": zone}) as ctx:
-            result = landing_sensor(ctx)
-        return [r.partition_key for r in result.run_requests], result.cursor
-
-    keys, cursor = run()
-    assert keys == ["2025-01-01"]
-    keys, cursor = run(cursor)
-    assert keys == []
-    (landing.root / "ingest_date=2025-01-02").mkdir()  # not complete: no manifest yet
-    keys, cursor = run(cursor)
-    assert keys == []
-    landing.write("2025-01-02", {"orders": DAY1["orders"]})
-    landing.write("2025-01-01", {**DAY1, "orders": DAY1["orders"][:1]})  # re-sent day: new manifest
-    keys, cursor = run(cursor)
-    assert sorted(keys) == ["2025-01-01", "2025-01-02"]
-    assert run(cursor)[0] == []

@@ -1,131 +1,285 @@
-"""Marts: only data of partitions that passed the gate.
+"""Marts: only data of partitions that passed the gate, in the version the gate judged.
 
-The partitioned marts run after every staging asset of their partition and its blocking
-checks, so a failed gate leaves them as they were. The two current-state marts are rebuilt
-from those gated partitions only, never from staging directly.
+One step publishes every mart. It reads the gate decision of each partition of the run and
+publishes a partition only when the decision passed and the partition's write marks are still
+the ones the gate judged (dq_assets.quality_store); the others keep their previous contents.
+
+What Dagster records is what was published: the partitioned marts are written by the step
+itself and get one materialization per published partition, with that partition's own
+figures. A refused partition gets none, so in a run that fails it shows as failed, not as
+materialized. (An output of a range run would give every partition of the range a
+materialization, published or not.) The two current-state marts are rebuilt from the
+published partitions of every day, never from staging directly.
 """
 
 
-from collections.abc import Callable
+from collections.abc import Iterator
 from datetime import date
 
 import dagster as dg
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from dq_assets.batches import PartitionBatches, PartitionReader, chunk_producer
 from dq_assets.checks import evaluate_mart_totals, load_gate_config, report
-from dq_assets.profiling import REVENUE_IN
-from dq_assets.duck import query_tables, to_arrow, to_pandas
-from dq_assets.layers.raw import partition_asset_args
-from dq_assets.layers.quality import GATE_KEY, require_any_gated
+from dq_assets.duck import partition_query, query_tables
+from dq_assets.layers.quality import GATE_KEY, inputs_version
 from dq_assets.layers.staging import staging_key
+from dq_assets.profiling import REVENUE_IN
 from dq_assets.quality_store import QualityStore
 from dq_assets.settings import DAILY
 
 MARTS_GROUP = "marts"
-PARTITIONED = {**partition_asset_args(MARTS_GROUP), "metadata": {"partition_expr": "ingest_date"}}
+MARTS_SCHEMA = "marts"
+PARTITION_COLUMN = "ingest_date"
 
-# The gate: a partitioned mart reads the gate decision of its partition(s) and refuses any
-# that did not pass; in a run with the gate asset, its blocking check stops the marts first.
-GATE_IN = dg.AssetIn(key=GATE_KEY)
-# Current-state marts are rebuilt once per run, also in a run over a range of partitions.
-CURRENT_STATE_POLICY = dg.BackfillPolicy.single_run()
+FACT_ORDERS_KEY = dg.AssetKey([MARTS_SCHEMA, "fact_orders"])
+FACT_REVENUE_KEY = dg.AssetKey([MARTS_SCHEMA, "fact_revenue_daily"])
+REVENUE_BY_ORDER_DATE_KEY = dg.AssetKey([MARTS_SCHEMA, "revenue_by_order_date"])
+CUSTOMER_VERSIONS_KEY = dg.AssetKey([MARTS_SCHEMA, "customer_versions"])
+DIM_CUSTOMERS_KEY = dg.AssetKey([MARTS_SCHEMA, "dim_customers"])
+MATCHES_STAGING = dg.AssetCheckKey(FACT_REVENUE_KEY, "matches_staging")
+
+FACT_ORDERS_SQL = """
+    SELECT ingest_date, order_id, customer_id, order_ts,
+           CAST(order_ts AS DATE) AS order_date, status, currency, amount, updated_at
+    FROM source ORDER BY order_id"""
+
+FACT_REVENUE_SQL = f"""
+    SELECT ingest_date, order_date, currency,
+           count(DISTINCT order_id) AS order_count,
+           coalesce(sum(amount) FILTER (WHERE status IN {REVENUE_IN}), 0) AS revenue
+    FROM fact_orders GROUP BY ALL ORDER BY ALL"""
+
+STAGED_TOTALS_SQL = f"""
+    SELECT ingest_date, currency, count(DISTINCT order_id) AS order_count,
+           sum(amount) FILTER (WHERE status IN {REVENUE_IN}) AS revenue
+    FROM orders GROUP BY ALL"""
+
+MART_TOTALS_SQL = """
+    SELECT ingest_date, currency, sum(order_count) AS order_count, sum(revenue) AS revenue
+    FROM facts GROUP BY ALL"""
+
+REVENUE_BY_ORDER_DATE_SQL = f"""
+    WITH current_orders AS (
+        SELECT * FROM fact_orders
+        QUALIFY row_number() OVER (PARTITION BY order_id
+                                   ORDER BY updated_at DESC, ingest_date DESC) = 1)
+    SELECT order_date, currency,
+           count(*) AS order_count,
+           coalesce(sum(amount) FILTER (WHERE status IN {REVENUE_IN}), 0) AS revenue
+    FROM current_orders GROUP BY ALL ORDER BY ALL"""
+
+DIM_CUSTOMERS_SQL = """
+    WITH one_per_instant AS (  -- the same version re-sent: keep the latest received
+        SELECT * FROM versions
+        QUALIFY row_number() OVER (PARTITION BY customer_id, updated_at
+                                   ORDER BY ingest_date DESC, source_line DESC) = 1),
+    changes AS (  -- a version that changes nothing is not a new version
+        SELECT * FROM one_per_instant
+        QUALIFY {'e': email, 'n': full_name, 'c': country_code, 's': signup_ts}
+                IS DISTINCT FROM lag({'e': email, 'n': full_name, 'c': country_code,
+                                      's': signup_ts})
+                OVER (PARTITION BY customer_id ORDER BY updated_at))
+    SELECT customer_id, email, full_name, country_code, signup_ts,
+           updated_at AS valid_from,
+           lead(updated_at) OVER (PARTITION BY customer_id ORDER BY updated_at) AS valid_to,
+           valid_to IS NULL AS is_current,
+           ingest_date AS received_on
+    FROM changes ORDER BY customer_id, valid_from"""
 
 
-def publish(context, gate: pd.DataFrame, source: PartitionReader, sql: str) -> PartitionBatches:
-    """`sql` over the `source` rows of each partition that passed the gate (a chunk of days per
-    query); the IO manager keeps the other partitions' previous contents."""
-    passed = set(require_any_gated(context, gate))
-    rows_of = chunk_producer(context.partition_keys, source,
-                             lambda chunk, rows: query_tables(sql, source=rows))
-    return PartitionBatches(context.partition_keys, only_passed(passed, rows_of))
+def _partitioned(key: dg.AssetKey, description: str, deps) -> dg.AssetSpec:
+    return dg.AssetSpec(key, partitions_def=DAILY, skippable=True, group_name=MARTS_GROUP, deps=deps,
+                        metadata={"partition_expr": PARTITION_COLUMN}, description=description)
 
 
-def only_passed(passed: set[str], rows_of) -> Callable[[str], pa.Table | None]:
-    """A producer of the rows of the partitions that passed; None (keep) for the others."""
-
-    def produce(partition_key: str) -> pa.Table | None:
-        rows = rows_of(partition_key)  # taken for every partition: a chunk hands them in order
-        return rows if partition_key in passed else None
-
-    return produce
+def _current_state(key: dg.AssetKey, description: str, deps) -> dg.AssetSpec:
+    return dg.AssetSpec(key, skippable=True, group_name=MARTS_GROUP, deps=deps, description=description)
 
 
-def run_sql(sql: str, **frames: pd.DataFrame) -> pd.DataFrame:
-    """Run DuckDB SQL over the given frames (by name) and return an Arrow-backed frame."""
-    return to_pandas(query_tables(sql, **{name: to_arrow(f) for name, f in frames.items()}))
+MART_SPECS = [
+    _partitioned(FACT_ORDERS_KEY, "Orders received in each ingest date that passed the gate "
+                 "(latest version within the partition), with their UTC order_date.",
+                 [staging_key("orders"), GATE_KEY]),
+    _partitioned(FACT_REVENUE_KEY, "Per ingest_date, order_date (UTC) and currency: distinct "
+                 "orders received in that partition and the revenue of those paid, shipped or "
+                 "delivered.", [FACT_ORDERS_KEY]),
+    _current_state(REVENUE_BY_ORDER_DATE_KEY, "Revenue by order_date and currency over the "
+                   "current state of every order in all gated partitions: a re-sent order "
+                   "replaces its earlier version (newer updated_at, then later ingest date), so "
+                   "no order is counted twice.", [FACT_ORDERS_KEY]),
+    _partitioned(CUSTOMER_VERSIONS_KEY, "Customer versions received in each ingest date that "
+                 "passed the gate: the input of the SCD2 dimension.",
+                 [staging_key("customers"), GATE_KEY]),
+    _current_state(DIM_CUSTOMERS_KEY, "Customers as SCD type 2: one row per change of email, "
+                   "name, country or signup, valid_from = its updated_at, valid_to = the next "
+                   "version's (exclusive), is_current for the latest. Late versions slot into "
+                   "history by updated_at.", [CUSTOMER_VERSIONS_KEY]),
+]
 
 
-@dg.asset(
-    key=["marts", "fact_orders"],
-    ins={"orders": dg.AssetIn(key=staging_key("orders")), "gate": GATE_IN},
-    description="Orders received in each ingest date that passed the gate (latest version "
-    "within the partition), with their UTC order_date.",
-    **PARTITIONED,
-)
-def fact_orders(
-    context: dg.AssetExecutionContext, orders: PartitionReader, gate: pd.DataFrame
-) -> PartitionBatches:
-    return publish(context, gate, orders, """
-        SELECT ingest_date, order_id, customer_id, order_ts,
-               CAST(order_ts AS DATE) AS order_date, status, currency, amount, updated_at
-        FROM source ORDER BY order_id""")
+def publication(gate: pd.DataFrame, partition_keys: list[str], writes: list[dict],
+                run_id: str) -> tuple[list[str], dict[str, str], list[str]]:
+    """(publishable partitions, refused partition -> why, refused partitions this run's gate
+    has not already explained). A partition is publishable when its latest gate decision passed
+    and its gated assets were not (re)written since: the marts publish only the version that
+    passed the gate."""
+    decided = {str(row["ingest_date"]): row for row in gate.to_dict("records")}
+    passed, refused, unexplained = [], {}, []
+    for key in partition_keys:
+        d = decided.get(key)
+        if d is None:
+            refused[key] = "it has no gate decision: materialize quality/partition_gate for it first"
+        elif not d["gate_passed"]:
+            refused[key] = f"the gate refused it ({d['error_failures']})"
+            if d["run_id"] == run_id:
+                continue  # this run's gate_passed check fails the run and says why
+        elif _missing(d.get("inputs_version")) or d["inputs_version"] != inputs_version(writes, key):
+            refused[key] = _changed_since(d, [w for w in writes if w["partition_key"] == key])
+        else:
+            passed.append(key)
+            continue
+        unexplained.append(key)
+    return passed, refused, unexplained
 
 
-FACT_REVENUE_KEY = dg.AssetKey(["marts", "fact_revenue_daily"])
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and pd.isna(value))
 
 
-@dg.asset(
-    key=FACT_REVENUE_KEY,
+def _changed_since(decision: dict, writes_here: list[dict]) -> str:
+    decided_at = decision.get("decided_at")
+    if _missing(decided_at):
+        return "its gate decision predates version tracking: materialize the partition again"
+    newer = sorted({(w["asset_key"], w["run_id"]) for w in writes_here
+                    if w["marked_at"] > pd.Timestamp(decided_at).to_pydatetime()})
+    what = ", ".join(f"{asset} by run {run[:8]}" for asset, run in newer) or "its write marks"
+    return (f"its data changed after the gate decision of run {str(decision['run_id'])[:8]} "
+            f"({what}); materialize the partition again so the gate judges this version")
+
+
+@dg.multi_asset(
+    name="publish_marts",
+    specs=MART_SPECS,
     ins={
-        "fact_orders": dg.AssetIn(key=["marts", "fact_orders"]),
         "orders": dg.AssetIn(key=staging_key("orders")),
-        "gate": GATE_IN,
+        "customers": dg.AssetIn(key=staging_key("customers")),
+        "gate": dg.AssetIn(key=GATE_KEY),
     },
-    description="Per ingest_date, order_date (UTC) and currency: distinct orders received in "
-    "that partition and the revenue of those paid, shipped or delivered.",
-    check_specs=[
-        dg.AssetCheckSpec(
-            "matches_staging", asset=FACT_REVENUE_KEY, blocking=True, partitions_def=DAILY,
-            description="Order count and revenue per currency equal staging.orders'.",
-        )
-    ],
-    **PARTITIONED,
+    check_specs=[dg.AssetCheckSpec(
+        MATCHES_STAGING.name, asset=FACT_REVENUE_KEY, blocking=True, partitions_def=DAILY,
+        description="Order count and revenue per currency equal staging.orders'; a partition "
+        "that does not agree is not published.")],
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    can_subset=False,
 )
-def fact_revenue_daily(
+def publish_marts(
     context: dg.AssetExecutionContext,
     quality_store: QualityStore,
-    fact_orders: PartitionReader,
     orders: PartitionReader,
+    customers: PartitionReader,
     gate: pd.DataFrame,
 ):
-    passed = set(require_any_gated(context, gate))
-    cfg = load_gate_config()
+    keys = list(context.partition_keys)
+    passed, refused, unexplained = publication(gate, keys, quality_store.latest_writes(keys),
+                                               context.run.run_id)
+    for key, why in refused.items():
+        context.log.warning(f"marts not published for {key}: {why}; they keep their previous contents")
     outcomes = []
+    if passed:
+        outcomes = yield from _publish_orders(context, quality_store, orders, passed)
+        yield from _publish_customers(context, quality_store, customers, passed)
+    yield from report(context, quality_store, outcomes)
+    if not outcomes:  # nothing published: the check has nothing to say, but its output is due
+        step = context.op_execution_context.get_step_execution_context()
+        yield dg.Output(None, output_name=step.job_def.asset_layer.get_op_output_name(MATCHES_STAGING))
+    if unexplained:
+        raise dg.Failure(
+            description="marts not published for " + "; ".join(f"{k}: {refused[k]}" for k in unexplained),
+            allow_retries=False)
 
-    def revenue_of_chunk(chunk: list[str], facts_rows: pa.Table) -> pa.Table:
-        facts = query_tables(f"""
-            SELECT ingest_date, order_date, currency,
-                   count(DISTINCT order_id) AS order_count,
-                   coalesce(sum(amount) FILTER (WHERE status IN {REVENUE_IN}), 0) AS revenue
-            FROM fact_orders GROUP BY ALL ORDER BY ALL""", fact_orders=facts_rows)
-        staged = query_tables(f"""SELECT ingest_date, currency, count(DISTINCT order_id) AS order_count,
-                                  sum(amount) FILTER (WHERE status IN {REVENUE_IN}) AS revenue
-                           FROM orders GROUP BY ALL""", orders=orders.read_many(chunk))
-        in_mart = query_tables("""SELECT ingest_date, currency, sum(order_count) AS order_count,
-                                         sum(revenue) AS revenue
-                           FROM facts GROUP BY ALL""", facts=facts)
-        for partition_key in chunk:
-            if partition_key in passed:
-                outcomes.append(evaluate_mart_totals(
-                    FACT_REVENUE_KEY, partition_key, cfg,
-                    _by_currency(staged, partition_key), _by_currency(in_mart, partition_key)))
+
+def _publish_orders(context, store: QualityStore, orders: PartitionReader, passed: list[str]):
+    """fact_orders and fact_revenue_daily of the passed partitions that agree with staging,
+    then revenue_by_order_date over every published day. Returns the matches_staging outcomes."""
+    cfg = load_gate_config()
+    outcomes, revenue_rows = [], {}
+
+    def chunk_facts(chunk: list[str], rows: pa.Table) -> pa.Table:
+        facts = query_tables(FACT_ORDERS_SQL, source=rows)
+        revenue = query_tables(FACT_REVENUE_SQL, fact_orders=facts)
+        staged = query_tables(STAGED_TOTALS_SQL, orders=rows)
+        in_mart = query_tables(MART_TOTALS_SQL, facts=revenue)
+        for key in chunk:
+            outcome = evaluate_mart_totals(FACT_REVENUE_KEY, key, cfg, _by_currency(staged, key),
+                                           _by_currency(in_mart, key))
+            outcomes.append(outcome)
+            if outcome.passed:
+                revenue_rows[key] = _day(revenue, key)
         return facts
 
-    facts_of = chunk_producer(context.partition_keys, fact_orders, revenue_of_chunk)
-    yield dg.Output(PartitionBatches(context.partition_keys, only_passed(passed, facts_of)))
-    yield from report(context, quality_store, outcomes)
+    facts_of = chunk_producer(passed, orders, chunk_facts)
+
+    def fact_orders_of(key: str) -> pa.Table | None:
+        rows = facts_of(key)  # taken for every partition: a chunk hands them out in order
+        return rows if key in revenue_rows else None  # a mart that disagrees is not published
+
+    yield from _write(context, store, FACT_ORDERS_KEY, PartitionBatches(passed, fact_orders_of))
+    published = [k for k in passed if k in revenue_rows]
+    yield from _write(context, store, FACT_REVENUE_KEY, PartitionBatches(
+        published, revenue_rows.get, describe=lambda k: _revenue_metadata(revenue_rows[k])))
+    if published:
+        everything = store.read_table(MARTS_SCHEMA, "fact_orders")
+        current = query_tables(REVENUE_BY_ORDER_DATE_SQL, fact_orders=everything)
+        yield _replace(store, REVENUE_BY_ORDER_DATE_KEY, current)
+    return outcomes
+
+
+def _revenue_metadata(revenue: pa.Table) -> dict:
+    return {"order_count": int(pc.sum(revenue["order_count"]).as_py() or 0),
+            "revenue": float(pc.sum(revenue["revenue"]).as_py() or 0)}
+
+
+def _publish_customers(context, store: QualityStore, customers: PartitionReader, passed: list[str]):
+    """customer_versions of the passed partitions, then dim_customers over every published day."""
+    versions_of = chunk_producer(passed, customers, lambda chunk, rows: rows)
+    yield from _write(context, store, CUSTOMER_VERSIONS_KEY, PartitionBatches(passed, versions_of))
+    everything = store.read_table(MARTS_SCHEMA, "customer_versions")
+    if everything is not None:
+        dim = query_tables(DIM_CUSTOMERS_SQL, versions=everything)
+        yield _replace(store, DIM_CUSTOMERS_KEY, dim)
+
+
+def _write(context, store: QualityStore, key: dg.AssetKey, batches: PartitionBatches) -> Iterator:
+    """Replace the partitions `batches` produces and record them, each with its own metadata:
+    when every partition of the run was published, as Dagster's own materialization of the
+    output (so the asset's checks run after it); otherwise one materialization per published
+    partition, and none for the refused ones."""
+    table = key.path[-1]
+    store.replace_partitions(MARTS_SCHEMA, table, PARTITION_COLUMN, batches)
+    published = batches.finish(lambda k: {"Query": partition_query(MARTS_SCHEMA, table, PARTITION_COLUMN, k)})
+    if list(published) == list(context.partition_keys):
+        for partition_key, meta in published.items():
+            context.add_asset_metadata(meta, asset_key=key, partition_key=partition_key)
+        yield dg.MaterializeResult(asset_key=key)
+        return
+    for partition_key, meta in published.items():
+        yield dg.AssetMaterialization(asset_key=key, partition=partition_key, metadata=meta)
+
+
+def _replace(store: QualityStore, key: dg.AssetKey, data: pa.Table) -> dg.MaterializeResult:
+    """Replace a current-state mart as a whole."""
+    table = key.path[-1]
+    store.replace_table(MARTS_SCHEMA, table, data)
+    return dg.MaterializeResult(asset_key=key, metadata={
+        "dagster/row_count": data.num_rows, "Query": f"SELECT * FROM {MARTS_SCHEMA}.{table}"})
+
+
+def _day(data: pa.Table, partition_key: str) -> pa.Table:
+    day = date.fromisoformat(partition_key)
+    return data.filter(pc.equal(data[PARTITION_COLUMN], pa.scalar(day, pa.date32())))
 
 
 def _by_currency(totals: pa.Table, partition_key: str) -> dict:
@@ -134,71 +288,4 @@ def _by_currency(totals: pa.Table, partition_key: str) -> dict:
             for r in totals.to_pylist() if r["ingest_date"] == day}
 
 
-@dg.asset(
-    key=["marts", "revenue_by_order_date"],
-    ins={"fact_orders": dg.AssetIn(key=["marts", "fact_orders"])},
-    group_name=MARTS_GROUP,
-    backfill_policy=CURRENT_STATE_POLICY,
-    description="Revenue by order_date and currency over the current state of every order in "
-    "all gated partitions: a re-sent order replaces its earlier version (newer updated_at, "
-    "then later ingest date), so no order is counted twice.",
-)
-def revenue_by_order_date(fact_orders: pd.DataFrame) -> pd.DataFrame:
-    return run_sql(
-        f"""WITH current_orders AS (
-                SELECT * FROM fact_orders
-                QUALIFY row_number() OVER (PARTITION BY order_id
-                                           ORDER BY updated_at DESC, ingest_date DESC) = 1)
-            SELECT order_date, currency,
-                   count(*) AS order_count,
-                   coalesce(sum(amount) FILTER (WHERE status IN {REVENUE_IN}), 0) AS revenue
-            FROM current_orders GROUP BY ALL ORDER BY ALL""",
-        fact_orders=fact_orders,
-    )
-
-
-@dg.asset(
-    key=["marts", "customer_versions"],
-    ins={"customers": dg.AssetIn(key=staging_key("customers")), "gate": GATE_IN},
-    description="Customer versions received in each ingest date that passed the gate: the "
-    "input of the SCD2 dimension.",
-    **PARTITIONED,
-)
-def customer_versions(
-    context: dg.AssetExecutionContext, customers: PartitionReader, gate: pd.DataFrame
-) -> PartitionBatches:
-    return publish(context, gate, customers, "SELECT * FROM source")
-
-
-@dg.asset(
-    key=["marts", "dim_customers"],
-    ins={"versions": dg.AssetIn(key=["marts", "customer_versions"])},
-    group_name=MARTS_GROUP,
-    backfill_policy=CURRENT_STATE_POLICY,
-    description="Customers as SCD type 2: one row per change of email, name, country or "
-    "signup, valid_from = its updated_at, valid_to = the next version's (exclusive), "
-    "is_current for the latest. Late versions slot into history by updated_at.",
-)
-def dim_customers(versions: pd.DataFrame) -> pd.DataFrame:
-    return run_sql(
-        """WITH one_per_instant AS (  -- the same version re-sent: keep the latest received
-                SELECT * FROM versions
-                QUALIFY row_number() OVER (PARTITION BY customer_id, updated_at
-                                           ORDER BY ingest_date DESC, source_line DESC) = 1),
-            changes AS (  -- a version that changes nothing is not a new version
-                SELECT * FROM one_per_instant
-                QUALIFY {'e': email, 'n': full_name, 'c': country_code, 's': signup_ts}
-                        IS DISTINCT FROM lag({'e': email, 'n': full_name, 'c': country_code,
-                                              's': signup_ts})
-                        OVER (PARTITION BY customer_id ORDER BY updated_at))
-           SELECT customer_id, email, full_name, country_code, signup_ts,
-                  updated_at AS valid_from,
-                  lead(updated_at) OVER (PARTITION BY customer_id ORDER BY updated_at) AS valid_to,
-                  valid_to IS NULL AS is_current,
-                  ingest_date AS received_on
-           FROM changes ORDER BY customer_id, valid_from""",
-        versions=versions,
-    )
-
-
-mart_assets = [fact_orders, fact_revenue_daily, revenue_by_order_date, customer_versions, dim_customers]
+mart_assets = [publish_marts]

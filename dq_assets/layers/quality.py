@@ -1,24 +1,34 @@
 """Quality layer: the gate of each partition.
 
 `quality.partition_gate` runs after every raw and staging step of its partition and reads the
-latest result of every check of that partition from `quality.check_results`. Its blocking
-check `gate_passed` fails with ERROR when any ERROR-severity check failed, which stops the
-marts downstream and makes the run (and `dagster asset materialize`) fail.
+latest result of every check of that partition from `quality.check_results`. A partition passes
+unless an ERROR-severity check failed, a gated asset has no check results, or a gated asset was
+rewritten without its checks (dq_assets.quality_store: write marks). The decision records the
+write marks it judged (`inputs_version`); the marts publish a partition only while those marks
+are unchanged, so what changed after the gate is never published ungated.
+
+`gate_passed` (a check on the gate, one result per partition, ERROR when the partition failed)
+fails the run after recording its results, but blocks nothing: in a range, the marts publish
+the partitions that passed and keep their contents for the others, so a range and day-by-day
+runs leave the same tables, and every partition's record in Dagster is its own.
 """
 
-from datetime import date
+import hashlib
+import json
+from datetime import date, datetime, timezone
 
 import dagster as dg
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from dq_assets.contracts import TABLE_NAMES
-from dq_assets.batches import PartitionReader, chunked
+from dq_assets.history import day_ranges
+from dq_assets.batches import PartitionBatches, PartitionReader, chunked
 from dq_assets.checks import (
-    SAMPLE_KEYS, Outcome, Recon, load_gate_config, partition_results, per_partition_events, report,
+    ERROR, SAMPLE_KEYS, Outcome, Recon, load_gate_config, report,
 )
-from dq_assets.duck import to_pandas
-from dq_assets.layers.raw import LANDING_FILES_KEY, partition_asset_args, raw_key
+from dq_assets.layers.raw import LANDING_FILES_KEY, mark_writes, partition_asset_args, raw_key
 from dq_assets.layers.staging import quarantine_key, staging_key
 from dq_assets.reconcile import amount_totals, first_captured, row_mismatches
 from dq_assets.suppressions import load_suppressions, today_utc
@@ -28,13 +38,16 @@ from dq_assets.settings import DAILY
 GATE_KEY = dg.AssetKey(["quality", "partition_gate"])
 RECON_KEY = dg.AssetKey(["quality", "recon_row_mismatches"])
 GATE_CHECK = "gate_passed"
-GATED_ASSETS = (
+# The gated assets that carry checks: each must have results of the run that last wrote it.
+CHECKED_ASSETS = (
     [raw_key(t) for t in TABLE_NAMES]
     + [LANDING_FILES_KEY]
     + [staging_key(t) for t in TABLE_NAMES]
-    + [quarantine_key(t) for t in TABLE_NAMES]
     + [RECON_KEY]
 )
+GATED_ASSETS = CHECKED_ASSETS + [quarantine_key(t) for t in TABLE_NAMES]
+_CHECKED = {k.to_user_string() for k in CHECKED_ASSETS}
+_GATED = {k.to_user_string() for k in GATED_ASSETS}
 
 GATE_SCHEMA = pa.schema(
     [
@@ -48,63 +61,94 @@ GATE_SCHEMA = pa.schema(
         ("rows_staged", pa.int64()),
         # mean of the share of landed rows that reached staging and the share of checks passed
         ("health_score", pa.float64()),
-        # revenue of the orders as landed minus the revenue that reached staging
+        # absolute amounts of the revenue rows held back in quarantine (dq_assets.profiling)
         ("revenue_at_risk", pa.decimal128(38, 6)),
         ("run_id", pa.string()),
+        # the write marks of the gated assets this decision judged (see inputs_version)
+        ("inputs_version", pa.string()),
+        ("decided_at", pa.timestamp("us", tz="UTC")),
     ]
 )
 
 
+def inputs_version(writes: list[dict], partition_key: str) -> str:
+    """A fingerprint of the latest write mark of every gated asset of a partition: it changes
+    whenever a step starts to rewrite any of them."""
+    marks = sorted((w["asset_key"], w["run_id"], w["marked_at"].isoformat()) for w in writes
+                   if w["partition_key"] == partition_key and w["asset_key"] in _GATED)
+    return hashlib.sha256(json.dumps(marks).encode()).hexdigest()[:20]
+
+
+def _unchecked_writes(results_here: list[dict], writes_here: list[dict]) -> list[str]:
+    """Gated assets whose latest write mark is of another run than their latest check results:
+    rewritten (or being rewritten) since they were checked."""
+    checked_by = {}
+    for r in sorted(results_here, key=lambda r: r["evaluated_at"]):
+        checked_by[r["asset_key"]] = r["run_id"]
+    return sorted(f"{w['asset_key']}:rewritten_after_its_checks" for w in writes_here
+                  if w["asset_key"] in checked_by and w["run_id"] != checked_by[w["asset_key"]])
+
+
 def gate_rows(
-    results: pa.Table, partition_keys: list[str], run_id: str, profiles: list[dict] = ()
+    results: pa.Table, partition_keys: list[str], run_id: str, profiles: list[dict] = (),
+    writes: list[dict] = (),
 ) -> pa.Table:
-    """One gate decision per partition from the latest check results and table profiles."""
+    """One gate decision per partition from the latest check results, table profiles and write
+    marks."""
     rows = []
+    now = datetime.now(timezone.utc)
     by_partition: dict[str, list[dict]] = {k: [] for k in partition_keys}
-    gated = {k.to_user_string() for k in GATED_ASSETS}
     for r in results.to_pylist():
-        if r["asset_key"] in gated:  # the marts' own checks come after the gate
+        if r["asset_key"] in _CHECKED:  # the marts' own checks come after the gate
             by_partition.setdefault(r["partition_key"], []).append(r)
     for key in partition_keys:
         results_here = by_partition[key]
         failed = [r for r in results_here if not r["passed"]]
-        errors = [f"{r['asset_key']}:{r['check_name']}" for r in failed if r["severity"] == "ERROR"]
-        warns = [f"{r['asset_key']}:{r['check_name']}" for r in failed if r["severity"] != "ERROR"]
+        errors = [f"{r['asset_key']}:{r['check_name']}" for r in failed if r["severity"] == ERROR]
+        warns = [f"{r['asset_key']}:{r['check_name']}" for r in failed if r["severity"] != ERROR]
+        # a gated asset never checked has not passed anything
+        checked = {r["asset_key"] for r in results_here}
+        errors += [f"{a}:no_check_results" for a in sorted(_CHECKED - checked)]
+        errors += _unchecked_writes(results_here, [w for w in writes if w["partition_key"] == key])
         mine = [p for p in profiles if p["partition_key"] == key]
         landed = sum(p["raw_rows"] for p in mine)
         staged = sum(p["staging_rows"] for p in mine)
         row_share = staged / landed if landed else 1.0
         check_share = (len(results_here) - len(failed)) / len(results_here) if results_here else 0.0
-        at_risk = [p["revenue_raw"] - p["revenue_clean"] for p in mine if p["revenue_raw"] is not None]
+        at_risk = [_at_risk(p) for p in mine if p["revenue_raw"] is not None]
         rows.append(
             {
-                "ingest_date": pd.Timestamp(key).date(),
+                "ingest_date": date.fromisoformat(key),
                 "rows_landed": landed,
                 "rows_staged": staged,
                 "health_score": round((row_share + check_share) / 2, 4),
                 "revenue_at_risk": sum(at_risk) if at_risk else None,
-                # a partition whose checks never ran has not passed anything
-                "gate_passed": bool(results_here) and not errors,
+                "gate_passed": not errors,
                 "checks_evaluated": len(results_here),
                 "checks_passed": len(results_here) - len(failed),
                 "error_failures": ", ".join(errors) or None,
                 "warn_failures": ", ".join(warns) or None,
                 "run_id": run_id,
+                "inputs_version": inputs_version(list(writes), key),
+                "decided_at": now,
             }
         )
     return pa.Table.from_pylist(rows, schema=GATE_SCHEMA)
+
+
+def _at_risk(profile: dict):
+    # profiles written before revenue_at_risk was recorded: what they had
+    risk = profile.get("revenue_at_risk")
+    return risk if risk is not None else profile["revenue_raw"] - profile["revenue_clean"]
 
 
 @dg.asset(
     key=GATE_KEY,
     deps=GATED_ASSETS,
     metadata={"partition_expr": "ingest_date"},
-    description="The gate decision of each partition: passed unless an ERROR check failed.",
+    description="The gate decision of each partition: passed unless an ERROR check failed, "
+    "with the write marks it judged (the marts publish only that version).",
     check_specs=[
-        dg.AssetCheckSpec(
-            GATE_CHECK, asset=GATE_KEY, blocking=True, partitions_def=DAILY,
-            description="No ERROR-severity check of the partition failed.",
-        ),
         dg.AssetCheckSpec(
             "no_expired_suppressions", asset=GATE_KEY, partitions_def=DAILY,
             description="Every entry of the suppressions file is still in force.",
@@ -115,22 +159,17 @@ def gate_rows(
 def partition_gate(context: dg.AssetExecutionContext, quality_store: QualityStore):
     keys = list(context.partition_keys)
     gate = gate_rows(quality_store.latest_check_results(keys), keys, context.run.run_id,
-                     quality_store.latest_profiles(keys))
-    decisions = gate.to_pylist()
-    failed = [d for d in decisions if not d["gate_passed"]]
-    at_risk = [d["revenue_at_risk"] for d in decisions if d["revenue_at_risk"] is not None]
-    yield dg.Output(
-        to_pandas(gate),
-        metadata={  # numeric, so the UI plots them across partitions
-            "failed_partitions": len(failed),
-            "health_score": min(d["health_score"] for d in decisions),
-            "revenue_at_risk": float(sum(at_risk)) if at_risk else 0.0,
-        },
-    )
-    for d in failed:
-        context.log.error(
-            f"gate FAILED for {d['ingest_date']}: {d['error_failures'] or 'no check results'}"
-        )
+                     quality_store.latest_profiles(keys), quality_store.latest_writes(keys))
+    decisions = {str(d["ingest_date"]): d for d in gate.to_pylist()}
+    for key, d in decisions.items():
+        if not d["gate_passed"]:
+            context.log.error(f"gate FAILED for {key}: {d['error_failures']}")
+    passed = [k for k, d in decisions.items() if d["gate_passed"]]
+    if passed:
+        context.log.info(f"gate passed for {day_ranges(passed)}")
+    yield dg.Output(PartitionBatches.for_asset(
+        context, GATE_KEY, lambda k: gate.filter(pc.equal(gate["ingest_date"], date.fromisoformat(k))),
+        describe=lambda k: decision_metadata(decisions[k])))
     expired = [x for x in load_suppressions() if x.expired(today_utc())]
     yield from report(context, quality_store, [
         Outcome("no_expired_suppressions", GATE_KEY, key, passed=not expired,
@@ -140,30 +179,51 @@ def partition_gate(context: dg.AssetExecutionContext, quality_store: QualityStor
                 detail="remove or renew these entries of the suppressions file" if expired else "")
         for key in keys
     ])
-    # ERROR holds the marts back when no partition of the run passed; when some did, the marts
-    # publish those and `every_partition_passed` fails the run afterwards.
-    severity = dg.AssetCheckSeverity.ERROR if len(failed) == len(decisions) else dg.AssetCheckSeverity.WARN
-    if per_partition_events(context):  # a range: one result per partition (see checks)
-        yield from partition_results(
-            context, [(str(d["ingest_date"]), gate_result([d], severity)) for d in decisions])
-    else:
-        yield gate_result(decisions, severity)
 
 
-def gate_result(decisions: list[dict], severity: dg.AssetCheckSeverity) -> dg.AssetCheckResult:
-    failed = [d for d in decisions if not d["gate_passed"]]
-    return dg.AssetCheckResult(
-        check_name=GATE_CHECK,
-        passed=not failed,
-        severity=severity,
-        metadata={
-            "failed_partitions": ", ".join(str(d["ingest_date"]) for d in failed) or "none",
-            "error_failures": "; ".join(
-                f"{d['ingest_date']}: {d['error_failures']}" for d in failed
-            ) or "none",
-            "checks_evaluated": sum(d["checks_evaluated"] for d in decisions),
-        },
-    )
+def decision_metadata(d: dict) -> dict:
+    """A partition's decision as numbers the UI plots across partitions, and the reasons."""
+    return {
+        "gate_passed": d["gate_passed"],
+        "health_score": d["health_score"],
+        "revenue_at_risk": float(d["revenue_at_risk"] or 0),
+        "checks_evaluated": d["checks_evaluated"],
+        "checks_failed": d["checks_evaluated"] - d["checks_passed"],
+        "error_failures": d["error_failures"] or "none",
+        "warn_failures": d["warn_failures"] or "none",
+    }
+
+
+@dg.multi_asset_check(
+    name="gate_passed",
+    specs=[dg.AssetCheckSpec(
+        GATE_CHECK, asset=GATE_KEY, partitions_def=DAILY, blocking=False,
+        description="No ERROR-severity check of the partition failed. One result per partition; "
+        "a failure fails the run after the marts published the partitions that passed (they "
+        "read the decision themselves, so this check needs to block nothing).",
+    )],
+    ins={"partition_gate": dg.AssetIn(key=GATE_KEY)},
+)
+def gate_passed(context, quality_store: QualityStore, partition_gate: pd.DataFrame):
+    rows = {str(d): (ok, errors, checks) for d, ok, errors, checks in zip(
+        partition_gate["ingest_date"], partition_gate["gate_passed"],
+        partition_gate["error_failures"], partition_gate["checks_evaluated"])}
+    outcomes = []
+    for key in context.partition_keys:
+        ok, errors, checks = rows.get(key, (False, f"no gate decision for {key}", 0))
+        errors = None if pd.isna(errors) else errors
+        outcomes.append(Outcome(
+            GATE_CHECK, GATE_KEY, key, passed=bool(ok), severity=ERROR,
+            failing_rows=0 if ok else len(str(errors).split(", ")),
+            observed="passed" if ok else f"refused: {errors}", threshold="no ERROR check failed",
+            detail="" if ok else "the marts keep their previous contents for this partition",
+            sql=f"SELECT * FROM quality.partition_gate WHERE ingest_date = DATE '{key}'",
+        ))
+    yield from report(context, quality_store, outcomes, log_failures=False)
+    refused = [o.partition_key for o in outcomes if not o.passed]
+    if refused:  # recorded above; now the run fails (its [ERROR] lines say why)
+        raise dg.Failure(description=f"{len(refused)} of {len(outcomes)} partition(s) refused "
+                         f"by the gate: {', '.join(refused)}", allow_retries=False)
 
 
 RECON_SCHEMA = pa.schema(
@@ -212,21 +272,22 @@ def recon_row_mismatches(
     payments: PartitionReader,
     payments_quarantine: PartitionReader,
 ):
-    captured = first_captured(payments.read_through(context.partition_keys[-1]))
+    keys = list(context.partition_keys)
+    captured = first_captured(payments.read_through(keys[-1]))
     cfg = load_gate_config()
-    parts, outcomes = [], []
-    for chunk, here_orders in chunked(context.partition_keys, orders):  # a few days at a time
+    parts, outcomes = {}, []
+    for chunk, here_orders in chunked(keys, orders):  # a few days at a time
         here_items, here_items_q = items.read_many(chunk), items_quarantine.read_many(chunk)
         mismatches = row_mismatches(here_orders, here_items, here_items_q, captured,
                                     payments_quarantine.read_many(chunk)).cast(RECON_SCHEMA)
         totals = amount_totals(here_orders, here_items, here_items_q)
-        parts.append(mismatches)
         rows = mismatches.to_pylist()
         for partition_key in chunk:
             mine = [r for r in rows if r["ingest_date"].isoformat() == partition_key]
+            parts[partition_key] = pa.Table.from_pylist(mine, schema=RECON_SCHEMA)
             outcomes += recon_outcomes(cfg, partition_key, mine, totals)
-    table = pa.concat_tables(parts)
-    yield dg.Output(to_pandas(table), metadata={"rows": table.num_rows})
+    mark_writes(context, quality_store, [RECON_KEY])
+    yield dg.Output(PartitionBatches.for_asset(context, RECON_KEY, parts.pop))
     yield from report(context, quality_store, outcomes)
 
 
@@ -250,41 +311,4 @@ def recon_outcomes(cfg, partition_key: str, rows: list[dict], totals: dict) -> l
     return outcomes
 
 
-def gated_partitions(gate: pd.DataFrame, partition_keys: list[str]) -> tuple[list[str], list[str]]:
-    """(passed, refused) partitions by their latest gate decision. The marts publish the
-    passed ones and keep their previous contents for the refused ones."""
-    passed = {str(d) for d, ok in zip(gate["ingest_date"], gate["gate_passed"]) if ok}
-    return ([k for k in partition_keys if k in passed], [k for k in partition_keys if k not in passed])
-
-
-def require_any_gated(context, gate: pd.DataFrame) -> list[str]:
-    """The partitions a mart may publish; a mart asked only for refused partitions fails."""
-    passed, refused = gated_partitions(gate, list(context.partition_keys))
-    if refused:
-        context.log.warning(f"partition(s) {', '.join(refused)} did not pass the gate: "
-                            "their mart contents stay as they were")
-    if not passed:
-        raise dg.Failure(
-            description=f"partition(s) {', '.join(refused)} did not pass the gate; "
-            "the marts keep their previous contents"
-        )
-    return passed
-
-
-@dg.asset_check(
-    asset=GATE_KEY,
-    name="every_partition_passed",
-    partitions_def=DAILY,
-    blocking=False,
-    description="Fails the run when any partition of it failed its gate, after the marts have "
-    "published the partitions that passed (so a range and day-by-day runs agree).",
-)
-def every_partition_passed(partition_gate: pd.DataFrame) -> dg.AssetCheckResult:
-    failed = sorted(str(d) for d, ok in zip(partition_gate["ingest_date"], partition_gate["gate_passed"]) if not ok)
-    if failed:
-        raise dg.Failure(description=f"gate FAILED for {', '.join(failed)}: the run fails and the "
-                         "marts keep their previous contents for these partitions")
-    return dg.AssetCheckResult(passed=True, metadata={"partitions": len(partition_gate)})
-
-
-quality_assets = [recon_row_mismatches, partition_gate, every_partition_passed]
+quality_assets = [recon_row_mismatches, partition_gate, gate_passed]

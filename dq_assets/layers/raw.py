@@ -5,11 +5,12 @@ import json
 from datetime import date
 
 import dagster as dg
-import pandas as pd
 import pyarrow as pa
 
 from dq_assets.batches import PartitionBatches
 from dq_assets.checks import (
+    SAMPLE_KEYS,
+    Outcome,
     evaluate_landing,
     evaluate_unexpected_files,
     load_gate_config,
@@ -18,7 +19,8 @@ from dq_assets.checks import (
 )
 from dq_assets.cleaning import parse_decimal, trimmed
 from dq_assets.contracts import TABLES, Table, table
-from dq_assets.duck import connect_duckdb, to_pandas
+from dq_assets.duck import connect_duckdb
+from dq_assets.history import HISTORY_CHECK, day_ranges, loaded_history, missing_days
 from dq_assets.landing import (
     FileSchema,
     LandingError,
@@ -81,8 +83,9 @@ def build_raw_asset(t: Table) -> dg.AssetsDefinition:
             outcomes.extend(outcome)
             return data
 
+        mark_writes(context, quality_store, [key])
         # The IO manager stores each partition as it is read: one file in memory at a time.
-        yield dg.Output(PartitionBatches(context.partition_keys, produce))
+        yield dg.Output(PartitionBatches.for_asset(context, key, produce))
         yield from report(context, quality_store, outcomes)
 
     return raw_table
@@ -131,35 +134,72 @@ def _load_partition(conn, landing: LandingZone, t: Table, key, partition_key: st
         dg.AssetCheckSpec(
             "no_unexpected_files", asset=LANDING_FILES_KEY, partitions_def=DAILY,
             description="Every landed or listed file is one of the six contract tables.",
-        )
+        ),
+        dg.AssetCheckSpec(
+            HISTORY_CHECK, asset=LANDING_FILES_KEY, partitions_def=DAILY, blocking=True,
+            description="Every landed day before the partition is loaded: references to the "
+            "change feeds resolve against all of them. Blocking: staging waits for its history.",
+        ),
     ],
     **partition_asset_args(RAW_GROUP),
 )
 def landing_files(
     context: dg.AssetExecutionContext, landing: LandingZone, quality_store: QualityStore
 ):
-    rows = []
-    for key in context.partition_keys:
+    keys = list(context.partition_keys)
+    cfg = load_gate_config()
+    history = evaluate_history(LANDING_FILES_KEY, keys, cfg, landing.partitions(),
+                               loaded_history(quality_store, keys[0]))
+    rows_by_key: dict[str, list[dict]] = {}
+    for key in keys:
         try:
             manifest = landing.manifest(key)
             present = set(landing.present_files(key))
             names = sorted(set(manifest.files) | present | {t.file_name for t in TABLES})
-            for name in names:
-                rows.append(_file_row(landing, key, name, manifest.files.get(name), name in present))
+            rows_by_key[key] = [_file_row(landing, key, name, manifest.files.get(name), name in present)
+                                for name in names]
         except LandingError as e:
             raise dg.Failure(description=str(e)) from None
-    frame = pd.DataFrame(rows, columns=list(LANDING_FILE_COLUMNS))
-    frame = to_pandas(pa.Table.from_pandas(frame, schema=LANDING_FILES_SCHEMA, preserve_index=False))
-    yield dg.Output(frame, metadata={"files": len(frame)})
-    cfg = load_gate_config()
-    outcomes = [
-        evaluate_unexpected_files(
-            LANDING_FILES_KEY, key, cfg,
-            [r["file_name"] for r in rows if r["ingest_date"].isoformat() == key and r["table_name"] is None],
-        )
-        for key in context.partition_keys
-    ]
-    yield from report(context, quality_store, outcomes)
+    unexpected = {k: [r["file_name"] for r in rows if r["table_name"] is None] for k, rows in rows_by_key.items()}
+
+    def produce(key: str) -> pa.Table:
+        return pa.Table.from_pylist(rows_by_key[key], schema=LANDING_FILES_SCHEMA)
+
+    mark_writes(context, quality_store, [LANDING_FILES_KEY])
+    yield dg.Output(PartitionBatches.for_asset(
+        context, LANDING_FILES_KEY, produce,
+        describe=lambda k: {"files": len(rows_by_key[k]), "unexpected_files": len(unexpected[k])}))
+    outcomes = [evaluate_unexpected_files(LANDING_FILES_KEY, key, cfg, unexpected[key]) for key in keys]
+    yield from report(context, quality_store, outcomes + history)
+
+
+def evaluate_history(asset: dg.AssetKey, partition_keys: list[str], cfg, landed: list[str],
+                     loaded: dict[str, set[str]]) -> list[Outcome]:
+    """The reference history of the run's partitions: every landed day before the first one
+    loaded (the later ones are in the run). One outcome per partition, the same for all."""
+    first = partition_keys[0]
+    missing = missing_days(landed, loaded, first)
+    tables = ", ".join(sorted(loaded))
+    return [Outcome(
+        HISTORY_CHECK, asset, key, passed=not missing,
+        severity=cfg.severity_of("landing_files", HISTORY_CHECK), failing_rows=len(missing),
+        observed=(f"reference history incomplete: {day_ranges(missing)} not loaded" if missing
+                  else f"every landed day before {key} loaded"),
+        threshold=f"every landed day before {key} loaded ({tables})",
+        sample_keys=missing[:SAMPLE_KEYS],
+        detail=(f"references resolve against every earlier day: load {day_ranges(missing)} first "
+                f"(the landing sensor runs landed days in order), or run them in one range with "
+                f"{key}" if missing else ""),
+        sql=("SELECT DISTINCT asset_key, partition_key FROM quality.check_results WHERE asset_key IN "
+             f"({', '.join(repr(t) for t in sorted(loaded))}) AND partition_key < '{first}' ORDER BY 2"),
+    ) for key in partition_keys]
+
+
+def mark_writes(context, quality_store: QualityStore, asset_keys: list[dg.AssetKey]) -> None:
+    """Before writing: mark the asset partitions this run is about to replace (see
+    dq_assets.quality_store), so a gate decision taken before is no longer theirs."""
+    quality_store.mark_writes(context.run.run_id, [k.to_user_string() for k in asset_keys],
+                              list(context.partition_keys))
 
 
 LANDING_FILES_SCHEMA = pa.schema(

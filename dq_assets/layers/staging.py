@@ -26,7 +26,7 @@ from dq_assets.checks import (
 from dq_assets.cleaning import trimmed, validate
 from dq_assets.contracts import SAME_PARTITION, TABLES, Table
 from dq_assets.duck import connect_duckdb, fetch_arrow
-from dq_assets.layers.raw import raw_key
+from dq_assets.layers.raw import LANDING_FILES_KEY, mark_writes, raw_key
 from dq_assets.profiling import column_profiles, profile_markdown, revenue
 from dq_assets.quality_store import QualityStore
 from dq_assets.settings import DAILY
@@ -55,12 +55,17 @@ def build_staging_asset(t: Table) -> dg.AssetsDefinition:
             key=raw_key(ref.table), metadata={"columns": [ref.column, "ingest_date"]},
             dagster_type=PartitionReader)
 
+    skey, qkey = staging_key(t.name), quarantine_key(t.name)
+
     @dg.multi_asset(
         name=f"stage_{t.name}",
         ins=ins,
+        # after the landing audit: its blocking history check holds staging back while the
+        # days before the partition are not loaded (dq_assets.history)
+        deps=[LANDING_FILES_KEY],
         outs={
             "staging": dg.AssetOut(
-                key=staging_key(t.name),
+                key=skey,
                 metadata={"partition_expr": "ingest_date"},
                 group_name=STAGING_GROUP,
                 description=(
@@ -69,7 +74,7 @@ def build_staging_asset(t: Table) -> dg.AssetsDefinition:
                 ),
             ),
             "quarantine": dg.AssetOut(
-                key=quarantine_key(t.name),
+                key=qkey,
                 metadata={"partition_expr": "ingest_date"},
                 description=(
                     f"Rejected rows of {t.file_name}, as received, with reject_reason, "
@@ -78,7 +83,7 @@ def build_staging_asset(t: Table) -> dg.AssetsDefinition:
                 group_name="quality",
             ),
         },
-        check_specs=[d.spec(DAILY) for d in staging_check_defs(t, staging_key(t.name))],
+        check_specs=[d.spec(DAILY) for d in staging_check_defs(t, skey)],
         partitions_def=DAILY,
         backfill_policy=dg.BackfillPolicy.single_run(),
     )
@@ -97,6 +102,7 @@ def build_staging_asset(t: Table) -> dg.AssetsDefinition:
                         else reader.read_through(keys[-1]))
             ref_keys[col.name] = _received_keys(conn, received, ref.column)
         counts, revenues, profiles, failures = {}, {}, {}, []
+        mark_writes(context, quality_store, [skey, qkey])
         with tempfile.TemporaryDirectory(prefix="dq_quarantine_") as spill:
 
             def validate_chunk(chunk: list[str], raw: pa.Table) -> pa.Table:
@@ -104,7 +110,7 @@ def build_staging_asset(t: Table) -> dg.AssetsDefinition:
                 on disk for the second output."""
                 result = validate(conn, t, raw, ref_keys)
                 counts.update(partition_counts(conn, t, chunk, raw, result))
-                revenues.update(revenue(conn, t, raw, result.staging, chunk))
+                revenues.update(revenue(conn, t, raw, result.staging, result.quarantine, chunk))
                 profiles.update(column_profiles(conn, t, result.staging, chunk))
                 failures.extend(result.failures.to_pylist())
                 for k in chunk:
@@ -115,12 +121,14 @@ def build_staging_asset(t: Table) -> dg.AssetsDefinition:
             # Each output is written one partition at a time (dq_assets.batches): the staging
             # output runs the validation; the quarantine output then reads what it put aside.
             yield dg.Output(
-                PartitionBatches(keys, chunk_producer(keys, raw_rows, validate_chunk),
-                                 metadata=lambda: staging_metadata(counts, revenues, profiles)),
+                PartitionBatches.for_asset(
+                    context, skey, chunk_producer(keys, raw_rows, validate_chunk),
+                    describe=lambda k: staging_metadata(counts[k], revenues[k], profiles[k])),
                 output_name="staging",
             )
             yield dg.Output(
-                PartitionBatches(keys, lambda k: pq.read_table(os.path.join(spill, f"{k}.parquet"))),
+                PartitionBatches.for_asset(
+                    context, qkey, lambda k: pq.read_table(os.path.join(spill, f"{k}.parquet"))),
                 output_name="quarantine",
             )
         quality_store.append("partition_profiles", profile_rows(context.run.run_id, t, counts, revenues))
@@ -131,7 +139,7 @@ def build_staging_asset(t: Table) -> dg.AssetsDefinition:
             earlier = tuple(history[k] for k in sorted(history, reverse=True) if k < partition_key)
             c = dataclasses.replace(c, earlier_raw_rows=earlier)
             mine = [f for f in failures if f["ingest_date"].isoformat() == partition_key]
-            outcomes += evaluate_staging(t, staging_key(t.name), partition_key, cfg, c, mine)
+            outcomes += evaluate_staging(t, skey, partition_key, cfg, c, mine)
         yield from report(context, quality_store, outcomes)
 
     return stage
@@ -181,7 +189,7 @@ PROFILE_SCHEMA = pa.schema(
     [("run_id", pa.string()), ("partition_key", pa.string()), ("table_name", pa.string()),
      ("raw_rows", pa.int64()), ("staging_rows", pa.int64()), ("quarantined_rows", pa.int64()),
      ("revenue_raw", pa.decimal128(38, 6)), ("revenue_clean", pa.decimal128(38, 6)),
-     ("profiled_at", pa.timestamp("us", tz="UTC"))]
+     ("revenue_at_risk", pa.decimal128(38, 6)), ("profiled_at", pa.timestamp("us", tz="UTC"))]
 )
 
 
@@ -190,28 +198,23 @@ def profile_rows(run_id: str, t: Table, counts: dict[str, PartitionCounts], reve
     return pa.Table.from_pylist(
         [{"run_id": run_id, "partition_key": k, "table_name": t.name, "raw_rows": c.raw_rows,
           "staging_rows": c.staging_rows, "quarantined_rows": c.quarantined_rows,
-          "revenue_raw": revenues[k][0], "revenue_clean": revenues[k][1], "profiled_at": now}
+          "revenue_raw": revenues[k][0], "revenue_clean": revenues[k][1],
+          "revenue_at_risk": revenues[k][2], "profiled_at": now}
          for k, c in counts.items()],
         schema=PROFILE_SCHEMA,
     )
 
 
-def staging_metadata(counts: dict[str, PartitionCounts], revenues: dict, profiles: dict) -> dict:
-    """Numeric metadata (plotted across partitions by the UI) and the column profile."""
-    keys = list(counts)
-    meta: dict = {
-        "rows": sum(c.staging_rows for c in counts.values()),
-        "quarantined_rows": sum(c.quarantined_rows for c in counts.values()),
-    }
-    raw_rev = [revenues[k][0] for k in keys if revenues[k][0] is not None]
-    if raw_rev:
-        clean = sum(revenues[k][1] for k in keys)
-        meta["revenue_raw"] = float(sum(raw_rev))
-        meta["revenue_clean"] = float(clean)
-        meta["revenue_at_risk"] = float(sum(raw_rev) - clean)
-    meta["profile"] = dg.MetadataValue.md(
-        "\n\n".join(f"**{k}**\n\n{profile_markdown(profiles[k])}" for k in keys[-3:])
-    )
+def staging_metadata(c: PartitionCounts, revenues: tuple, profile: list[dict]) -> dict:
+    """One partition's figures (numeric, so the UI plots them across partitions) and its column
+    profile."""
+    meta: dict = {"quarantined_rows": c.quarantined_rows, "landed_rows": c.raw_rows}
+    raw_rev, clean_rev, at_risk = revenues
+    if raw_rev is not None:
+        meta["revenue_raw"] = float(raw_rev)
+        meta["revenue_clean"] = float(clean_rev)
+        meta["revenue_at_risk"] = float(at_risk)
+    meta["profile"] = dg.MetadataValue.md(profile_markdown(profile))
     return meta
 
 
