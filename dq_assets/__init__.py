@@ -15,6 +15,10 @@ warnings.filterwarnings("ignore", message=".*map_(resolved_)?asset_specs.*", cat
 # Partition-aware asset checks are what we rely on for per-partition results (preview in 1.13).
 warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec.*", category=dg.PreviewWarning)
 
+# Beta parameters Dagster itself passes when the CLI resolves a selection or builds the job.
+for _beta in ("include_sources", "execution_type"):
+    warnings.filterwarnings("ignore", message=f".*`{_beta}`.*", category=dg.BetaWarning)
+
 from dq_assets.definitions import defs  # noqa: E402
 
 __all__ = ["defs"]

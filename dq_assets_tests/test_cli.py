@@ -1,0 +1,81 @@
+"""The CLI as the README runs it: `dagster asset materialize ... -c dq_assets/console.yaml` in a
+Dagster home that `dagster dev` shares. A failing run explains each failure once, without a
+stack trace, and ends with a one-line gate summary (before Dagster's own exit message); so does
+a passing one."""
+
+import datetime as dt
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from dq_assets.generator import generate
+
+REPO = Path(__file__).resolve().parent.parent
+CONSOLE = str(REPO / "dq_assets" / "console.yaml")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    generate(root / "landing", dt.date(2025, 1, 1), 2, orders_per_day=40, seed=9,
+             defects=["2025-01-02:payments.unknown_reference=1", "2025-01-02:orders.manifest_drift@sum"])
+    home = root / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DQ_")}
+    env.update(DAGSTER_HOME=str(home), DQ_LANDING=str(root / "landing"),
+               DQ_WAREHOUSE=str(root / "warehouse.duckdb"), DQ_ALERT_SINKS="none")
+
+    def run(partition: str) -> tuple[int, list[str]]:
+        done = subprocess.run(
+            [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "dq_assets", "--select", "*",
+             "--partition", partition, "-c", CONSOLE],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        lines = [x for x in (done.stdout + done.stderr).splitlines()
+                 if x.strip() and "SupersessionWarning" not in x and "return callback(" not in x]
+        return done.returncode, lines
+
+    return {"home": home, "clean": run("2025-01-01"), "defect": run("2025-01-02")}
+
+
+def test_a_passing_run_is_short_and_ends_with_the_gate_summary(site):
+    code, lines = site["clean"]
+    assert code == 0, "\n".join(lines)
+    assert lines[-1] == "dq_assets gate PASSED for 2025-01-01; marts published", lines
+    assert len(lines) < 10, lines  # no event-by-event DEBUG output
+    assert not any("Stack Trace" in x or "DEBUG" in x for x in lines)
+
+
+def test_a_failing_run_explains_each_failure_once_and_ends_with_the_gate_summary(site):
+    code, lines = site["defect"]
+    assert code == 1, "\n".join(lines)
+    text = "\n".join(lines)
+    assert lines[-1] == "Error: Materialization failed."  # Dagster's own last word
+    summary = lines[-2]
+    assert summary.startswith("dq_assets gate FAILED: 2025-01-02 refused (")
+    for check in ("raw/orders:manifest_amount_sum", "staging/payments:no_unknown_reference"):
+        assert check in summary
+        asset, name = check.split(":")
+        # the check's own line, once, with its reproducing SQL
+        assert len(re.findall(rf"\[ERROR\] {asset} 2025-01-02: {name} failed", text)) == 1, text
+    assert text.count("reproduce: ") >= 2
+    assert "Stack Trace" not in text and "Traceback" not in text
+    # the run fails once, for the gate, and says so in one line
+    assert len([x for x in lines if " FAILED: " in x and not x.startswith("dq_assets")]) == 1, text
+    assert "gate_passed FAILED: 1 of 1 partition(s) refused by the gate: 2025-01-02" in text
+
+
+def test_the_runs_are_in_the_shared_dagster_home(site):
+    """`dagster dev` with the same DAGSTER_HOME (the README's) lists the CLI's runs."""
+    instance = dg.DagsterInstance.from_config(str(site["home"]))
+    try:
+        runs = instance.get_runs()
+        assert sorted((r.tags.get("dagster/partition"), r.status.value) for r in runs) == [
+            ("2025-01-01", "SUCCESS"), ("2025-01-02", "FAILURE")]
+    finally:
+        instance.dispose()
