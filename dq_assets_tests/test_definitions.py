@@ -18,7 +18,8 @@ def test_every_asset_has_the_freshness_policy_of_its_layer():
 
 def test_sensors_schedule_jobs_and_partition_freshness_checks_are_defined():
     names = {s.name for s in defs.sensors}
-    assert {"check_failure_alerts", "run_failure_alerts", "landing_sensor", "partition_freshness_sensor"} <= names
+    assert {"check_failure_alerts", "landing_sensor", "partition_freshness_sensor"} <= names
+    assert "run_failure_alerts" not in names  # failed runs are alerted by check_failure_alerts
     assert [s.name for s in defs.schedules] == ["daily_warehouse_schedule"]
     for job in ("daily_warehouse", "raw_layer", "staging_layer", "marts_layer"):
         assert defs.resolve_job_def(job).name == job

@@ -35,7 +35,7 @@ from dagster._core.events import DagsterEventType
 
 from dq_assets.aws import s3_client
 from dq_assets.quality_store import APPEND_ONLY_TABLES
-from dq_assets.sensors import check_failure_alerts, run_failure_alerts
+from dq_assets.sensors import check_failure_alerts
 from dq_assets_tests.conftest import DAY1, DAY2, Landing, Warehouse, hourly_events
 from dq_assets_tests.fault_proxy import INTERNAL_ERROR, TRUNCATED, FaultProxy, always, every, first
 from dq_assets_tests.pg_fixtures import with_database
@@ -635,16 +635,12 @@ def test_no_alert_is_lost_or_doubled_after_a_killed_run(tmp_path, monkeypatch):
     monkeypatch.setenv("DQ_ALERT_FILE", str(alerts))
     inst = instance_at(env)
     try:
-        def tick_checks(cursor):
+        def tick(cursor):
             ctx = dg.build_sensor_context(instance=inst, cursor=cursor)
             check_failure_alerts(ctx)
             return ctx.cursor
 
-        def tick_runs(cursor):
-            data = run_failure_alerts.evaluate_tick(dg.build_sensor_context(instance=inst, cursor=cursor))
-            return data.cursor
-
-        checks_cursor, runs_cursor = tick_checks(None), tick_runs(None)  # sensors switched on
+        cursor = tick(None)  # the sensor switched on
         killed = CliRun(env, DAY)  # killed after every staging check was evaluated
         killed.wait_for(step_start("quality__recon_row_mismatches"))
         assert killed.kill() == -signal.SIGKILL
@@ -654,7 +650,7 @@ def test_no_alert_is_lost_or_doubled_after_a_killed_run(tmp_path, monkeypatch):
         assert rerun.wait() == 1  # the gate fails, as it should
         rerun_failures = {(a, c) for a, c, _, passed, _ in check_evaluations(inst, rerun.run_id) if not passed}
 
-        checks_cursor, runs_cursor = tick_checks(checks_cursor), tick_runs(runs_cursor)
+        cursor = tick(cursor)
         sent = alert_lines(alerts)
         by_run = Counter((a["run_id"], a["kind"]) for a in sent)
         # the rerun: one alert per failed check and one for the failed run, exactly once
@@ -671,8 +667,7 @@ def test_no_alert_is_lost_or_doubled_after_a_killed_run(tmp_path, monkeypatch):
         time.sleep(1.1)
         check_run_timeout(inst, record, logging.getLogger("test"), 1)
         assert inst.get_run_by_id(killed.run_id).status == dg.DagsterRunStatus.FAILURE
-        checks_cursor, runs_cursor = tick_checks(checks_cursor), tick_runs(runs_cursor)
-        checks_cursor, runs_cursor = tick_checks(checks_cursor), tick_runs(runs_cursor)  # a 2nd tick: nothing
+        cursor = tick(tick(cursor))  # a 2nd tick: nothing
         sent = alert_lines(alerts)
         by_run = Counter((a["run_id"], a["kind"]) for a in sent)
         assert by_run[(killed.run_id, "check_failed")] == len(
