@@ -24,7 +24,8 @@ from dq_assets.settings import DAILY
 
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 RUNS_PER_TICK = 100
-DONE_MEMORY = 500  # run ids remembered at the watermark's edge
+DONE_MEMORY = 500  # the latest run ids handled: a run updated again after it finished is
+                   # fetched again and must not be alerted twice
 
 
 def failed_check_alerts(instance: dg.DagsterInstance, run_id: str) -> list[Alert]:
@@ -99,7 +100,7 @@ def check_failure_alerts(context: dg.SensorEvaluationContext):
     cursor = _load_cursor(context.cursor)
     sinks = sinks_from_env()
     all_names = [s.name for s in sinks]
-    done = set(cursor["done"])
+    done = dict.fromkeys(cursor["done"])  # run ids in the order they were handled
     owed: dict[str, list[str]] = dict(cursor["owed"])  # run id -> sinks still owed
     records = context.instance.get_run_records(
         filters=dg.RunsFilter(statuses=FINISHED, updated_after=datetime.fromtimestamp(
@@ -113,7 +114,8 @@ def check_failure_alerts(context: dg.SensorEvaluationContext):
         watermark = max(watermark, record.update_timestamp.timestamp())
         if run_id not in done and run_id not in todo:
             todo[run_id] = all_names
-        done.add(run_id)
+        done.pop(run_id, None)
+        done[run_id] = None
     sent, owed = 0, {}
     for run_id, names in todo.items():
         alerts = run_alerts(context.instance, run_id)
@@ -129,7 +131,7 @@ def check_failure_alerts(context: dg.SensorEvaluationContext):
             owed[run_id] = failed_sinks
         sent += len(alerts) * (len(targets) - len(failed_sinks))
     context.update_cursor(json.dumps({
-        "watermark": watermark, "done": sorted(done)[-DONE_MEMORY:], "owed": owed}))
+        "watermark": watermark, "done": list(done)[-DONE_MEMORY:], "owed": owed}))
     return dg.SkipReason(f"{sent} alert deliveries; {len(owed)} run(s) owed a retry")
 
 

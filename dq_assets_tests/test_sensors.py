@@ -7,6 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import dagster as dg
 import pytest
 
+from dq_assets import sensors
 from dq_assets.landing import LandingZone
 from dq_assets.layers.raw import raw_key
 from dq_assets.sensors import check_failure_alerts, landing_sensor
@@ -142,6 +143,23 @@ def test_a_failed_run_outside_any_code_location_is_alerted_once_per_sink(
     assert sorted(a["run_id"] for a in hooked) == sorted([gate_failed.run_id, raised.run_id])
     assert [a for a in lines(tmp_path / "alerts.jsonl") if a["kind"] == "run_failed"] == run_alerts
     assert json.loads(cursor)["owed"] == {}
+
+
+def test_a_run_updated_after_its_alert_is_not_alerted_again(real_instance, alert_file, monkeypatch):
+    """A finished run's record changes when it gets a tag (the UI, the retry daemon), so the
+    sensor fetches it again: the latest runs it handled are remembered, not the greatest ids."""
+    monkeypatch.setattr(sensors, "DONE_MEMORY", 1)
+
+    @dg.asset
+    def broken():
+        raise ValueError("boom")
+
+    runs = [dg.materialize([broken], instance=real_instance, raise_on_error=False) for _ in range(2)]
+    cursor = tick(check_failure_alerts, real_instance)
+    assert [a["run_id"] for a in lines(alert_file)] == [r.run_id for r in runs]
+    real_instance.add_run_tags(runs[-1].run_id, {"reviewed": "yes"})
+    tick(check_failure_alerts, real_instance, cursor)
+    assert len(lines(alert_file)) == 2
 
 
 def test_landing_sensor_requests_each_new_day_once(tmp_path, real_instance):
