@@ -9,12 +9,15 @@ from contextlib import contextmanager
 import dagster as dg
 import pyarrow as pa
 
-from dq_assets.duck import fetch_arrow, qualified, quote, table_exists, warehouse_connection
+from dq_assets.duck import (
+    fetch_arrow, qualified, quote, release_warehouse, table_exists, warehouse_connection,
+)
 from dq_assets.settings import warehouse_path
 
 QUALITY_SCHEMA = "quality"
 # History tables: every evaluation adds rows, a rerun never replaces them.
 APPEND_ONLY_TABLES = ("check_results", "recon_summary", "partition_profiles")
+SENSOR_LOCK_WAIT = 10.0  # seconds a sensor waits for a DuckDB warehouse a run is writing
 
 
 class QualityStore(dg.ConfigurableResource):
@@ -22,6 +25,11 @@ class QualityStore(dg.ConfigurableResource):
 
     def append(self, table: str, rows: pa.Table) -> None:
         raise NotImplementedError
+
+    def append_from_sensor(self, table: str, rows: pa.Table) -> None:
+        """`append` from a sensor: the daemon's code server lives for days and ticks often, so
+        it must neither keep the warehouse nor wait long for it (the next tick retries)."""
+        self.append(table, rows)
 
     def latest_check_results(self, partition_keys: list[str]) -> pa.Table:
         """The latest evaluation of every check of the given partitions."""
@@ -47,14 +55,19 @@ class DuckDBQualityStore(QualityStore):
             yield conn
 
     def append(self, table: str, rows: pa.Table) -> None:
-        name = qualified(QUALITY_SCHEMA, table)
+        name = qualified(QUALITY_SCHEMA, table)  # a bad name is refused before opening anything
         with self._connect() as conn:
-            conn.begin()
-            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(QUALITY_SCHEMA)}")
-            conn.register("_rows", rows)
-            conn.execute(f"CREATE TABLE IF NOT EXISTS {name} AS SELECT * FROM _rows LIMIT 0")
-            conn.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _rows")
-            conn.commit()
+            _append(conn, name, rows)
+
+    def append_from_sensor(self, table: str, rows: pa.Table) -> None:
+        # A run holds DuckDB's one-writer lock until it ends: wait a little, then give the file
+        # back at once, or the next run would wait for this process.
+        name, path = qualified(QUALITY_SCHEMA, table), self.database or warehouse_path()
+        try:
+            with warehouse_connection(path, lock_wait=SENSOR_LOCK_WAIT) as conn:
+                _append(conn, name, rows)
+        finally:
+            release_warehouse(path)
 
     def latest_check_results(self, partition_keys: list[str]) -> pa.Table:
         """The latest evaluation of every check of the given partitions."""
@@ -97,3 +110,13 @@ class DuckDBQualityStore(QualityStore):
                                                ORDER BY profiled_at DESC) = 1""",
                 [list(partition_keys)],
             ).to_pylist()
+
+
+def _append(conn, name: str, rows: pa.Table) -> None:
+    """Rows appended to the table `name` (qualified), created from them if it is missing."""
+    conn.begin()
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(QUALITY_SCHEMA)}")
+    conn.register("_rows", rows)
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {name} AS SELECT * FROM _rows LIMIT 0")
+    conn.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _rows")
+    conn.commit()
