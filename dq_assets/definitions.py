@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from dq_assets.freshness import (
-    freshness_checks_sensor,
-    partition_freshness_checks,
-    with_freshness_policies,
-)
+from dq_assets.freshness import freshness_checks, freshness_sensor, with_freshness_policies
 from dq_assets.jobs import jobs, schedules
 from dq_assets.layers.marts import mart_assets
 from dq_assets.layers.quality import quality_assets
@@ -19,15 +15,14 @@ from dq_assets.sensors import sensors
 
 ALL_ASSETS = [*raw_assets, *staging_assets, *quality_assets, *mart_assets]
 
-DAILY_ASSETS = [a for a in ALL_ASSETS if a.partitions_def is not None]
-FRESHNESS_CHECKS = partition_freshness_checks(DAILY_ASSETS)
+FRESHNESS_CHECKS = freshness_checks(ALL_ASSETS)
 
 defs = dg.Definitions(
     assets=ALL_ASSETS,
-    asset_checks=FRESHNESS_CHECKS,
+    asset_checks=[FRESHNESS_CHECKS],
     jobs=jobs,
     schedules=schedules,
-    sensors=[*sensors, freshness_checks_sensor(FRESHNESS_CHECKS)],
+    sensors=[*sensors, freshness_sensor(FRESHNESS_CHECKS)],
     # DQ_DEPLOYMENT (local | aws) picks the resource map when the code location loads.
     resources=build_resources(),
     # One process for the whole run: no per-step subprocess start-up, and one DuckDB writer.

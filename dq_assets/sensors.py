@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 import dagster as dg
 
 from dq_assets.alerts import Alert, deliver, sinks_from_env, ui_base_url
+from dq_assets.freshness import CHECK_NAMES as FRESHNESS_CHECKS
 from dq_assets.jobs import daily_warehouse
 from dq_assets.landing import LandingError, LandingZone
 from dq_assets.settings import DAILY
@@ -29,14 +30,15 @@ DONE_MEMORY = 500  # the latest run ids handled: a run updated again after it fi
 
 
 def failed_check_alerts(instance: dg.DagsterInstance, run_id: str) -> list[Alert]:
-    """One alert per failed asset check evaluation of a run."""
+    """One alert per failed asset check evaluation of a run. The freshness checks are left to
+    `freshness_alerts`, which alerts on changes of state, not on every evaluation."""
     records = instance.get_records_for_run(
         run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
     base = ui_base_url()
     alerts = []
     for record in records:
         evaluation = record.event_log_entry.dagster_event.event_specific_data
-        if evaluation.passed:
+        if evaluation.passed or evaluation.check_name in FRESHNESS_CHECKS:
             continue
         meta = {k: getattr(v, "value", v) for k, v in (evaluation.metadata or {}).items()}
         partition = getattr(evaluation, "partition", None) or meta.get("failed_partitions")
