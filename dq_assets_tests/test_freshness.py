@@ -256,3 +256,23 @@ def test_a_warehouse_busy_with_a_run_delays_the_record_not_the_alert(day, monkey
     assert sorted(r[0] for r in day.rows(PARTITION_CHECK, passed=False)) == DAILY_KEYS
     assert len(day.alerts()) == 1
     assert not day.shown("raw/orders", PARTITION_CHECK).passed
+
+
+def test_the_aws_deployment_records_freshness_in_postgresql(day, pg_database):
+    """The sensor writes through the deployment's quality_store: PostgreSQL on aws. The rows
+    have no partition, so the per-partition gate never counts them."""
+    import psycopg
+
+    from dq_assets.postgres import PostgresConnection, PostgresQualityStore
+
+    store = PostgresQualityStore(connection=PostgresConnection(url=pg_database))
+    with dg.build_sensor_context(instance=day.instance, resources={"quality_store": store}) as ctx:
+        day.now = utc("2025-01-03T07:00")  # 2025-01-02 is due and nothing was ever loaded
+        SENSOR(ctx)
+    [late] = day.alerts()
+    assert late["observed"] == "FAIL" and sorted(late["sample_keys"]) == DAILY_KEYS
+    with psycopg.connect(pg_database) as conn:
+        rows = conn.execute("SELECT asset_key, passed, severity, partition_key FROM quality.check_results "
+                            "WHERE check_name = %s ORDER BY asset_key", [PARTITION_CHECK]).fetchall()
+    assert rows == [(k, False, "WARN", None) for k in DAILY_KEYS]
+    assert store.latest_check_results(["2025-01-02"]).num_rows == 0
