@@ -48,19 +48,13 @@ def graph_spec(defs: dg.Definitions) -> dict:
         warnings.simplefilter("ignore")
         graph = defs.resolve_asset_graph()
         executor = defs.resolve_job_def("__ASSET_JOB").executor_def.name
-    nodes, freshness_checks, other_checks = [], None, []
+    nodes, check_groups = [], []
     for a in sorted(graph.assets_defs, key=lambda a: a.node_def.name):
         checks = [{"name": c.name, "asset": list(c.asset_key.path), "blocking": c.blocking,
                    "partitioned": getattr(c, "partitions_def", None) is not None}
                   for c in a.check_specs]
-        if not a.keys:  # checks-only definitions
-            params = next(iter(a.check_specs)).metadata.get("dagster/freshness_params")
-            if params is not None:
-                freshness_checks = {"deadline_cron": params.data["deadline_cron"],
-                                    "timezone": params.data.get("timezone", "UTC"),
-                                    "count": len(checks)}
-            else:
-                other_checks += checks
+        if not a.keys:  # checks-only definitions: one op each, however many checks
+            check_groups.append({"name": a.node_def.name, "checks": checks})
             continue
         specs = []
         for spec in a.specs:
@@ -79,8 +73,7 @@ def graph_spec(defs: dg.Definitions) -> dict:
             "specs": specs,
             "checks": checks,
         })
-    return {"executor": executor, "nodes": nodes, "freshness_checks": freshness_checks,
-            "other_checks": other_checks}
+    return {"executor": executor, "nodes": nodes, "check_groups": check_groups}
 
 
 def write_graph_spec(path: Path) -> dict:

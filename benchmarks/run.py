@@ -563,8 +563,8 @@ def main(argv=None) -> int:
         shutil.copy(tmp / "noop_graph.json", args.out / "noop_graph.json")
         res["graph"] = {"nodes": len(spec["nodes"]),
                         "assets": sum(len(n["specs"]) for n in spec["nodes"]),
-                        "checks": sum(len(n["checks"]) for n in spec["nodes"]) + len(spec["other_checks"])
-                        + (spec["freshness_checks"] or {}).get("count", 0)}
+                        "checks": sum(len(n["checks"]) for n in spec["nodes"])
+                        + sum(len(g["checks"]) for g in spec["check_groups"])}
         log(f"graph: {res['graph']}")
 
         # -- datasets

@@ -8,9 +8,6 @@ import dagster as dg
 # flags both arguments as beta on every load.
 for _beta in ("backfill_policy", "allow_nonexistent_upstream_partitions"):
     warnings.filterwarnings("ignore", message=f".*{_beta}.*", category=dg.BetaWarning)
-# The time-partition freshness checks are superseded by FreshnessPolicy but are still the way
-# to show an overdue daily partition as a failed check.
-warnings.filterwarnings("ignore", message=".*freshness_checks.*", category=dg.SupersessionWarning)
 warnings.filterwarnings("ignore", message=".*map_(resolved_)?asset_specs.*", category=dg.PreviewWarning)
 # Partition-aware asset checks are what we rely on for per-partition results (preview in 1.13).
 warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec.*", category=dg.PreviewWarning)

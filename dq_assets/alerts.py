@@ -1,4 +1,4 @@
-"""Alert delivery: failed asset checks and failed runs, sent to configured sinks.
+"""Alert delivery: failed asset checks, failed runs and freshness changes, sent to configured sinks.
 
 The sensors build `Alert`s and call `deliver(alerts, sinks_from_env())`. `deliver` groups the
 alerts per run, sends each group to every sink and returns the failures instead of raising,
@@ -52,7 +52,7 @@ UI_URL_ENV = "DQ_UI_URL"
 
 DEFAULT_SINKS = "jsonl"
 DEFAULT_UI_URL = "http://localhost:3000"
-KINDS = ("check_failed", "run_failed")
+KINDS = ("check_failed", "run_failed", "freshness")
 
 MAX_SAMPLE_KEYS = 10          # shown per alert in chat messages
 MAX_ALERTS_IN_BLOCKS = 20     # Slack allows 50 blocks per message
@@ -70,16 +70,16 @@ _PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 
 @dataclass(frozen=True)
 class Alert:
-    kind: str                  # "check_failed" | "run_failed"
-    run_id: str
-    run_url: str               # link to the run in the Dagster UI
+    kind: str                  # "check_failed" | "run_failed" | "freshness"
+    run_id: str                # freshness: the sensor tick ("freshness_alerts@<UTC time>")
+    run_url: str               # link to the run in the Dagster UI (freshness: to the asset's checks)
     asset_key: str | None      # "staging/payments"
     check_name: str | None     # "no_unknown_reference"
     partition: str | None      # "2025-01-12"
     severity: str | None       # "ERROR" | "WARN"
     failing_rows: int | None
-    observed: str | None
-    sample_keys: tuple[str, ...] = ()
+    observed: str | None       # freshness: the new state, "WARN", "FAIL" or "recovered"
+    sample_keys: tuple[str, ...] = ()  # freshness: every asset that changed together
     description: str | None = None   # one line: the check's description or the run's error
     event_id: int | None = None      # event-log storage id (exactly-once bookkeeping)
 
@@ -226,6 +226,11 @@ def _cut(text: str, limit: int) -> str:
 
 
 def _title(run_id: str, alerts: list[Alert]) -> str:
+    if alerts and all(a.kind == "freshness" for a in alerts):
+        level = "OK" if all(a.observed == "recovered" for a in alerts) else "WARN"
+        news = "; ".join(f"{a.check_name} {a.observed} on {len(a.sample_keys)} asset"
+                         f"{'s' if len(a.sample_keys) != 1 else ''}" for a in alerts)
+        return f"[DQ {level}] freshness: {news}"
     checks = [a for a in alerts if a.kind == "check_failed"]
     runs = [a for a in alerts if a.kind == "run_failed"]
     parts = []
@@ -245,6 +250,9 @@ def _alert_lines(a: Alert) -> list[str]:
         head = ":x: *Run failed*"
         if a.asset_key:
             head += f" `{_esc(a.asset_key)}`"
+    elif a.kind == "freshness":
+        icon = ":white_check_mark:" if a.observed == "recovered" else ":hourglass:"
+        head = f"{icon} *freshness {_esc(a.observed)}* › *{_esc(a.check_name or '?')}*"
     else:
         sev = (a.severity or "ERROR").upper()
         icon = ":red_circle:" if sev == "ERROR" else ":warning:"
@@ -255,7 +263,7 @@ def _alert_lines(a: Alert) -> list[str]:
     facts = []
     if a.failing_rows is not None:
         facts.append(f"failing rows: *{a.failing_rows:,}*")
-    if a.observed:
+    if a.observed and a.kind != "freshness":  # a freshness state is in the head already
         facts.append(f"observed: {_esc(a.observed)}")
     if facts:
         lines.append(" · ".join(facts))
@@ -264,7 +272,8 @@ def _alert_lines(a: Alert) -> list[str]:
     if a.sample_keys:
         shown = ", ".join(f"`{_esc(k)}`" for k in a.sample_keys[:MAX_SAMPLE_KEYS])
         more = len(a.sample_keys) - MAX_SAMPLE_KEYS
-        lines.append(f"sample keys: {shown}{f' (+{more} more)' if more > 0 else ''}")
+        label = "assets" if a.kind == "freshness" else "sample keys"
+        lines.append(f"{label}: {shown}{f' (+{more} more)' if more > 0 else ''}")
     return lines
 
 
@@ -272,7 +281,8 @@ def slack_message(run_id: str, alerts: list[Alert]) -> dict[str, Any]:
     """`{"text": ..., "blocks": [...]}`, valid for chat.postMessage and incoming webhooks."""
     title = _title(run_id, alerts)
     url = alerts[0].run_url if alerts else ""
-    link = f"<{url}|Open run {_esc(run_id[:8])} in Dagster>" if url else f"run {_esc(run_id)}"
+    what = "" if alerts and all(a.kind == "freshness" for a in alerts) else f"run {_esc(run_id[:8])} "
+    link = f"<{url}|Open {what}in Dagster>" if url else f"run {_esc(run_id)}"
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": _cut(title, 150), "emoji": True}},
     ]

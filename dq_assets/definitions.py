@@ -5,11 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from dq_assets.console import gate_console
-from dq_assets.freshness import (
-    freshness_checks_sensor,
-    partition_freshness_checks,
-    with_freshness_policies,
-)
+from dq_assets.freshness import freshness_checks, freshness_sensor, with_freshness_policies
 from dq_assets.jobs import jobs
 from dq_assets.landing_runs import daily_warehouse_schedule, landing_sensor
 from dq_assets.layers.marts import mart_assets
@@ -21,15 +17,14 @@ from dq_assets.sensors import sensors
 
 ALL_ASSETS = [*raw_assets, *staging_assets, *quality_assets, *mart_assets]
 
-DAILY_ASSETS = [a for a in ALL_ASSETS if a.partitions_def is not None and a not in mart_assets]
-FRESHNESS_CHECKS = partition_freshness_checks(DAILY_ASSETS)
+FRESHNESS_CHECKS = freshness_checks(ALL_ASSETS)
 
 defs = dg.Definitions(
     assets=ALL_ASSETS,
-    asset_checks=FRESHNESS_CHECKS,
+    asset_checks=[FRESHNESS_CHECKS],
     jobs=jobs,
     schedules=[daily_warehouse_schedule],
-    sensors=[*sensors, landing_sensor, freshness_checks_sensor(FRESHNESS_CHECKS)],
+    sensors=[*sensors, landing_sensor, freshness_sensor(FRESHNESS_CHECKS)],
     # DQ_DEPLOYMENT (local | aws) picks the resource map when the code location loads.
     resources=build_resources(),
     # Each failure once and a one-line gate summary on the console (dq_assets.console).

@@ -78,18 +78,20 @@ _OPEN_LOCK = threading.Lock()
 
 
 @contextmanager
-def warehouse_connection(database: str) -> Iterator[duckdb.DuckDBPyConnection]:
+def warehouse_connection(
+    database: str, lock_wait: float | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
     """A cursor on this process's connection to a DuckDB warehouse file.
 
     The file is opened once per process and kept open: opening and closing a DuckDB file
     checkpoints it every time, which cost more than all the work of a small partition. Other
-    processes wait for the file lock (retried with backoff); the process releases it when it
-    exits or calls `release_warehouse`."""
+    processes wait for the file lock (retried with backoff, up to `lock_wait` seconds, default
+    DQ_WAREHOUSE_LOCK_WAIT); the process releases it when it exits or calls `release_warehouse`."""
     path = os.path.abspath(database)
     with _OPEN_LOCK:
         root = _OPEN.get(path)
         if root is None:
-            root = _open_waiting_for_lock(path)
+            root = _open_waiting_for_lock(path, lock_wait)
             _limit_memory(root)
             # Writes of a partition go in parallel (2x on 2 cores) when DuckDB need not keep
             # the frame's row order in the table; every reader that needs an order asks for it.
@@ -106,10 +108,12 @@ def warehouse_connection(database: str) -> Iterator[duckdb.DuckDBPyConnection]:
 LOCK_WAIT_ENV = "DQ_WAREHOUSE_LOCK_WAIT"  # seconds to wait for another process's lock
 
 
-def _open_waiting_for_lock(path: str) -> duckdb.DuckDBPyConnection:
+def _open_waiting_for_lock(path: str, lock_wait: float | None = None) -> duckdb.DuckDBPyConnection:
     """DuckDB lets one process at a time open a file for writing; a second run waits for the
     first (up to DQ_WAREHOUSE_LOCK_WAIT seconds, default 600) instead of failing at once."""
-    deadline = time.monotonic() + float(os.environ.get(LOCK_WAIT_ENV) or 600)
+    if lock_wait is None:
+        lock_wait = float(os.environ.get(LOCK_WAIT_ENV) or 600)
+    deadline = time.monotonic() + lock_wait
     delay = 0.1
     while True:
         try:

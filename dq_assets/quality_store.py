@@ -21,6 +21,7 @@ from dq_assets.duck import (
     fetch_arrow,
     qualified,
     quote,
+    release_warehouse,
     replace_partitions,
     table_exists,
     warehouse_connection,
@@ -30,6 +31,7 @@ from dq_assets.settings import warehouse_path
 QUALITY_SCHEMA = "quality"
 # History tables: every evaluation adds rows, a rerun never replaces them.
 APPEND_ONLY_TABLES = ("check_results", "recon_summary", "partition_profiles", "partition_writes")
+SENSOR_LOCK_WAIT = 10.0  # seconds a sensor waits for a DuckDB warehouse a run is writing
 
 WRITES_SCHEMA = pa.schema([
     ("run_id", pa.string()), ("asset_key", pa.string()), ("partition_key", pa.string()),
@@ -49,6 +51,11 @@ class QualityStore(dg.ConfigurableResource):
 
     def append(self, table: str, rows: pa.Table) -> None:
         raise NotImplementedError
+
+    def append_from_sensor(self, table: str, rows: pa.Table) -> None:
+        """`append` from a sensor: the daemon's code server lives for days and ticks often, so
+        it must neither keep the warehouse nor wait long for it (the next tick retries)."""
+        self.append(table, rows)
 
     def latest_check_results(self, partition_keys: list[str]) -> pa.Table:
         """The latest evaluation of every check of the given partitions."""
@@ -99,15 +106,20 @@ class DuckDBQualityStore(QualityStore):
             yield conn
 
     def append(self, table: str, rows: pa.Table) -> None:
-        name = qualified(QUALITY_SCHEMA, table)
+        qualified(QUALITY_SCHEMA, table)  # a bad name is refused before opening anything
         with self._connect() as conn:
-            conn.begin()
-            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(QUALITY_SCHEMA)}")
-            conn.register("_rows", rows)
-            conn.execute(f"CREATE TABLE IF NOT EXISTS {name} AS SELECT * FROM _rows LIMIT 0")
-            add_missing_columns(conn, QUALITY_SCHEMA, table, rows)
-            conn.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _rows")
-            conn.commit()
+            _append(conn, table, rows)
+
+    def append_from_sensor(self, table: str, rows: pa.Table) -> None:
+        # A run holds DuckDB's one-writer lock until it ends: wait a little, then give the file
+        # back at once, or the next run would wait for this process.
+        qualified(QUALITY_SCHEMA, table)  # a bad name is refused before opening anything
+        path = self.database or warehouse_path()
+        try:
+            with warehouse_connection(path, lock_wait=SENSOR_LOCK_WAIT) as conn:
+                _append(conn, table, rows)
+        finally:
+            release_warehouse(path)
 
     def latest_check_results(self, partition_keys: list[str]) -> pa.Table:
         """The latest evaluation of every check of the given partitions."""
@@ -206,3 +218,15 @@ class DuckDBQualityStore(QualityStore):
             if not table_exists(conn, schema, table):
                 return None
             return fetch_arrow(conn, f"SELECT * FROM {qualified(schema, table)}")
+
+def _append(conn, table: str, rows: pa.Table) -> None:
+    """Rows appended to quality.`table`, created from them if it is missing (and given the
+    columns it lacks)."""
+    name = qualified(QUALITY_SCHEMA, table)
+    conn.begin()
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(QUALITY_SCHEMA)}")
+    conn.register("_rows", rows)
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {name} AS SELECT * FROM _rows LIMIT 0")
+    add_missing_columns(conn, QUALITY_SCHEMA, table, rows)
+    conn.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _rows")
+    conn.commit()

@@ -1,9 +1,11 @@
 """Sensors: alerts on failed checks and failed runs, and runs for newly landed days.
 
 Open-source Dagster has no alert on a failed asset check (a failed non-blocking check leaves
-its run successful, so run-failure sensors never see it). `check_failure_alerts` reads the
-check evaluations of every finished run from the instance's event log and sends one alert per
-failed evaluation, grouped per run, to the configured sinks (dq_assets/alerts.py).
+its run successful, so run-failure sensors never see it), and its run-status sensors skip runs
+that have no code-location origin, such as `dagster asset materialize` or `materialize()`.
+`check_failure_alerts` therefore reads every finished run of the instance, whatever launched
+it, and sends one alert per failed check evaluation plus one `run_failed` alert if the run
+failed, grouped per run, to the configured sinks (dq_assets/alerts.py).
 
 Exactly once, per sink: the cursor remembers which runs are done and, for runs whose delivery
 failed, which sinks still owe them; those are retried on the next tick, never dropped, and a
@@ -14,24 +16,26 @@ import json
 from datetime import datetime, timezone
 
 import dagster as dg
-from dagster._core.events import DagsterEventType
 
 from dq_assets.alerts import Alert, deliver, sinks_from_env, ui_base_url
+from dq_assets.freshness import CHECK_NAMES as FRESHNESS_CHECKS
 
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 RUNS_PER_TICK = 100
-DONE_MEMORY = 500  # run ids remembered at the watermark's edge
+DONE_MEMORY = 500  # the latest run ids handled: a run updated again after it finished is
+                   # fetched again and must not be alerted twice
 
 
 def failed_check_alerts(instance: dg.DagsterInstance, run_id: str) -> list[Alert]:
-    """One alert per failed asset check evaluation of a run."""
+    """One alert per failed asset check evaluation of a run. The freshness checks are left to
+    `freshness_alerts`, which alerts on changes of state, not on every evaluation."""
     records = instance.get_records_for_run(
-        run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION).records
+        run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
     base = ui_base_url()
     alerts = []
     for record in records:
         evaluation = record.event_log_entry.dagster_event.event_specific_data
-        if evaluation.passed:
+        if evaluation.passed or evaluation.check_name in FRESHNESS_CHECKS:
             continue
         meta = {k: getattr(v, "value", v) for k, v in (evaluation.metadata or {}).items()}
         partition = getattr(evaluation, "partition", None) or meta.get("failed_partitions")
@@ -50,6 +54,31 @@ def failed_check_alerts(instance: dg.DagsterInstance, run_id: str) -> list[Alert
     return alerts
 
 
+def run_failed_alert(instance: dg.DagsterInstance, run: dg.DagsterRun) -> Alert:
+    """The alert for a failed run: its partition (or range) and the first line of its error."""
+    failures = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
+    message = failures[-1].event_log_entry.dagster_event.message if failures else None
+    tags = run.tags
+    partition = tags.get("dagster/partition") or (
+        f"{tags['dagster/asset_partition_range_start']}...{tags['dagster/asset_partition_range_end']}"
+        if "dagster/asset_partition_range_start" in tags else None)
+    return Alert(
+        kind="run_failed", run_id=run.run_id, run_url=f"{ui_base_url()}/runs/{run.run_id}",
+        asset_key=None, check_name=None, partition=partition, severity="ERROR",
+        failing_rows=None, observed=None,
+        description=((message or "").strip().splitlines() or ["run failed"])[0],
+    )
+
+
+def run_alerts(instance: dg.DagsterInstance, run_id: str) -> list[Alert]:
+    """What a finished run owes: its failed checks, then the run's own failure if it failed."""
+    alerts = failed_check_alerts(instance, run_id)
+    run = instance.get_run_by_id(run_id)
+    if run is not None and run.status == dg.DagsterRunStatus.FAILURE:
+        alerts.append(run_failed_alert(instance, run))
+    return alerts
+
+
 def _load_cursor(raw: str | None) -> dict:
     cursor = json.loads(raw) if raw else {}
     return {"watermark": cursor.get("watermark", 0.0), "done": cursor.get("done", []),
@@ -60,14 +89,17 @@ def _load_cursor(raw: str | None) -> dict:
     name="check_failure_alerts",
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="One alert per failed asset check evaluation, grouped per run, to the sinks "
-    "of DQ_ALERT_SINKS (default: a JSON-lines file). Failed deliveries are retried.",
+    # The name is kept from when it sent check alerts only: a new name would start from an
+    # empty cursor and alert the instance's whole history again.
+    description="One alert per failed asset check evaluation and one per failed run, whatever "
+    "launched it (UI, CLI, backfill, sensor), grouped per run, to the sinks of DQ_ALERT_SINKS "
+    "(default: a JSON-lines file). Failed deliveries are retried.",
 )
 def check_failure_alerts(context: dg.SensorEvaluationContext):
     cursor = _load_cursor(context.cursor)
     sinks = sinks_from_env()
     all_names = [s.name for s in sinks]
-    done = set(cursor["done"])
+    done = dict.fromkeys(cursor["done"])  # run ids in the order they were handled
     owed: dict[str, list[str]] = dict(cursor["owed"])  # run id -> sinks still owed
     records = context.instance.get_run_records(
         filters=dg.RunsFilter(statuses=FINISHED, updated_after=datetime.fromtimestamp(
@@ -81,10 +113,11 @@ def check_failure_alerts(context: dg.SensorEvaluationContext):
         watermark = max(watermark, record.update_timestamp.timestamp())
         if run_id not in done and run_id not in todo:
             todo[run_id] = all_names
-        done.add(run_id)
+        done.pop(run_id, None)
+        done[run_id] = None
     sent, owed = 0, {}
     for run_id, names in todo.items():
-        alerts = failed_check_alerts(context.instance, run_id)
+        alerts = run_alerts(context.instance, run_id)
         targets = [s for s in sinks if s.name in names]
         if not alerts or not targets:
             continue
@@ -97,28 +130,8 @@ def check_failure_alerts(context: dg.SensorEvaluationContext):
             owed[run_id] = failed_sinks
         sent += len(alerts) * (len(targets) - len(failed_sinks))
     context.update_cursor(json.dumps({
-        "watermark": watermark, "done": sorted(done)[-DONE_MEMORY:], "owed": owed}))
+        "watermark": watermark, "done": list(done)[-DONE_MEMORY:], "owed": owed}))
     return dg.SkipReason(f"{sent} alert deliveries; {len(owed)} run(s) owed a retry")
 
 
-@dg.run_failure_sensor(
-    name="run_failure_alerts",
-    minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="An alert for every failed run, to the same sinks as the check alerts.",
-)
-def run_failure_alerts(context: dg.RunFailureSensorContext):
-    run = context.dagster_run
-    alert = Alert(
-        kind="run_failed", run_id=run.run_id, run_url=f"{ui_base_url()}/runs/{run.run_id}",
-        asset_key=None, check_name=None, partition=run.tags.get("dagster/partition"),
-        severity="ERROR", failing_rows=None, observed=None,
-        description=(context.failure_event.message or "run failed").splitlines()[0],
-    )
-    failures = deliver([alert], sinks_from_env())
-    if failures:  # the tick fails and the run is offered again on the next one
-        raise dg.Failure(f"run-failure alert for {run.run_id} not delivered to "
-                         f"{', '.join(name for name, _, _ in failures)}")
-
-
-sensors = [check_failure_alerts, run_failure_alerts]
+sensors = [check_failure_alerts]

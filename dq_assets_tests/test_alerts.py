@@ -362,3 +362,23 @@ def test_ui_base_url_and_alert_normalisation():
     assert a.sample_keys == ("x", "1") and hash(a)
     with pytest.raises(ValueError):
         dataclasses.replace(check_alert(), kind="oops")
+
+
+def test_freshness_alerts_read_as_state_changes_not_runs(tmp_path):
+    late = Alert(kind="freshness", run_id="freshness_alerts@2025-01-04T06:00:00Z",
+                 run_url="http://dagster.local:3000/assets/marts/fact_orders?view=checks",
+                 asset_key="marts/fact_orders", check_name="partition_on_time", partition="2025-01-03",
+                 severity="WARN", failing_rows=None, observed="FAIL",
+                 sample_keys=("marts/fact_orders", "raw/orders"),
+                 description="2 asset(s): 2025-01-03 is not materialized and its deadline has passed")
+    back = dataclasses.replace(late, observed="recovered", description="2 asset(s): 2025-01-03 is materialized")
+
+    msg = al.slack_message(late.run_id, [late])
+    assert msg["text"].startswith("[DQ WARN] freshness: partition_on_time FAIL on 2 assets")
+    assert "Open in Dagster" in msg["text"] and "Open run" not in msg["text"]
+    assert "assets: `marts/fact_orders`, `raw/orders`" in json.dumps(msg["blocks"])
+    assert al.slack_message(back.run_id, [back])["text"].startswith(
+        "[DQ OK] freshness: partition_on_time recovered on 2 assets")
+    path = tmp_path / "alerts.jsonl"
+    assert deliver([late, back], [al.JsonlSink(path)]) == []
+    assert [json.loads(x)["observed"] for x in path.read_text().splitlines()] == ["FAIL", "recovered"]

@@ -16,14 +16,21 @@ def test_every_asset_has_the_freshness_policy_of_its_layer():
     assert by_group == {"raw": 30, "staging": 30, "quality": 31, "marts": 32}
 
 
-def test_sensors_schedule_jobs_and_partition_freshness_checks_are_defined():
+def test_sensors_schedule_jobs_and_freshness_checks_are_defined():
     names = {s.name for s in defs.sensors}
-    assert {"check_failure_alerts", "run_failure_alerts", "landing_sensor", "partition_freshness_sensor"} <= names
+    assert {"check_failure_alerts", "landing_sensor", "freshness_alerts"} <= names
+    assert "run_failure_alerts" not in names  # failed runs are alerted by check_failure_alerts
     assert [s.name for s in defs.schedules] == ["daily_warehouse_schedule"]
     for job in ("daily_warehouse", "raw_layer", "staging_layer", "marts_layer"):
         assert defs.resolve_job_def(job).name == job
-    checks = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
-    assert "freshness_check" in checks and "gate_passed" in checks
+    graph = defs.resolve_asset_graph()
+    checks = {k.name for k in graph.asset_check_keys}
+    assert "gate_passed" in checks
+    # every asset has freshness_policy, every daily asset partition_on_time, both WARN-only
+    for key in graph.get_all_asset_keys():
+        assert dg.AssetCheckKey(key, "freshness_policy") in graph.asset_check_keys, key
+        daily = graph.get(key).partitions_def is not None
+        assert (dg.AssetCheckKey(key, "partition_on_time") in graph.asset_check_keys) == daily, key
     dg.Definitions.validate_loadable(defs)
 
 

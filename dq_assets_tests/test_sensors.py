@@ -7,7 +7,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import dagster as dg
 import pytest
 
-from dq_assets.sensors import check_failure_alerts, run_failure_alerts
+from dq_assets import sensors
+from dq_assets.layers.raw import raw_key
+from dq_assets.sensors import check_failure_alerts
 from dq_assets_tests.conftest import DAY1, Landing, Warehouse
 from dq_assets_tests.pg_fixtures import free_port
 
@@ -51,9 +53,11 @@ def test_one_alert_per_failed_check_and_none_twice(tmp_path, real_instance, aler
     failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
     cursor = tick(check_failure_alerts, real_instance, cursor)
     alerts = lines(alert_file)
-    assert len(alerts) == len(failed) >= 3
-    assert {(a["asset_key"], a["check_name"]) for a in alerts} == {
+    checks = [a for a in alerts if a["kind"] == "check_failed"]
+    assert len(checks) == len(failed) >= 3
+    assert {(a["asset_key"], a["check_name"]) for a in checks} == {
         (e.asset_key.to_user_string(), e.check_name) for e in failed}
+    assert [a["kind"] for a in alerts].count("run_failed") == 1  # the run failed too
     unknown = next(a for a in alerts if a["check_name"] == "no_unknown_reference")
     assert unknown["severity"] == "ERROR" and unknown["failing_rows"] == 1
     assert unknown["partition"] == "2025-01-01" and unknown["sample_keys"] == ["Y5"]
@@ -102,14 +106,56 @@ def test_a_sink_that_is_down_gets_the_alert_on_a_later_tick(tmp_path, real_insta
         server.shutdown()
 
 
-def test_run_failure_alert(tmp_path, real_instance, alert_file):
-    bad = Landing(tmp_path / "bad")
+def test_a_failed_run_outside_any_code_location_is_alerted_once_per_sink(
+        tmp_path, real_instance, monkeypatch):
+    """`materialize()` is what the CLI does: the run has no code-location origin, so Dagster's
+    run-status sensors would skip it. The polling sensor alerts it, once per sink."""
+    port = free_port()
+    monkeypatch.setenv("DQ_ALERT_SINKS", "jsonl,webhook")
+    monkeypatch.setenv("DQ_ALERT_FILE", str(tmp_path / "alerts.jsonl"))
+    monkeypatch.setenv("DQ_ALERT_WEBHOOK_URL", f"http://127.0.0.1:{port}/hook")
+    bad, empty = Landing(tmp_path / "bad"), Landing(tmp_path / "empty")
     bad.write("2025-01-01", BAD_DAY)
-    result = Warehouse(bad.root, tmp_path / "b.duckdb", real_instance).materialize("2025-01-01")
-    ctx = dg.build_run_status_sensor_context(
-        sensor_name="run_failure_alerts", dagster_instance=real_instance,
-        dagster_run=result.dagster_run, dagster_event=result.get_run_failure_event(),
-    ).for_run_failure()
-    run_failure_alerts(ctx)
-    [alert] = lines(alert_file)
-    assert alert["kind"] == "run_failed" and alert["run_id"] == result.run_id
+    empty.root.mkdir(parents=True)
+    gate_failed = Warehouse(bad.root, tmp_path / "b.duckdb", real_instance).materialize("2025-01-01")
+    raised = Warehouse(empty.root, tmp_path / "e.duckdb", real_instance).materialize(
+        "2025-01-01", selection=[raw_key("orders")])  # no landed day at all: the asset raises
+    assert not gate_failed.success and not raised.success
+    assert gate_failed.dagster_run.remote_job_origin is None  # no code location
+
+    cursor = tick(check_failure_alerts, real_instance)  # the webhook is down
+    run_alerts = [a for a in lines(tmp_path / "alerts.jsonl") if a["kind"] == "run_failed"]
+    assert sorted(a["run_id"] for a in run_alerts) == sorted([gate_failed.run_id, raised.run_id])
+    assert all(a["partition"] == "2025-01-01" and a["severity"] == "ERROR" and a["description"]
+               for a in run_alerts)
+    assert set(json.loads(cursor)["owed"]) == {gate_failed.run_id, raised.run_id}
+
+    Recorder.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", port), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cursor = tick(check_failure_alerts, real_instance, cursor)  # the webhook is back
+        cursor = tick(check_failure_alerts, real_instance, cursor)  # and a tick with nothing new
+    finally:
+        server.shutdown()
+    hooked = [a for body in Recorder.received for a in body["alerts"] if a["kind"] == "run_failed"]
+    assert sorted(a["run_id"] for a in hooked) == sorted([gate_failed.run_id, raised.run_id])
+    assert [a for a in lines(tmp_path / "alerts.jsonl") if a["kind"] == "run_failed"] == run_alerts
+    assert json.loads(cursor)["owed"] == {}
+
+
+def test_a_run_updated_after_its_alert_is_not_alerted_again(real_instance, alert_file, monkeypatch):
+    """A finished run's record changes when it gets a tag (the UI, the retry daemon), so the
+    sensor fetches it again: the latest runs it handled are remembered, not the greatest ids."""
+    monkeypatch.setattr(sensors, "DONE_MEMORY", 1)
+
+    @dg.asset
+    def broken():
+        raise ValueError("boom")
+
+    runs = [dg.materialize([broken], instance=real_instance, raise_on_error=False) for _ in range(2)]
+    cursor = tick(check_failure_alerts, real_instance)
+    assert [a["run_id"] for a in lines(alert_file)] == [r.run_id for r in runs]
+    real_instance.add_run_tags(runs[-1].run_id, {"reviewed": "yes"})
+    tick(check_failure_alerts, real_instance, cursor)
+    assert len(lines(alert_file)) == 2

@@ -231,8 +231,9 @@ def test_asset_graph_shows_the_layers_and_the_gate(ui, page):
         expect(page.get_by_text(name, exact=True).first).to_be_visible()
     # staging/orders, upstream of the quarantine tables, drawn as a link to another group
     expect(page.get_by_text("orders", exact=True).first).to_be_visible()
-    # the gate's node carries the status of its 4 checks (gate_passed failed, see below)
-    expect(page.get_by_text(re.compile(r"^\d+ / 4 Passed$")).first).to_be_visible()
+    # the gate's node carries the status of its 5 checks (gate_passed failed, see below; and
+    # the two freshness checks)
+    expect(page.get_by_text(re.compile(r"^\d+ / 5 Passed$")).first).to_be_visible()
     _screenshot(page, ui, "asset-graph-quality.png")
 
 
