@@ -38,6 +38,7 @@ class PartitionBatches:
     # Output metadata known only once every partition was produced (called after writing).
     metadata: Callable[[], dict] | None = None
     rows: int = 0
+    schema: pa.Schema | None = None  # of the rows produced (the columns the IO manager wrote)
     _done: bool = field(default=False, repr=False)
 
     def __iter__(self) -> Iterator[tuple[str, pa.Table]]:
@@ -51,6 +52,7 @@ class PartitionBatches:
                 continue
             _check_partition(data, key)
             self.rows += data.num_rows
+            self.schema = self.schema or data.schema
             yield key, data
 
     def groups(self) -> Iterator[tuple[list[str], pa.Table]]:

@@ -23,6 +23,7 @@ from dagster_aws.s3 import S3Resource
 
 from dq_assets.aws import s3_client, s3_error
 from dq_assets.batches import PartitionBatches, PartitionReader
+from dq_assets.catalog import S3_PARQUET, written_column_schema
 from dq_assets.contracts import check_identifier
 from dq_assets.duck import to_arrow, to_pandas
 
@@ -72,6 +73,7 @@ class S3ParquetIOManager(dg.ConfigurableIOManager):
                 self._put(client, self._key(context.asset_key, key), data)
             context.add_output_metadata({
                 "storage": self._where(self._table_prefix(context.asset_key)), **obj.output_metadata(),
+                **written_column_schema(context, obj.schema, S3_PARQUET),
             })
             return
         data = to_arrow(obj)
@@ -91,6 +93,7 @@ class S3ParquetIOManager(dg.ConfigurableIOManager):
             self._put(client, self._key(asset_key, None), data)
         context.add_output_metadata({
             "storage": self._where(self._table_prefix(asset_key)), "rows": data.num_rows,
+            **written_column_schema(context, data.schema, S3_PARQUET),
         })
 
     def _put(self, client, key: str, data: pa.Table) -> None:

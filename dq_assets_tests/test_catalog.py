@@ -1,8 +1,9 @@
 """The catalog (dq_assets/catalog.py): what each asset's page says about its table, against
-the contracts, in both deployments."""
+the tables a real run leaves behind, in both deployments."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -13,10 +14,15 @@ import dagster as dg
 import pytest
 
 from dq_assets import defs
-from dq_assets.catalog import SCHEMA_CHANGE_CHECK, with_catalog
+from dq_assets.catalog import (
+    SCHEMA_CHANGE_CHECK,
+    column_schema_change_checks,
+    with_catalog,
+)
 from dq_assets.contracts import ENUM, TABLES, table
 from dq_assets.definitions import ALL_ASSETS, DAILY_ASSETS
-from dq_assets.layers.staging import quarantine_key, staging_key
+from dq_assets.layers.raw import raw_assets
+from dq_assets.layers.staging import build_staging_asset, quarantine_key, staging_key
 from dq_assets.resources import local_resources
 
 REPO = Path(__file__).resolve().parent.parent
@@ -101,6 +107,27 @@ def test_staging_columns_are_the_contract_with_its_rules():
     assert not reason.constraints.nullable and "unknown_reference" in reason.constraints.other[0]
 
 
+def test_published_columns_are_the_columns_the_warehouse_holds(two_days, warehouse):
+    """A real run of every asset; each table's columns and types, in order, from DuckDB's
+    information_schema, and the columns each materialization reported writing."""
+    result = warehouse.materialize("2025-01-01")
+    assert result.success
+    written = {m.asset_key: m.metadata for m in
+               (e.event_specific_data.materialization for e in result.get_asset_materialization_events())}
+    specs = specs_by_key(defs)
+    assert len(specs) == 26
+    for key, spec in specs.items():
+        schema, name = spec.metadata["dagster/table_name"].split(".")
+        held = warehouse.query(
+            """SELECT column_name, data_type FROM information_schema.columns
+               WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position""", [schema, name])
+        assert held, f"{schema}.{name} not in the warehouse"
+        assert published(spec) == held, key.to_user_string()
+        reported = written[key]
+        assert reported["dagster/table_name"].value == f"{schema}.{name}"  # not the DuckDB file's path
+        assert [(c.name, c.type) for c in reported["dagster/column_schema"].value.columns] == held
+
+
 def test_the_aws_deployment_is_s3_parquet_and_postgres():
     """The code location as `dagster dev` loads it with DQ_DEPLOYMENT=aws (a process of its
     own: the deployment is read when the code location loads)."""
@@ -162,3 +189,58 @@ def test_column_schema_change_checks_are_on_staging_and_marts():
     spec = next(s for c in defs.asset_checks for s in c.check_specs
                 if s.asset_key == staging_key("orders") and s.name == SCHEMA_CHANGE_CHECK)
     assert not spec.blocking
+
+
+def _schema_checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+    return {e.asset_key.to_user_string(): e for e in result.get_asset_check_evaluations()
+            if e.check_name == SCHEMA_CHANGE_CHECK}
+
+
+def test_the_schema_change_check_passes_on_a_rerun_and_fails_when_a_table_changes(two_days, warehouse):
+    assets = list(defs.assets)  # with the catalog's metadata, as the code location has them
+    checks = [c for c in defs.asset_checks
+              if any(s.name == SCHEMA_CHANGE_CHECK for s in c.check_specs)]
+
+    def run(partition: str, assets=assets, checks=checks, selection=None):
+        result = dg.materialize([*assets, *checks], partition_key=partition, selection=selection,
+                                resources=warehouse.resources, instance=warehouse.instance,
+                                raise_on_error=False)
+        assert result.success
+        return _schema_checks(result)
+
+    first = run("2025-01-01")
+    # (the session's instance may already hold earlier tests' materializations of these keys)
+    assert set(first) == {f"staging/{t.name}" for t in TABLES} | {f"marts/{m}" for m in MARTS}
+    second = run("2025-01-02")
+    rerun = run("2025-01-02")
+    for results in (second, rerun):
+        for name, evaluation in results.items():
+            assert evaluation.passed, (name, evaluation.description)
+            assert evaluation.description == \
+                "No changes to column schema between previous and latest materialization", name
+    # A materialization carries the columns it wrote with the contract's rules
+    latest = warehouse.instance.fetch_materializations(staging_key("orders"), limit=1).records[0]
+    status = column_of(latest.asset_materialization.metadata["dagster/column_schema"].value, "status")
+    assert status.type == "VARCHAR" and not status.constraints.nullable
+    assert any(r.startswith("accepted values: placed, paid") for r in status.constraints.other)
+
+    # The orders contract changes between two materializations: `currency` is dropped.
+    orders = table("orders")
+    without_currency = dataclasses.replace(
+        orders, columns=tuple(c for c in orders.columns if c.name != "currency"))
+    changed = build_staging_asset(without_currency)
+    own_check = column_schema_change_checks([staging_key("orders")])
+    staged = dg.AssetSelection.assets(staging_key("orders"), quarantine_key("orders"))
+    dropped = run("2025-01-02", assets=[*raw_assets, changed], checks=own_check,
+                  selection=staged)["staging/orders"]
+    assert not dropped.passed and dropped.severity == dg.AssetCheckSeverity.WARN
+    assert "Removed columns: currency" in dropped.description
+    again = run("2025-01-02", assets=[*raw_assets, changed], checks=own_check,
+                selection=staged)["staging/orders"]
+    assert again.passed, again.description
+    back = run("2025-01-02", selection=staged)["staging/orders"]  # the contract as it is
+    assert not back.passed and "Added columns: currency" in back.description
+
+
+def column_of(schema: dg.TableSchema, name: str) -> dg.TableColumn:
+    return next(c for c in schema.columns if c.name == name)
