@@ -30,7 +30,7 @@ import os
 import re
 import warnings
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
@@ -192,46 +192,41 @@ def _kind_text(c: Column) -> str:
     }[c.kind]
 
 
-def column_rules(t: Table, c: Column) -> tuple[str, ...]:
-    """The contract's rules of a column, each with the reject reason a failing row gets."""
-    rules = []
+def column_rules(t: Table, c: Column) -> list[tuple[str | None, str]]:
+    """The contract's rules of a column: (a short constraint, or None where the type or the
+    nullability already says it; when a row is quarantined for it, and as what)."""
+    rules: list[tuple[str | None, str]] = []
     if c.name in t.key:
-        rules.append(
-            "key: unique per ingest_date" if len(t.key) == 1
-            else f"part of the key ({', '.join(t.key)}): unique per ingest_date")
+        rules.append(("key" if len(t.key) == 1 else f"key ({', '.join(t.key)})",
+                      "as duplicate when an exact duplicate or an older version of its key"))
     if not c.nullable:
-        rules.append("required (else missing_required)")
-    if c.kind == DECIMAL:
-        rules.append("a decimal with '.' and an optional sign as sent (else unparseable)")
-    elif c.kind == INTEGER:
-        rules.append("an integer as sent (else unparseable)")
-    elif c.kind == TIMESTAMP:
-        rules.append("ISO 8601 (no zone = UTC) or Unix epoch seconds as sent (else unparseable)")
-    elif c.kind == EMAIL:
-        rules.append("shape local@domain.tld, stored lower-case (else invalid_value)")
-    elif c.kind == COUNTRY:
-        rules.append("ISO 3166-1 alpha-2, stored upper-case (else invalid_value)")
-    elif c.kind == CURRENCY:
-        rules.append("ISO 4217, stored upper-case (else invalid_value)")
-    elif c.kind == ENUM:
-        rules.append(f"accepted values: {', '.join(c.values)}, stored lower-case (else invalid_value)")
+        rules.append((None, "as missing_required when blank"))
+    parsed = {DECIMAL: "a decimal with '.' and an optional sign", INTEGER: "an integer",
+              TIMESTAMP: "ISO 8601 (no zone = UTC) or Unix epoch seconds"}
+    if c.kind in parsed:
+        rules.append((None, f"as unparseable when not {parsed[c.kind]}"))
+    shaped = {EMAIL: "shape local@domain.tld", COUNTRY: "ISO 3166-1 alpha-2",
+              CURRENCY: "ISO 4217", ENUM: f"in ({', '.join(c.values)})"}
+    if c.kind in shaped:
+        rules.append((shaped[c.kind], f"as invalid_value when not {shaped[c.kind]}"))
     if c.min is not None and c.max is not None:
-        rules.append(f"between {c.min} and {c.max} (else out_of_range)")
+        rules.append((f"between {c.min} and {c.max}", "as out_of_range outside it"))
     elif c.min is not None:
-        rules.append(f">= {c.min} (else out_of_range)")
+        rules.append((f">= {c.min}", f"as out_of_range when below {c.min}"))
     elif c.max is not None:
-        rules.append(f"<= {c.max} (else out_of_range)")
+        rules.append((f"<= {c.max}", f"as out_of_range when above {c.max}"))
     if c.not_future:
-        rules.append("not after the end of the ingest day + 1 hour (else future_timestamp)")
+        rules.append(("not in the future",
+                      "as future_timestamp when after the end of the ingest day + 1 hour"))
     if c.references is not None:
         ref = c.references
-        where = ("received in the same partition" if ref.scope == SAME_PARTITION
-                 else "received in this or an earlier partition")
-        rules.append(f"references {ref.table}.{ref.column} {where} (else unknown_reference)")
+        scope = "this partition" if ref.scope == SAME_PARTITION else "this or an earlier partition"
+        rules.append((f"→ {ref.table}.{ref.column}",
+                      f"as unknown_reference when no {ref.table}.{ref.column} of {scope} has it"))
     for rule in t.rules:
         if c.name in rule.columns:
-            rules.append(f"{rule.description} (else {rule.reason})")
-    return tuple(rules)
+            rules.append((rule.description, f"as {rule.reason} unless {rule.description}"))
+    return rules
 
 
 def _key_rule(t: Table) -> str:
@@ -255,8 +250,10 @@ EXTRA_COLUMNS = Col("extra_columns", STRING,
 
 
 def staged_col(t: Table, c: Column) -> Col:
-    return Col(c.name, TYPE_OF_KIND.get(c.kind, STRING), _kind_text(c), c.nullable,
-               column_rules(t, c))
+    rules = column_rules(t, c)
+    description = f"{_kind_text(c)}. Quarantined " + "; ".join(when for _, when in rules) + "."
+    return Col(c.name, TYPE_OF_KIND.get(c.kind, STRING), description, c.nullable,
+               tuple(short for short, _ in rules if short))
 
 
 def raw_doc(t: Table) -> TableDoc:
@@ -290,7 +287,7 @@ def quarantine_doc(t: Table) -> TableDoc:
     own = {
         "reject_reason": Col("reject_reason", STRING,
                              "the row's first reject reason, in the contract's order",
-                             nullable=False, rules=(f"accepted values: {reasons}",)),
+                             nullable=False, rules=(f"in ({reasons})",)),
         "reject_reasons": Col("reject_reasons", STRING,
                               "every reject reason of the row, comma-separated, in the "
                               "contract's order", nullable=False),
@@ -351,15 +348,15 @@ RECON_COLUMNS = {
 }
 
 
-def _orders_col(name: str) -> Col:
-    orders = contracts.table("orders")
-    return staged_col(orders, orders.column(name))
-
-
-def _customers_col(name: str, **changes) -> Col:
-    customers = contracts.table("customers")
-    col = staged_col(customers, customers.column(name))
-    return Col(**{**col.__dict__, **changes})
+def checked_col(table_name: str, name: str) -> Col:
+    """A contract column in a mart: as staged, its rules checked there (the key of the mart is
+    the mart's own)."""
+    t = contracts.table(table_name)
+    c = t.column(name)
+    rules = tuple(short for short, _ in column_rules(t, c) if short and not short.startswith("key"))
+    return Col(name, TYPE_OF_KIND.get(c.kind, STRING),
+               f"{_kind_text(c)}; as in staging.{table_name}, where its rules were checked",
+               c.nullable, rules)
 
 
 ORDER_DATE = Col("order_date", DATE, "UTC date of order_ts", nullable=False)
@@ -372,10 +369,12 @@ REVENUE = Col("revenue", MONEY, "amount of the orders that are paid, shipped or 
 def mart_docs() -> dict[dg.AssetKey, TableDoc]:
     """The marts' columns are fixed in their SQL (dq_assets/layers/marts.py); a test compares
     these with the tables a real run leaves behind."""
+    from dq_assets.cleaning import staging_columns
+
     customers = contracts.table("customers")
     fact_orders_cols = ("order_id", "customer_id", "order_ts", "status", "currency", "amount",
                         "updated_at")
-    fact = [LINEAGE_COLS["ingest_date"], *(_orders_col(n) for n in fact_orders_cols)]
+    fact = [LINEAGE_COLS["ingest_date"], *(checked_col("orders", n) for n in fact_orders_cols)]
     fact.insert(4, ORDER_DATE)
     return {
         dg.AssetKey(["marts", "fact_orders"]): TableDoc(
@@ -384,23 +383,24 @@ def mart_docs() -> dict[dg.AssetKey, TableDoc]:
                    "within the partition: one row per (ingest_date, order_id)",)),
         dg.AssetKey(["marts", "fact_revenue_daily"]): TableDoc(
             (LINEAGE_COLS["ingest_date"], ORDER_DATE, CURRENCY_COL,
-             Col(**{**ORDER_COUNT.__dict__, "description": "distinct orders received in the partition"}),
+             replace(ORDER_COUNT, description="distinct orders received in the partition"),
              REVENUE),
             rules=("one row per (ingest_date, order_date, currency)",
                    "order_count and revenue per currency equal staging.orders' (check "
                    "matches_staging)")),
         dg.AssetKey(["marts", "revenue_by_order_date"]): TableDoc(
             (ORDER_DATE, CURRENCY_COL,
-             Col(**{**ORDER_COUNT.__dict__, "description": "distinct orders, each in its current "
-                    "version (newer updated_at, then later ingest date)"}),
+             replace(ORDER_COUNT, description="distinct orders, each in its current version "
+                     "(newer updated_at, then later ingest date)"),
              REVENUE),
             rules=("one row per (order_date, currency) over every gated partition: a re-sent "
                    "order counts once, in its current version",)),
         dg.AssetKey(["marts", "customer_versions"]): TableDoc(
-            staging_doc(customers).columns,
+            tuple(LINEAGE_COLS.get(n) or checked_col("customers", n)  # staging's columns
+                  for n in (c.strip('"') for c in staging_columns(customers))),
             rules=("customer versions received in each ingest date that passed the gate",)),
         dg.AssetKey(["marts", "dim_customers"]): TableDoc(
-            (*(_customers_col(n, rules=()) for n in
+            (*(checked_col("customers", n) for n in
                ("customer_id", "email", "full_name", "country_code", "signup_ts")),
              Col("valid_from", UTC_TIMESTAMP, "updated_at of this version", nullable=False),
              Col("valid_to", UTC_TIMESTAMP, "valid_from of the next version (exclusive); NULL "
