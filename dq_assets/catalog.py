@@ -3,11 +3,12 @@
 `with_catalog(defs)` is applied to the code location in one place (definitions.py) and gives
 every asset:
 - `dagster/column_schema`: a `TableSchema` of the table's columns, their types as the store
-  holds them, nullability, and the contract's rules as column constraints (key, accepted
-  values, shapes, ranges, references, future timestamps, row rules, each with the reject
-  reason a failing row gets). Raw, staging and quarantine tables are derived from the
-  contracts (`dq_assets.contracts`), the quality tables from the Arrow schemas their code
-  writes, the marts from `MART_COLUMNS` (their columns are fixed in SQL);
+  holds them, nullability, the contract's rules as column constraints (key, accepted values,
+  shapes, ranges, references, future timestamps, row rules) and, in each column's
+  description, which reject reason a row gets for which rule. Raw, staging and quarantine
+  tables are derived from the contracts (`dq_assets.contracts`), the quality tables from the
+  Arrow schemas their code writes, the marts from `mart_docs` (their columns are fixed in
+  their SQL);
 - `dagster/table_name`: the table's SQL name (`staging.orders`), never a file path; raw on S3
   also gets a `storage` entry with its `s3://` location;
 - kinds of the store that holds it, from the IO manager the deployment (`DQ_DEPLOYMENT`,
@@ -39,7 +40,6 @@ import duckdb
 import pyarrow as pa
 
 from dq_assets import contracts
-from dq_assets.reconcile import RECONS
 from dq_assets.contracts import (
     COUNTRY,
     CURRENCY,
@@ -57,6 +57,7 @@ from dq_assets.contracts import (
     Column,
     Table,
 )
+from dq_assets.reconcile import RECONS
 
 OWNERS_ENV = "DQ_ASSET_OWNERS"
 DEFAULT_OWNERS = ("team:data-platform",)
@@ -538,10 +539,11 @@ def column_schema_change_checks(keys: Iterable[dg.AssetKey]) -> list[dg.AssetChe
 
 
 def _storage(io_manager, key: dg.AssetKey) -> str | None:
-    """The s3:// prefix of a table on S3, as the S3 IO manager reports it when it writes."""
+    """The s3:// prefix of a table on S3, as the S3 IO manager reports it when it writes (None
+    for a prefix it would refuse: the run says why)."""
     try:
-        return io_manager._where(io_manager._table_prefix(key))
-    except (AttributeError, ValueError):
+        return io_manager.table_location(key)
+    except ValueError:
         return None
 
 
