@@ -46,6 +46,7 @@ class PartitionBatches:
     # Where each written partition's metadata goes.
     report: Callable[[str, dict], None] | None = None
     rows_by_partition: dict[str, int] = field(default_factory=dict)
+    schema: pa.Schema | None = None  # of the rows produced (the columns the IO manager wrote)
     _done: bool = field(default=False, repr=False)
 
     @classmethod
@@ -73,6 +74,7 @@ class PartitionBatches:
                 continue
             _check_partition(data, key)
             self.rows_by_partition[key] = data.num_rows
+            self.schema = self.schema or data.schema
             yield key, data
 
     def groups(self) -> Iterator[tuple[list[str], pa.Table]]:

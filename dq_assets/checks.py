@@ -228,7 +228,7 @@ def check_result(outcomes: list[Outcome]) -> dg.AssetCheckResult:
                 "| key |\n|---|\n" + "\n".join(f"| {k} |" for k in detail.sample_keys)
             )
         if detail.sql:
-            meta["reproduce_sql"] = dg.MetadataValue.md(f"```sql\n{detail.sql}\n```")
+            meta["reproduce_sql"] = dg.MetadataValue.md(f"```sql\n{readable_sql(detail.sql)}\n```")
     return dg.AssetCheckResult(
         asset_key=first.asset_key,
         check_name=first.check,
@@ -237,6 +237,50 @@ def check_result(outcomes: list[Outcome]) -> dg.AssetCheckResult:
         metadata=meta,
         description=_summary(failed[0]) if failed else None,
     )
+
+
+# Clauses that start a line of their own in `readable_sql` (AND and ON indented).
+_SQL_CLAUSES = ("LEFT JOIN", "GROUP BY", "ORDER BY", "FROM", "WHERE", "HAVING", "LIMIT", "JOIN",
+                "ON", "AND", "--")
+_SELECT_ITEM_WRAP = 30  # a SELECT item longer than this ends its line (subqueries)
+
+
+def readable_sql(sql: str) -> str:
+    """The one-line reproducing SQL over a few lines for the check's page: the UI shows a code
+    block no wider than its dialog, and a long line has to be scrolled sideways. Each clause
+    of the outer query on a line of its own, long SELECT items one per line; nothing inside
+    parentheses or string literals moves, and the words are unchanged."""
+    out: list[str] = []
+    depth, quoted, in_select, item_start, i = 0, False, True, 0, 0
+    while i < len(sql):
+        ch = sql[i]
+        if quoted:
+            quoted = ch != "'"  # a doubled '' closes and reopens: same result
+        elif ch == "'":
+            quoted = True
+        elif ch in "()":
+            depth += 1 if ch == "(" else -1
+        elif depth == 0 and ch == " ":
+            rest = sql[i + 1:]
+            clause = next((c for c in _SQL_CLAUSES if rest.upper().startswith(c) and (
+                len(rest) == len(c) or not (rest[len(c)].isalnum() or rest[len(c)] == "_"))), None)
+            if clause == "--":  # a trailing comment, on its own line
+                out.append("\n" + rest)
+                break
+            if clause:
+                out.append(("\n  " if clause in ("AND", "ON") else "\n") + rest[:len(clause)])
+                in_select = False
+                i += 1 + len(clause)
+                continue
+        elif depth == 0 and ch == "," and in_select:
+            if len("".join(out[item_start:])) > _SELECT_ITEM_WRAP:
+                out.append(",\n       ")
+                item_start = len(out)
+                i += 2 if sql[i + 1:i + 2] == " " else 1
+                continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
 
 
 def _summary(o: Outcome) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from dq_assets.catalog import with_catalog
 from dq_assets.console import gate_console
 from dq_assets.freshness import freshness_checks, freshness_sensor, with_freshness_policies
 from dq_assets.jobs import jobs
@@ -33,3 +34,4 @@ defs = dg.Definitions(
     executor=dg.in_process_executor,
 )
 defs = with_freshness_policies(defs)
+defs = with_catalog(defs)  # column schemas, table names, kinds, owners, code references

@@ -22,6 +22,7 @@ from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasTypeHandler
 
 from dq_assets.batches import PartitionBatches, PartitionReader
+from dq_assets.catalog import DUCKDB, written_column_schema
 from dq_assets.contracts import check_table_slice
 from dq_assets.duck import (
     add_missing_columns,
@@ -63,6 +64,12 @@ class TransactionalDuckDbClient(DuckDbClient):
         pass  # the type handler deletes, in the same transaction as its insert
 
     @staticmethod
+    def get_table_name(table_slice: TableSlice) -> str:
+        # dagster/table_name: the table, not the file (Dagster's default puts the database
+        # file's path in front); where the file is, is the warehouse's configuration.
+        return f"{table_slice.schema}.{table_slice.table}"
+
+    @staticmethod
     def get_select_statement(table_slice: TableSlice) -> str:
         cols = ", ".join(quote(c) for c in table_slice.columns) if table_slice.columns else "*"
         sql = f"SELECT {cols} FROM {qualified(table_slice.schema, table_slice.table)}"
@@ -96,6 +103,7 @@ class ArrowPandasTypeHandler(DuckDBPandasTypeHandler):
         connection.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _frame")
         connection.unregister("_frame")
         _partition_metadata(context, len(obj))
+        context.add_output_metadata(written_column_schema(context, data.schema, DUCKDB))
 
     def load_input(self, context, table_slice: TableSlice, connection) -> pd.DataFrame:
         if not table_exists(connection, table_slice.schema, table_slice.table):
@@ -131,6 +139,7 @@ class PartitionBatchesTypeHandler(DbTypeHandler):
         column = table_slice.partition_dimensions[0].partition_expr
         replace_partitions(connection, table_slice.schema, table_slice.table, column, obj)
         obj.finish(lambda key: {"Query": partition_query(table_slice.schema, table_slice.table, column, key)})
+        context.add_output_metadata(written_column_schema(context, obj.schema, DUCKDB))
 
     def load_input(self, context, table_slice: TableSlice, connection) -> PartitionReader:
         if not table_exists(connection, table_slice.schema, table_slice.table):

@@ -54,6 +54,7 @@ from psycopg.conninfo import conninfo_to_dict
 from pydantic import Field
 
 from dq_assets.batches import PartitionBatches, PartitionReader
+from dq_assets.catalog import POSTGRES, written_column_schema
 from dq_assets.contracts import check_identifier, check_table_slice
 from dq_assets.duck import partition_query, to_arrow, to_pandas
 from dq_assets.quality_store import APPEND_ONLY_TABLES, QUALITY_SCHEMA, QualityStore
@@ -757,8 +758,9 @@ class PostgresPandasTypeHandler(DbTypeHandler[pd.DataFrame]):
 
     def handle_output(self, context, table_slice: TableSlice, obj: pd.DataFrame, connection):
         where = slice_where(table_slice)
+        data = to_arrow(obj)
         rows = write_table(
-            connection, table_slice.schema, table_slice.table, to_arrow(obj),
+            connection, table_slice.schema, table_slice.table, data,
             replace=where if where is not None else True,
             index=[dim.partition_expr for dim in table_slice.partition_dimensions or ()],
         )
@@ -767,7 +769,7 @@ class PostgresPandasTypeHandler(DbTypeHandler[pd.DataFrame]):
             if context.has_partition_key or context.has_asset_partitions
             else TableMetadataSet(row_count=rows)
         )
-        context.add_output_metadata(dict(meta))
+        context.add_output_metadata({**meta, **written_column_schema(context, data.schema, POSTGRES)})
 
     def load_input(self, context, table_slice: TableSlice, connection) -> pd.DataFrame:
         data = read_table(
@@ -797,6 +799,7 @@ class PostgresBatchesTypeHandler(DbTypeHandler):
         column = table_slice.partition_dimensions[0].partition_expr
         replace_partitions(connection, table_slice.schema, table_slice.table, column, obj)
         obj.finish(lambda key: {"Query": partition_query(table_slice.schema, table_slice.table, column, key)})
+        context.add_output_metadata(written_column_schema(context, obj.schema, POSTGRES))
 
     def load_input(self, context, table_slice: TableSlice, connection) -> PartitionReader:
         if not table_columns(connection, table_slice.schema, table_slice.table):

@@ -23,6 +23,7 @@ from dagster_aws.s3 import S3Resource
 
 from dq_assets.aws import s3_client, s3_error
 from dq_assets.batches import PartitionBatches, PartitionReader
+from dq_assets.catalog import S3_PARQUET, written_column_schema
 from dq_assets.contracts import check_identifier
 from dq_assets.duck import to_arrow, to_pandas
 
@@ -63,6 +64,10 @@ class S3ParquetIOManager(dg.ConfigurableIOManager):
     def _where(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
 
+    def table_location(self, asset_key: dg.AssetKey) -> str:
+        """The s3:// prefix of an asset's objects (its `storage` metadata)."""
+        return self._where(self._table_prefix(asset_key))
+
     # ---------------------------------------------------------------- output
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | PartitionBatches) -> None:
@@ -71,6 +76,8 @@ class S3ParquetIOManager(dg.ConfigurableIOManager):
             for key, data in obj:
                 self._put(client, self._key(context.asset_key, key), data)
             obj.finish(lambda key: {"storage": self._where(self._key(context.asset_key, key))})
+            context.add_output_metadata({"storage": self.table_location(context.asset_key),
+                                         **written_column_schema(context, obj.schema, S3_PARQUET)})
             return
         data = to_arrow(obj)
         asset_key = context.asset_key
@@ -88,7 +95,8 @@ class S3ParquetIOManager(dg.ConfigurableIOManager):
         else:
             self._put(client, self._key(asset_key, None), data)
         context.add_output_metadata({
-            "storage": self._where(self._table_prefix(asset_key)), "rows": data.num_rows,
+            "storage": self.table_location(asset_key), "rows": data.num_rows,
+            **written_column_schema(context, data.schema, S3_PARQUET),
         })
 
     def _put(self, client, key: str, data: pa.Table) -> None:
@@ -108,7 +116,7 @@ class S3ParquetIOManager(dg.ConfigurableIOManager):
         existing = self._list(client, asset_key)
         if not existing:
             raise dg.Failure(f"{asset_key.to_user_string()} does not exist at "
-                             f"{self._where(self._table_prefix(asset_key))} yet: materialize it first.")
+                             f"{self.table_location(asset_key)} yet: materialize it first.")
         if context.dagster_type.typing_type is PartitionReader:
             def read_many(partition_keys: list[str]) -> pa.Table:
                 tables = [self._get(client, existing[k], columns) for k in partition_keys if k in existing]

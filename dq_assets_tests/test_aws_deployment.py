@@ -147,3 +147,44 @@ def test_a_range_on_aws_equals_day_by_day_on_duckdb(both, pg_url, instance):
     finally:
         with psycopg.connect(pg_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+def test_the_published_columns_are_what_postgresql_and_the_parquet_objects_hold(both):
+    """The catalog of the aws deployment (dq_assets/catalog.py) against what the runs left:
+    PostgreSQL's own spelling of each column type, the Arrow schema of each parquet object."""
+    import io
+
+    import dagster as dg
+    import pyarrow.parquet as pq
+
+    from dq_assets.catalog import S3_PARQUET, column_type, with_catalog
+    from dq_assets.definitions import ALL_ASSETS
+
+    _, aws, _ = both
+    catalog = with_catalog(dg.Definitions(assets=ALL_ASSETS, resources=aws.resources))
+    s3 = boto3.client("s3")
+    rerun = aws.materialize(DAYS[1])  # (a rerun leaves identical contents, see above)
+    assert rerun.success
+    written = {m.asset_key: m.metadata["dagster/column_schema"].value for m in
+               (e.event_specific_data.materialization for e in rerun.get_asset_materialization_events())}
+    specs = list(catalog.resolve_all_asset_specs())
+    assert len(specs) == 26
+    for spec in specs:
+        published = [(c.name, c.type) for c in spec.metadata["dagster/column_schema"].columns]
+        schema, name = spec.metadata["dagster/table_name"].split(".")
+        if schema == "raw":
+            assert spec.kinds == {"s3", "parquet"}
+            prefix = spec.metadata["storage"]
+            assert prefix == f"s3://aws-warehouse/wh/raw/{name}/"
+            key = f"wh/raw/{name}/ingest_date={DAYS[-1]}/data.parquet"
+            body = s3.get_object(Bucket="aws-warehouse", Key=key)["Body"].read()
+            held = [(f.name, column_type(f.type, S3_PARQUET)) for f in pq.read_schema(io.BytesIO(body))]
+        else:
+            assert spec.kinds == {"postgres"}
+            held = [tuple(r) for r in aws.query(
+                """SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
+                   WHERE attrelid = CAST(? AS regclass) AND attnum > 0 AND NOT attisdropped
+                   ORDER BY attnum""", [f'"{schema}"."{name}"'])]
+        assert published == held, spec.key.to_user_string()
+        # what the S3 and PostgreSQL IO managers reported writing
+        assert [(c.name, c.type) for c in written[spec.key].columns] == held, spec.key.to_user_string()

@@ -100,3 +100,52 @@ def test_suppressions_file_is_validated_and_the_default_is_empty(tmp_path):
     bad.write_text("suppressions:\n  - {check: unique_key, ticket: DQ-1, expires: 2030-01-01}\n")
     with pytest.raises(ValueError, match="lacks reason"):
         load_suppressions(str(bad))
+
+
+def test_the_reproducing_sql_is_shown_clause_by_clause():
+    """The check's page shows `reproduce_sql` as a code block no wider than its dialog: each
+    outer clause on its own line; only spaces outside literals and parentheses become breaks."""
+    import re
+    from decimal import Decimal as D
+
+    from dq_assets.checks import check_result, evaluate_mart_totals, readable_sql
+    from dq_assets.contracts import TABLES
+    from dq_assets.layers.quality import recon_outcomes
+
+    outcomes = []
+    for t in TABLES:
+        outcomes += evaluate_staging(t, ASSET, "2025-01-12", CFG, counts(hours=20), [])
+        outcomes += evaluate_landing(t, ASSET, "2025-01-12", CFG, listed={"rows": 1}, present=True,
+                                     landed_rows=1, landed_sha256="a", landed_sum=D(1),
+                                     missing_columns=[], unknown_columns=[])
+        outcomes.append(evaluate_volume(t, ASSET, "2025-01-12", CFG, counts(earlier=[100] * 7)))
+    outcomes.append(evaluate_mart_totals(ASSET, "2025-01-12", CFG, {"EUR": (1, D(1))}, {}))
+    outcomes += recon_outcomes(CFG, "2025-01-12", [], {})
+    sqls = {o.sql for o in outcomes if o.sql}
+    assert len(sqls) > 50
+    for sql in sqls | {"SELECT * FROM t WHERE a = 'it''s FROM here' AND b IN (SELECT x FROM y)"}:
+        shown = readable_sql(sql)
+        assert re.sub(r"\n *", " ", shown) == sql, (sql, shown)
+        assert max(len(line) for line in shown.splitlines()) <= 120, shown
+    assert readable_sql("SELECT * FROM t WHERE a = 'it''s FROM here' AND b IN (SELECT x FROM y)") == (
+        "SELECT *\nFROM t\nWHERE a = 'it''s FROM here'\n  AND b IN (SELECT x FROM y)")
+    failed = next(o for o in outcomes if o.check == "no_unknown_reference")
+    failed.passed = False
+    md = check_result([failed]).metadata["reproduce_sql"]
+    assert isinstance(md, dg.MarkdownMetadataValue)
+    assert md.value == f"```sql\n{readable_sql(failed.sql)}\n```"
+    assert md.value.count("\n") == 5  # SELECT / FROM / WHERE / AND inside the fence
+
+
+def test_the_reproducing_sql_as_shown_returns_what_it_reproduces(two_days, warehouse):
+    """Every reproducing SQL a real run recorded, run as recorded and as the UI shows it."""
+    from dq_assets.checks import readable_sql
+
+    assert warehouse.materialize("2025-01-01").success
+    sqls = [r[0] for r in warehouse.query(
+        "SELECT DISTINCT reproduce_sql FROM quality.check_results WHERE reproduce_sql IS NOT NULL")]
+    assert len(sqls) > 30
+    for sql in sqls:
+        shown = readable_sql(sql)
+        assert "\n" in shown
+        assert sorted(warehouse.query(shown), key=repr) == sorted(warehouse.query(sql), key=repr), shown

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dq_assets.batches import PartitionBatches, PartitionReader, chunk_producer
+from dq_assets.catalog import published_column_schema, store_of
 from dq_assets.checks import evaluate_mart_totals, load_gate_config, report
 from dq_assets.duck import partition_query, query_tables
 from dq_assets.layers.quality import GATE_KEY, inputs_version
@@ -260,13 +261,14 @@ def _write(context, store: QualityStore, key: dg.AssetKey, batches: PartitionBat
     table = key.path[-1]
     store.replace_partitions(MARTS_SCHEMA, table, PARTITION_COLUMN, batches)
     published = batches.finish(lambda k: {"Query": partition_query(MARTS_SCHEMA, table, PARTITION_COLUMN, k)})
+    columns = published_column_schema(key, batches.schema, store_of(store))
     if list(published) == list(context.partition_keys):
         for partition_key, meta in published.items():
             context.add_asset_metadata(meta, asset_key=key, partition_key=partition_key)
-        yield dg.MaterializeResult(asset_key=key)
+        yield dg.MaterializeResult(asset_key=key, metadata=columns)
         return
     for partition_key, meta in published.items():
-        yield dg.AssetMaterialization(asset_key=key, partition=partition_key, metadata=meta)
+        yield dg.AssetMaterialization(asset_key=key, partition=partition_key, metadata={**meta, **columns})
 
 
 def _replace(store: QualityStore, key: dg.AssetKey, data: pa.Table) -> dg.MaterializeResult:
@@ -274,7 +276,8 @@ def _replace(store: QualityStore, key: dg.AssetKey, data: pa.Table) -> dg.Materi
     table = key.path[-1]
     store.replace_table(MARTS_SCHEMA, table, data)
     return dg.MaterializeResult(asset_key=key, metadata={
-        "dagster/row_count": data.num_rows, "Query": f"SELECT * FROM {MARTS_SCHEMA}.{table}"})
+        "dagster/row_count": data.num_rows, "Query": f"SELECT * FROM {MARTS_SCHEMA}.{table}",
+        **published_column_schema(key, data.schema, store_of(store))})
 
 
 def _day(data: pa.Table, partition_key: str) -> pa.Table:
