@@ -1,11 +1,14 @@
-"""The UI in a real browser.
+"""The UI in a real browser, after what users do: the README's CLI run of a day, then a
+backfill launched from the UI over a range with defect days.
 
-Materializes sample days with the CLI into a throwaway Dagster home and warehouse, starts
-`dagster dev` (webserver and daemon) on a free localhost port, and drives headless Chromium
-(Debian's `chromium` package at /usr/bin/chromium, installed by `.ci/run`) through Playwright:
-the asset graph and the pages of the checks that failed on 2025-01-12. It asserts on the text a
-user sees and saves screenshots under the test's tmp directory and, with DQ_UPDATE_SCREENSHOTS=1, in docs/screenshots/ (the
-README shows those).
+Materializes 2025-01-01 with the CLI (as the README says, in the Dagster home `dagster dev`
+shares), starts `dagster dev` (webserver and daemon) on a free localhost port, launches a
+backfill of every asset over 2025-01-02..2025-01-13 through the UI's own GraphQL mutation (the
+daemon runs it), runs the defect day 2025-01-12 again from the CLI, and drives headless
+Chromium (Debian's `chromium` package at /usr/bin/chromium, installed by `.ci/run`) through
+Playwright. It reads what a user reads, partition by partition, and compares it with what the
+warehouse holds. Screenshots go under the test's tmp directory and, with
+DQ_UPDATE_SCREENSHOTS=1, into docs/screenshots/ (the README shows those).
 """
 
 from __future__ import annotations
@@ -32,11 +35,13 @@ SAMPLE_LANDING = REPO / "data" / "landing"
 DOCS_SCREENSHOTS = REPO / "docs" / "screenshots"
 CHROMIUM = os.environ.get("DQ_TEST_CHROMIUM", "/usr/bin/chromium")
 
-# Days 2025-01-01..11 pass (one single-run backfill, as CI runs them); 2025-01-12 fails the gate
-# with ERROR checks (data/README.md). The earlier days are needed for 2025-01-12 to fail only
-# for its own defects: references resolve against what earlier partitions received.
-PASS_RANGE = ("2025-01-01", "2025-01-11")
-FAIL_DAY = "2025-01-12"
+# 2025-01-01 from the CLI; 2025-01-02..13 as one backfill from the UI, in which 2025-01-12 and
+# 2025-01-13 fail the gate with ERROR checks (data/README.md) and the other days pass.
+CLI_DAY = "2025-01-01"
+BACKFILL_RANGE = ("2025-01-02", "2025-01-13")
+BACKFILL_DAYS = [f"2025-01-{d:02d}" for d in range(2, 14)]
+FAIL_DAY, REFUSED = "2025-01-12", {"2025-01-12", "2025-01-13"}
+CONSOLE = str(REPO / "dq_assets" / "console.yaml")
 
 VIEWPORT = {"width": 1440, "height": 900}
 TIMEOUT_MS = 45_000  # per wait for rendered content (pages load their data after the shell)
@@ -129,7 +134,7 @@ def ui(tmp_path_factory):
     # An instance of its own; no newsletter pop-up over the pages, no telemetry.
     (home / "dagster.yaml").write_text("nux:\n  enabled: false\ntelemetry:\n  enabled: false\n")
     for day in sorted(SAMPLE_LANDING.glob("ingest_date=*")):
-        if day.name.removeprefix("ingest_date=") <= FAIL_DAY:
+        if day.name.removeprefix("ingest_date=") <= BACKFILL_RANGE[1]:
             shutil.copytree(day, landing / day.name)
 
     port = _free_port()
@@ -139,21 +144,25 @@ def ui(tmp_path_factory):
     env.update(DAGSTER_HOME=str(home), DQ_WAREHOUSE=str(root / "warehouse.duckdb"),
                DQ_LANDING=str(landing), DQ_ALERT_FILE=str(root / "alerts.jsonl"), DQ_UI_URL=base)
 
-    # The passing days first: that run also creates the instance's storage (two processes
-    # creating a fresh SQLite instance at once race on its schema migrations).
-    rc = _dagster("asset", "materialize", "-m", "dq_assets", "--select", "*",
-                  "--partition-range", "...".join(PASS_RANGE), env=env, cwd=root, log=root / "pass.log")
-    assert rc == 0, f"{'...'.join(PASS_RANGE)} should pass:\n{(root / 'pass.log').read_text()[-3000:]}"
+    # The README's quick start, in the Dagster home that `dagster dev` will share. It also
+    # creates the instance's storage (two processes creating a fresh SQLite instance at once
+    # race on its schema migrations).
+    rc = _dagster("asset", "materialize", "-m", "dq_assets", "--select", "*", "--partition", CLI_DAY,
+                  "-c", CONSOLE, env=env, cwd=root, log=root / "cli.log")
+    assert rc == 0, f"{CLI_DAY} should pass:\n{(root / 'cli.log').read_text()[-3000:]}"
 
-    # `dagster dev` (code server, webserver, daemon) starts while the CLI runs the failing day.
     log = root / "dagster_dev.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "dagster", "dev", "-m", "dq_assets", "-p", str(port), "-h", "127.0.0.1"],
             env=env, cwd=root, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
+        _wait_until_served(base, proc, log)
+        backfill_id, backfill = _launch_backfill(base)
+        # An operator looks at the defect day again from the CLI: its checks' latest results
+        # are then that day's (the UI's check pages show an asset check's latest evaluation).
         rc = _dagster("asset", "materialize", "-m", "dq_assets", "--select", "*", "--partition", FAIL_DAY,
-                      env=env, cwd=root, log=root / "fail.log")
+                      "-c", CONSOLE, env=env, cwd=root, log=root / "fail.log")
         fail_log = (root / "fail.log").read_text()
         assert rc == 1 and f"gate FAILED for {FAIL_DAY}" in fail_log, (
             f"{FAIL_DAY} should fail at the gate (exit 1), got {rc}:\n{fail_log[-3000:]}")
@@ -163,13 +172,56 @@ def ui(tmp_path_factory):
             failed = conn.execute(
                 """SELECT asset_key, check_name FROM quality.check_results WHERE partition_key = ?
                    QUALIFY row_number() OVER (PARTITION BY asset_key, check_name ORDER BY evaluated_at DESC) = 1
-                       AND NOT passed AND severity = 'ERROR'
+                       AND NOT passed AND severity = 'ERROR' AND check_name <> 'gate_passed'
                    ORDER BY 1, 2""", [FAIL_DAY]).fetchall()
-
-        _wait_until_served(base, proc, log)
-        yield {"base": base, "failed": failed, "shots": shots, "log": log}
+            held = _warehouse_figures(conn)
+        yield {"base": base, "failed": failed, "shots": shots, "log": log, "held": held,
+               "backfill_id": backfill_id, "backfill": backfill, "cli_log": (root / "cli.log").read_text()}
     finally:
         _stop_group(proc)
+
+
+def _launch_backfill(base: str) -> tuple[str, dict]:
+    """What the UI's Materialize > partition range > Launch backfill does for every asset: the
+    same GraphQL mutation; then the daemon runs it. Returns its id and its final state."""
+    nodes = _graphql(base, "{ assetNodes { assetKey { path } partitionDefinition { type } } }")
+    daily = [n["assetKey"] for n in nodes["data"]["assetNodes"] if n["partitionDefinition"]]
+    assert len(daily) == 26, daily  # every asset of the warehouse is daily
+    launched = _graphql(base, """
+        mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
+            __typename ... on LaunchBackfillSuccess { backfillId }
+            ... on PythonError { message } ... on InvalidSubsetError { message } } }""",
+        {"params": {"partitionNames": BACKFILL_DAYS, "assetSelection": daily, "fromFailure": False}})
+    result = launched["data"]["launchPartitionBackfill"]
+    assert result["__typename"] == "LaunchBackfillSuccess", result
+    backfill_id = result["backfillId"]
+    deadline, state = time.monotonic() + 420, None
+    while time.monotonic() < deadline:
+        state = _graphql(base, """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
+            ... on PartitionBackfill { status runs(limit: 10) { runId status tags { key value } } } } }""",
+            {"id": backfill_id})["data"]["partitionBackfillOrError"]
+        if state["status"] not in ("REQUESTED", "CANCELING", "FAILING"):
+            return backfill_id, state
+        time.sleep(2)
+    pytest.fail(f"backfill {backfill_id} did not finish: {state}")
+
+
+def _warehouse_figures(conn) -> dict[str, dict]:
+    """Per day: what the warehouse holds for the figures the UI shows."""
+    out = {}
+    for day in BACKFILL_DAYS:
+        [(rows, quarantined)] = conn.execute(
+            """SELECT (SELECT count(*) FROM staging.payments WHERE ingest_date = CAST(? AS DATE)),
+                      (SELECT count(*) FROM quality.payments_quarantine WHERE ingest_date = CAST(? AS DATE))""",
+            [day, day]).fetchall()
+        [(health, at_risk, passed)] = conn.execute(
+            "SELECT health_score, revenue_at_risk, gate_passed FROM quality.partition_gate "
+            "WHERE ingest_date = CAST(? AS DATE)", [day]).fetchall()
+        [(facts,)] = conn.execute("SELECT count(*) FROM marts.fact_orders WHERE ingest_date = CAST(? AS DATE)",
+                                  [day]).fetchall()
+        out[day] = {"rows": rows, "quarantined_rows": quarantined, "health_score": health,
+                    "revenue_at_risk": float(at_risk or 0), "gate_passed": passed, "fact_orders": facts}
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -223,17 +275,18 @@ def test_asset_graph_shows_the_layers_and_the_gate(ui, page):
     _screenshot(page, ui, "asset-lineage-layers.png", docs=False)
 
     # The quality layer's graph: the quarantines feed the gate, the gate feeds the marts.
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": 1800})  # the whole group
     page.goto(f"{ui['base']}/locations/dq_assets/asset-groups/quality/lineage")
     gate = page.get_by_text("partition_gate", exact=True).first
     expect(gate).to_be_visible()
     for name in ("orders_quarantine", "payments_quarantine", "recon_row_mismatches",
-                 "fact_revenue_daily", "fact_orders"):
+                 "customer_versions", "fact_orders"):
         expect(page.get_by_text(name, exact=True).first).to_be_visible()
     # staging/orders, upstream of the quarantine tables, drawn as a link to another group
     expect(page.get_by_text("orders", exact=True).first).to_be_visible()
-    # the gate's node carries the status of its 5 checks (gate_passed failed, see below; and
-    # the two freshness checks)
-    expect(page.get_by_text(re.compile(r"^\d+ / 5 Passed$")).first).to_be_visible()
+    # the gate's node carries the status of its 4 checks (gate_passed failed, see below; the
+    # expired suppressions; and the two freshness checks)
+    expect(page.get_by_text(re.compile(r"^\d+ / 4 Passed$")).first).to_be_visible()
     _screenshot(page, ui, "asset-graph-quality.png")
 
 
@@ -264,12 +317,15 @@ def test_gate_check_page_lists_every_error_failure(ui, page):
 
     page.goto(f"{ui['base']}/assets/quality/partition_gate?view=checks&checkDetail=gate_passed")
     expect(page.get_by_text("Evaluation result")).to_be_visible()
-    expect(page.get_by_text("This is a blocking asset check.")).to_be_visible()
+    # it blocks nothing: the marts read the decision per partition (a range publishes the days
+    # that passed); its failure fails the run
+    expect(page.get_by_text("This is a non-blocking asset check.")).to_be_visible()
     text = _text(page)
     assert re.search(r"Evaluation result Failed", text), text[:3000]
     assert re.search(rf"Partition {FAIL_DAY}", text), text[:3000]
+    assert re.search(r"severity ERROR", text), text[:3000]
     # every ERROR check that failed in the warehouse's record is named on the page
-    m = re.search(r"error_failures (\S+): (.+?) failed_partitions", text)
+    m = re.search(r"observed (\S+): refused: (.+?) (?:reproduce_sql|threshold|severity|detail|failing_rows|failed_partitions) ", text)
     assert m, text[:3000]
     assert m.group(1) == FAIL_DAY
     shown = sorted(tuple(x.strip().split(":")) for x in m.group(2).split(","))
@@ -277,43 +333,82 @@ def test_gate_check_page_lists_every_error_failure(ui, page):
     _screenshot(page, ui, "gate-check.png")
 
 
-BACKFILL_RANGE = ("2025-01-02", "2025-01-04")
+def _metadata_number(text: str, name: str) -> float:
+    m = re.search(rf"(?:^| ){re.escape(name)} (-?[\d.]+)(?: |$)", text)
+    assert m, f"{name} not shown: {text[:3000]}"
+    return float(m.group(1))
 
 
-def test_a_backfill_launched_from_the_ui_runs_as_one_run(ui, page):
-    """What the UI's Materialize > partition range > Launch backfill does: the same GraphQL
-    mutation, then the daemon runs it; the backfill's page shows it completed."""
+def test_the_readme_cli_run_is_in_the_ui(ui, page):
+    """The quick start's CLI run went to the Dagster home `dagster dev` reads: the UI lists it."""
     from playwright.sync_api import expect
 
-    nodes = _graphql(ui["base"], "{ assetNodes { assetKey { path } partitionDefinition { type } } }")
-    daily = [n["assetKey"] for n in nodes["data"]["assetNodes"] if n["partitionDefinition"]]
-    assert len(daily) >= 20, daily
-    first, last = (date.fromisoformat(d) for d in BACKFILL_RANGE)
-    names = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
-    launched = _graphql(ui["base"], """
-        mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
-            __typename ... on LaunchBackfillSuccess { backfillId }
-            ... on PythonError { message } ... on InvalidSubsetError { message } } }""",
-        {"params": {"partitionNames": names, "assetSelection": daily, "fromFailure": False}})
-    result = launched["data"]["launchPartitionBackfill"]
-    assert result["__typename"] == "LaunchBackfillSuccess", result
-    backfill_id = result["backfillId"]
+    assert ui["cli_log"].strip().splitlines()[-1] == f"dq_assets gate PASSED for {CLI_DAY}; marts published"
+    runs = _graphql(ui["base"], """{ runsOrError { ... on Runs { results { runId status tags { key value } } } } }""")
+    cli = [r for r in runs["data"]["runsOrError"]["results"]
+           if {"key": "dagster/partition", "value": CLI_DAY} in r["tags"]]
+    assert [r["status"] for r in cli] == ["SUCCESS"], cli
+    page.goto(f"{ui['base']}/runs")
+    expect(page.get_by_text(cli[0]["runId"][:8]).first).to_be_visible()
 
-    deadline, state = time.monotonic() + 300, None
-    while time.monotonic() < deadline:
-        state = _graphql(ui["base"], """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
-            ... on PartitionBackfill { status runs(limit: 10) { runId status tags { key value } } } } }""",
-            {"id": backfill_id})["data"]["partitionBackfillOrError"]
-        if state["status"] not in ("REQUESTED", "CANCELING", "FAILING"):
-            break
-        time.sleep(2)
-    assert state and state["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), state
-    # a single-run backfill policy: the whole range is one run, and it succeeded
-    assert [r["status"] for r in state["runs"]] == ["SUCCESS"], state
-    tags = {t["key"]: t["value"] for t in state["runs"][0]["tags"]}
-    assert (tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end")) == BACKFILL_RANGE, tags
 
-    page.goto(f"{ui['base']}/runs/b/{backfill_id}")
-    expect(page.get_by_text(backfill_id).first).to_be_visible()
-    expect(page.get_by_text("Completed").first).to_be_visible()
+def test_a_backfill_with_defect_days_is_one_run_and_is_not_shown_as_succeeded(ui, page):
+    from playwright.sync_api import expect
+
+    state = ui["backfill"]
+    assert state["status"] == "COMPLETED_FAILED", state  # not COMPLETED_SUCCESS
+    # every asset has the same daily partitions and a single-run policy: one run, the range
+    [run] = state["runs"]
+    tags = {t["key"]: t["value"] for t in run["tags"]}
+    assert (tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]) == BACKFILL_RANGE
+    assert run["status"] == "FAILURE"
+    page.goto(f"{ui['base']}/runs/b/{ui['backfill_id']}")
+    expect(page.get_by_text("Partition selection").first).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^Failed$")).first).to_be_visible()
+    text = _text(page)
+    assert re.search(r"Status Failed", text), text[:2000]
+    assert "Completed" not in text.split("Asset name")[0], text[:2000]
     _screenshot(page, ui, "backfill.png")
+
+
+def test_every_partition_shows_its_own_figures(ui, page):
+    """The rows, quarantined rows, health score and revenue at risk the UI shows for each day
+    of the range run are that day's, as the warehouse holds them."""
+    from playwright.sync_api import expect
+
+    for day, held in ui["held"].items():
+        page.goto(f"{ui['base']}/assets/staging/payments?view=partitions&partition={day}")
+        expect(page.get_by_text(f"WHERE ingest_date = DATE '{day}'")).to_be_visible()
+        text = _text(page)
+        shown = {"rows": _metadata_number(text, "rows"), "quarantined_rows": _metadata_number(text, "quarantined_rows")}
+        assert shown == {"rows": held["rows"], "quarantined_rows": held["quarantined_rows"]}, (day, shown, held)
+        if day == "2025-01-03":
+            _screenshot(page, ui, "partition-figures.png")
+
+        page.goto(f"{ui['base']}/assets/quality/partition_gate?view=partitions&partition={day}")
+        expect(page.get_by_text(f"WHERE ingest_date = DATE '{day}'")).to_be_visible()
+        text = _text(page)
+        assert _metadata_number(text, "health_score") == pytest.approx(held["health_score"]), (day, text[:3000])
+        assert _metadata_number(text, "revenue_at_risk") == pytest.approx(held["revenue_at_risk"]), day
+        assert f"gate_passed {str(held['gate_passed']).lower()}" in text, (day, text[:3000])
+
+
+def test_refused_days_marts_are_shown_failed_not_materialized(ui, page):
+    from playwright.sync_api import expect
+
+    for day, held in ui["held"].items():
+        assert (held["fact_orders"] > 0) == (day not in REFUSED), (day, held)
+    statuses = _graphql(ui["base"], """query($key: AssetKeyInput!) { assetNodeOrError(assetKey: $key) {
+        ... on AssetNode { assetPartitionStatuses { ... on TimePartitionStatuses {
+            ranges { status startKey endKey } } } } } }""", {"key": {"path": ["marts", "fact_orders"]}})
+    ranges = statuses["data"]["assetNodeOrError"]["assetPartitionStatuses"]["ranges"]
+    assert [(r["status"], r["startKey"], r["endKey"]) for r in ranges] == [
+        ("MATERIALIZED", CLI_DAY, "2025-01-11"), ("FAILED", "2025-01-12", "2025-01-13")], ranges
+
+    page.goto(f"{ui['base']}/assets/marts/fact_orders?view=partitions&partition={FAIL_DAY}")
+    expect(page.get_by_text("did not materialize this asset").first).to_be_visible()
+    text = _text(page)
+    assert "Failed (2)" in text and "Materialized (11)" in text, text[:2000]
+    _screenshot(page, ui, "refused-mart.png")
+    page.goto(f"{ui['base']}/assets/marts/fact_orders?view=partitions&partition=2025-01-11")
+    expect(page.get_by_text("WHERE ingest_date = DATE '2025-01-11'")).to_be_visible()

@@ -4,12 +4,12 @@ One step publishes every mart. It reads the gate decision of each partition of t
 publishes a partition only when the decision passed and the partition's write marks are still
 the ones the gate judged (dq_assets.quality_store); the others keep their previous contents.
 
-What Dagster records is what was published: the partitioned marts are written by the step
-itself and get one materialization per published partition, with that partition's own
-figures. A refused partition gets none, so in a run that fails it shows as failed, not as
-materialized. (An output of a range run would give every partition of the range a
-materialization, published or not.) The two current-state marts are rebuilt from the
-published partitions of every day, never from staging directly.
+What Dagster records is what was published. The marts are written by the step itself (through
+the deployment's store), and a partition gets a materialization, with its own figures, only
+when it was published: a refused one gets none, so in the failed run it shows as failed, not
+as materialized. (An output of a range run would give every partition of the range one.) The
+two current-state marts are rebuilt as a whole from every published day, never from staging;
+their daily partitions say which days they include.
 """
 
 
@@ -97,7 +97,12 @@ def _partitioned(key: dg.AssetKey, description: str, deps) -> dg.AssetSpec:
 
 
 def _current_state(key: dg.AssetKey, description: str, deps) -> dg.AssetSpec:
-    return dg.AssetSpec(key, skippable=True, group_name=MARTS_GROUP, deps=deps, description=description)
+    """A mart over every published day, rebuilt as a whole. Its daily partitions say which
+    days it includes: partition D is materialized when D's gated data went into it, so a
+    refused day is not shown as part of the current state, and every mart of the warehouse
+    shares one partitioning (a backfill of everything is one run)."""
+    return dg.AssetSpec(key, partitions_def=DAILY, skippable=True, group_name=MARTS_GROUP, deps=deps,
+                        description=description + " Partition D: D's gated data is included.")
 
 
 MART_SPECS = [
@@ -234,7 +239,7 @@ def _publish_orders(context, store: QualityStore, orders: PartitionReader, passe
     if published:
         everything = store.read_table(MARTS_SCHEMA, "fact_orders")
         current = query_tables(REVENUE_BY_ORDER_DATE_SQL, fact_orders=everything)
-        yield _replace(store, REVENUE_BY_ORDER_DATE_KEY, current)
+        yield from _replace(context, store, REVENUE_BY_ORDER_DATE_KEY, current, published)
     return outcomes
 
 
@@ -248,20 +253,37 @@ def _publish_customers(context, store: QualityStore, customers: PartitionReader,
     versions_of = chunk_producer(passed, customers, lambda chunk, rows: rows)
     yield from _write(context, store, CUSTOMER_VERSIONS_KEY, PartitionBatches(passed, versions_of))
     everything = store.read_table(MARTS_SCHEMA, "customer_versions")
-    if everything is not None:
-        dim = query_tables(DIM_CUSTOMERS_SQL, versions=everything)
-        yield _replace(store, DIM_CUSTOMERS_KEY, dim)
+    dim = query_tables(DIM_CUSTOMERS_SQL, versions=everything)
+    yield from _replace(context, store, DIM_CUSTOMERS_KEY, dim, passed)
 
 
 def _write(context, store: QualityStore, key: dg.AssetKey, batches: PartitionBatches) -> Iterator:
-    """Replace the partitions `batches` produces and record them, each with its own metadata:
-    when every partition of the run was published, as Dagster's own materialization of the
-    output (so the asset's checks run after it); otherwise one materialization per published
-    partition, and none for the refused ones."""
+    """Replace the partitions `batches` produces and record each with its own metadata."""
     table = key.path[-1]
     store.replace_partitions(MARTS_SCHEMA, table, PARTITION_COLUMN, batches)
     published = batches.finish(lambda k: {"Query": partition_query(MARTS_SCHEMA, table, PARTITION_COLUMN, k)})
-    columns = published_column_schema(key, batches.schema, store_of(store))
+    yield from _record(context, key, published, _table_metadata(key, batches.schema, store))
+
+
+def _replace(context, store: QualityStore, key: dg.AssetKey, data: pa.Table, included: list[str]) -> Iterator:
+    """Replace a current-state mart as a whole, now including the days `included`."""
+    table = key.path[-1]
+    store.replace_table(MARTS_SCHEMA, table, data)
+    meta = {"dagster/row_count": data.num_rows, "Query": f"SELECT * FROM {MARTS_SCHEMA}.{table}"}
+    yield from _record(context, key, {k: meta for k in included}, _table_metadata(key, data.schema, store))
+
+
+def _table_metadata(key: dg.AssetKey, schema: pa.Schema | None, store: QualityStore) -> dict:
+    """What every materialization of a mart says of its table: its name and the columns written."""
+    return {"dagster/table_name": f"{MARTS_SCHEMA}.{key.path[-1]}",
+            **published_column_schema(key, schema, store_of(store))}
+
+
+def _record(context, key: dg.AssetKey, published: dict[str, dict], columns: dict) -> Iterator:
+    """A materialization for each published partition, with its own metadata: when every
+    partition of the run was published, as Dagster's own record of the output (so the asset's
+    checks run after it); otherwise one event per published partition and none for the refused
+    ones (an output would give every partition of the range one)."""
     if list(published) == list(context.partition_keys):
         for partition_key, meta in published.items():
             context.add_asset_metadata(meta, asset_key=key, partition_key=partition_key)
@@ -269,15 +291,6 @@ def _write(context, store: QualityStore, key: dg.AssetKey, batches: PartitionBat
         return
     for partition_key, meta in published.items():
         yield dg.AssetMaterialization(asset_key=key, partition=partition_key, metadata={**meta, **columns})
-
-
-def _replace(store: QualityStore, key: dg.AssetKey, data: pa.Table) -> dg.MaterializeResult:
-    """Replace a current-state mart as a whole."""
-    table = key.path[-1]
-    store.replace_table(MARTS_SCHEMA, table, data)
-    return dg.MaterializeResult(asset_key=key, metadata={
-        "dagster/row_count": data.num_rows, "Query": f"SELECT * FROM {MARTS_SCHEMA}.{table}",
-        **published_column_schema(key, data.schema, store_of(store))})
 
 
 def _day(data: pa.Table, partition_key: str) -> pa.Table:
