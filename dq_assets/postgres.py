@@ -883,20 +883,18 @@ class PostgresQualityStore(QualityStore):
 
     def latest_profiles(self, partition_keys: list[str]) -> list[dict]:
         """The latest profile of every table of the given partitions."""
-        with self.connection.connect(f"reading {QUALITY_SCHEMA}.partition_profiles") as conn:
-            data = read_table(
-                conn, QUALITY_SCHEMA, "partition_profiles",
-                where=Where(sql.SQL("partition_key = ANY(%s)"), (list(partition_keys),)),
-                latest=(("partition_key", "table_name"), "profiled_at"),
-            )
-        return [] if data is None else data.to_pylist()
+        return self._latest("partition_profiles", partition_keys, "table_name", "profiled_at")
 
     def latest_writes(self, partition_keys: list[str]) -> list[dict]:
-        with self.connection.connect(f"reading {QUALITY_SCHEMA}.partition_writes") as conn:
+        return self._latest("partition_writes", partition_keys, "asset_key", "marked_at")
+
+    def _latest(self, table: str, partition_keys: list[str], per: str, newest: str) -> list[dict]:
+        """The newest row (by `newest`) per partition and `per` of a record table."""
+        with self.connection.connect(f"reading {QUALITY_SCHEMA}.{table}") as conn:
             data = read_table(
-                conn, QUALITY_SCHEMA, "partition_writes",
+                conn, QUALITY_SCHEMA, table,
                 where=Where(sql.SQL("partition_key = ANY(%s)"), (list(partition_keys),)),
-                latest=(("partition_key", "asset_key"), "marked_at"),
+                latest=(("partition_key", per), newest),
             )
         return [] if data is None else data.to_pylist()
 

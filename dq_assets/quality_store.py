@@ -151,28 +151,22 @@ class DuckDBQualityStore(QualityStore):
 
     def latest_profiles(self, partition_keys: list[str]) -> list[dict]:
         """The latest profile of every table of the given partitions."""
-        with self._connect() as conn:
-            if not table_exists(conn, QUALITY_SCHEMA, "partition_profiles"):
-                return []
-            return fetch_arrow(
-                conn,
-                f"""SELECT * FROM {qualified(QUALITY_SCHEMA, "partition_profiles")}
-                    WHERE list_contains(?, partition_key)
-                    QUALIFY row_number() OVER (PARTITION BY partition_key, table_name
-                                               ORDER BY profiled_at DESC) = 1""",
-                [list(partition_keys)],
-            ).to_pylist()
+        return self._latest("partition_profiles", partition_keys, "table_name", "profiled_at")
 
     def latest_writes(self, partition_keys: list[str]) -> list[dict]:
+        return self._latest("partition_writes", partition_keys, "asset_key", "marked_at")
+
+    def _latest(self, table: str, partition_keys: list[str], per: str, newest: str) -> list[dict]:
+        """The newest row (by `newest`) per partition and `per` of a record table."""
         with self._connect() as conn:
-            if not table_exists(conn, QUALITY_SCHEMA, "partition_writes"):
+            if not table_exists(conn, QUALITY_SCHEMA, table):
                 return []
             return fetch_arrow(
                 conn,
-                f"""SELECT * FROM {qualified(QUALITY_SCHEMA, "partition_writes")}
+                f"""SELECT * FROM {qualified(QUALITY_SCHEMA, table)}
                     WHERE list_contains(?, partition_key)
-                    QUALIFY row_number() OVER (PARTITION BY partition_key, asset_key
-                                               ORDER BY marked_at DESC) = 1""",
+                    QUALIFY row_number() OVER (PARTITION BY partition_key, {quote(per)}
+                                               ORDER BY {quote(newest)} DESC) = 1""",
                 [list(partition_keys)],
             ).to_pylist()
 

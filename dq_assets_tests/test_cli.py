@@ -31,6 +31,7 @@ def site(tmp_path_factory):
     env.update(DAGSTER_HOME=str(home), DQ_LANDING=str(root / "landing"),
                DQ_WAREHOUSE=str(root / "warehouse.duckdb"), DQ_ALERT_SINKS="none")
 
+
     def run(partition: str) -> tuple[int, list[str]]:
         done = subprocess.run(
             [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "dq_assets", "--select", "*",
@@ -79,3 +80,30 @@ def test_the_runs_are_in_the_shared_dagster_home(site):
             ("2025-01-01", "SUCCESS"), ("2025-01-02", "FAILURE")]
     finally:
         instance.dispose()
+
+
+def test_a_failed_cli_run_is_alerted_once(site, tmp_path, monkeypatch):
+    """The daemon's alert sensor on the Dagster home the CLI wrote to: the failed run (no code
+    location launched it) is alerted once, and a second tick sends nothing."""
+    import json
+
+    from dq_assets.sensors import check_failure_alerts
+
+    alerts = tmp_path / "alerts.jsonl"
+    monkeypatch.setenv("DQ_ALERT_SINKS", "jsonl")
+    monkeypatch.setenv("DQ_ALERT_FILE", str(alerts))
+    instance = dg.DagsterInstance.from_config(str(site["home"]))
+    try:
+        cursor = None
+        for _ in range(2):
+            with dg.build_sensor_context(instance=instance, cursor=cursor) as ctx:
+                check_failure_alerts(ctx)
+                cursor = ctx.cursor
+        [failed_run] = [r for r in instance.get_runs() if r.status.value == "FAILURE"]
+    finally:
+        instance.dispose()
+    sent = [json.loads(x) for x in alerts.read_text().splitlines()]
+    run_failed = [a for a in sent if a["kind"] == "run_failed"]
+    assert [(a["run_id"], a["partition"]) for a in run_failed] == [(failed_run.run_id, "2025-01-02")]
+    assert {a["check_name"] for a in sent if a["kind"] == "check_failed"} >= {
+        "manifest_amount_sum", "no_unknown_reference", "gate_passed"}
