@@ -180,8 +180,8 @@ TABLES: tuple[Table, ...] = (
             Column("email", EMAIL),
             Column("full_name", TEXT),
             Column("country_code", COUNTRY),
-            Column("signup_ts", TIMESTAMP),
-            Column("updated_at", TIMESTAMP),
+            Column("signup_ts", TIMESTAMP, not_future=True),
+            Column("updated_at", TIMESTAMP, not_future=True),
         ),
     ),
     Table(
@@ -195,7 +195,7 @@ TABLES: tuple[Table, ...] = (
             Column("category", TEXT),
             Column("unit_price", DECIMAL, min=ZERO),
             Column("currency", CURRENCY),
-            Column("updated_at", TIMESTAMP),
+            Column("updated_at", TIMESTAMP, not_future=True),
         ),
     ),
     Table(
@@ -210,7 +210,7 @@ TABLES: tuple[Table, ...] = (
             Column("status", ENUM, values=ORDER_STATUSES),
             Column("currency", CURRENCY),
             Column("amount", DECIMAL, min=ZERO),
-            Column("updated_at", TIMESTAMP),
+            Column("updated_at", TIMESTAMP, not_future=True),
         ),
     ),
     Table(
@@ -272,7 +272,7 @@ TABLES: tuple[Table, ...] = (
             ),
             Column("session_id", ID),
             Column("event_type", ENUM, values=EVENT_TYPES),
-            Column("event_ts", TIMESTAMP),
+            Column("event_ts", TIMESTAMP, not_future=True),
             Column("platform", ENUM, values=PLATFORMS),
             Column("duration_ms", INTEGER, min=ZERO, max=Decimal(86_400_000)),
         ),

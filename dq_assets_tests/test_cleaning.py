@@ -156,6 +156,24 @@ def test_timestamps_up_to_one_hour_after_the_day_are_not_future():
     assert rejected("orders", [order(order_ts="2025-01-08T01:00:01Z")])
 
 
+def test_no_timestamp_column_of_any_table_may_be_in_the_future():
+    """Contract §2: order_ts, payment_ts, event_ts, signup_ts and updated_at alike."""
+    future = "2025-01-08T01:00:01Z"
+    cust = {"customer_id": "C1", "email": "a@x.de", "full_name": "A", "country_code": "DE",
+            "signup_ts": "2024-01-01T00:00:00Z", "updated_at": "2025-01-07T00:00:00Z"}
+    prod = {"product_id": "P1", "sku": "S", "product_name": "N", "category": "c",
+            "unit_price": "1", "currency": "EUR", "updated_at": "2025-01-07T00:00:00Z"}
+    event = {"event_id": "E1", "customer_id": "", "session_id": "S1", "event_type": "page_view",
+             "event_ts": "2025-01-07T10:00:00Z", "platform": "web", "duration_ms": "10"}
+    cases = [("customers", {**cust, "signup_ts": future}), ("customers", {**cust, "updated_at": future}),
+             ("products", {**prod, "updated_at": future}), ("orders", order(updated_at=future)),
+             ("events", {**event, "event_ts": future})]
+    for name, row in cases:
+        [q] = rejected(name, [row])
+        assert q["reject_reason"] == "future_timestamp", (name, row)
+    assert staged("events", [event]) and staged("customers", [cust]) and staged("products", [prod])
+
+
 def test_several_reasons_are_listed_in_contract_order_and_the_first_is_reject_reason():
     [q] = rejected("orders", [order(customer_id="", currency="EURO", amount="-5", order_ts="x")])
     assert q["reject_reasons"] == "missing_required,unparseable,invalid_value,out_of_range"
