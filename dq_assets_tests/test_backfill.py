@@ -86,8 +86,34 @@ def test_a_range_records_each_partitions_check_results_in_dagster(runs):
     unknown = {e.partition: e.passed for e in evaluations
                if (e.asset_key.to_user_string(), e.check_name) == ("staging/payments", "no_unknown_reference")}
     assert unknown == {d: d != DAYS[2] for d in DAYS}
-    gate = {e.partition: e.passed for e in evaluations if e.check_name == "gate_passed"}
-    assert gate == {d: d != DAYS[2] for d in DAYS}
+    gate = {e.partition: (e.passed, e.severity.value) for e in evaluations if e.check_name == "gate_passed"}
+    # the refused day's decision with its true severity, in a range as in a day's own run
+    assert gate == {d: (d != DAYS[2], "ERROR") for d in DAYS}
+
+
+def test_a_range_records_each_partitions_own_figures_and_no_mart_for_the_refused_day(runs):
+    ranged, _, _, _, range_result = runs
+    recorded: dict[str, dict] = {}
+    for event in range_result.get_asset_materialization_events():
+        m = event.event_specific_data.materialization
+        recorded.setdefault(m.asset_key.to_user_string(), {})[m.partition] = m.metadata
+    for mart in ("fact_orders", "fact_revenue_daily", "revenue_by_order_date", "customer_versions",
+                 "dim_customers"):
+        assert set(recorded[f"marts/{mart}"]) == set(DAYS) - {DAYS[2]}, mart  # refused: none
+    assert set(recorded["staging/orders"]) == set(DAYS)
+    for day, meta in recorded["staging/orders"].items():  # each day's own, not the range's
+        [(rows, quarantined)] = ranged.query(
+            """SELECT (SELECT count(*) FROM staging.orders WHERE ingest_date = CAST(? AS DATE)),
+                      (SELECT count(*) FROM quality.orders_quarantine WHERE ingest_date = CAST(? AS DATE))""",
+            [day, day])
+        assert (meta["rows"].value, meta["quarantined_rows"].value) == (rows, quarantined), day
+        assert meta["dagster/partition_row_count"].value == rows
+        assert day in meta["Query"].value
+    gate = recorded["quality/partition_gate"]
+    for day in DAYS:
+        [(health, at_risk)] = ranged.query(
+            "SELECT health_score, revenue_at_risk FROM quality.partition_gate WHERE ingest_date = CAST(? AS DATE)", [day])
+        assert gate[day]["health_score"].value == health and gate[day]["revenue_at_risk"].value == float(at_risk or 0)
 
 
 def test_a_long_range_records_one_result_per_check(two_days, warehouse, monkeypatch):
