@@ -344,7 +344,51 @@ def read_csv_file(
         data = fetch_arrow(conn, sql, [str(path), partition_key, file_name])
     except duckdb.Error as e:
         raise _csv_error(path, e) from None
-    return _with_source_lines(data, header_lines), schema
+    data = _with_source_lines(data, header_lines)
+    if _has_blank_line(path):
+        data = _with_physical_lines(path, data)
+    return data, schema
+
+
+def _has_blank_line(path: Path) -> bool:
+    """Whether the file may hold an empty line (C-speed scan): the reader skips those without
+    counting them, so the lines of the records after one must be found in the file itself."""
+    if path.stat().st_size == 0:
+        return False
+    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return any(data.find(blank) >= 0 for blank in (b"\n\n", b"\n\r\n", b"\r\r"))
+
+
+def _with_physical_lines(path: Path, data: pa.Table) -> pa.Table:
+    """`source_line` from the file: the physical line where each non-empty record starts,
+    whatever empty lines or quoted newlines come before it (rare files: a pass over the file)."""
+    starts = _record_starts(path)
+    if len(starts) != data.num_rows:  # the reader saw the records otherwise: a bug, not data
+        raise LandingError(f"{path}: {data.num_rows} records read but {len(starts)} found in the "
+                           "file; cannot name their lines")
+    index = data.schema.get_field_index("source_line")
+    return data.set_column(index, "source_line", pa.array(starts, pa.int64()))
+
+
+def _record_starts(path: Path) -> list[int]:
+    """The physical line (the header is line 1) where each non-empty record after the header
+    starts. Newlines inside quotes belong to their record; an empty line is no record."""
+    starts: list[int] = []
+    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        in_quotes, line, start_line, record_from = False, 1, 1, 0
+        for m in re.finditer(rb'"|\r\n|\n|\r', data):
+            token = m.group()
+            if token == b'"':
+                in_quotes = not in_quotes
+                continue
+            if not in_quotes:
+                if m.start() > record_from:  # the record has content: it is one
+                    starts.append(start_line)
+                start_line, record_from = line + 1, m.end()
+            line += 1
+        if len(data) > record_from and data[record_from:].strip(b"\r\n"):
+            starts.append(start_line)  # the last record, without a line end
+    return starts[1:]  # the header is no data record
 
 
 def _with_source_lines(data: pa.Table, header_lines: int) -> pa.Table:
