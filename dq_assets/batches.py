@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
+import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -25,6 +26,18 @@ PARTITION_COLUMN = "ingest_date"
 # chunk of big days stays one day.
 CHUNK_ROWS = 1_000_000
 MAX_CHUNK = 64
+
+
+def run_partition_keys(context) -> list[str]:
+    """The run's partition keys; a range whose first day comes after its last is refused here,
+    before a step reads or writes anything (Dagster would run every step over no partition)."""
+    keys = list(context.partition_keys)
+    if not keys:
+        r = context.partition_key_range
+        raise dg.Failure(description=f"partition range {r.start}...{r.end} holds no day: its first "
+                         f"day comes after its last (did you mean {r.end}...{r.start}?)",
+                         allow_retries=False)
+    return keys
 
 
 @dataclass
@@ -55,7 +68,7 @@ class PartitionBatches:
                   partition_keys: Sequence[str] | None = None) -> "PartitionBatches":
         """The output of asset `asset_key` over the step's partitions, each partition's
         metadata recorded on that partition's materialization."""
-        return cls(list(partition_keys or context.partition_keys), produce, describe,
+        return cls(list(partition_keys or run_partition_keys(context)), produce, describe,
                    report=lambda key, meta: context.add_asset_metadata(
                        meta, asset_key=asset_key, partition_key=key))
 

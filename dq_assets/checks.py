@@ -16,6 +16,7 @@ Check names by dimension:
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Context, Decimal, InvalidOperation
@@ -488,10 +489,19 @@ def evaluate_landing(
     ]
     comparable = listed is not None and present
 
-    def compare(check: str, expected, observed, equal: bool) -> Outcome:
+    def compare(check: str, expected, observed, equal: bool, problem: str | None = None) -> Outcome:
+        """Landed vs the manifest; `problem` says what is wrong with the manifest's value
+        itself (then there is nothing to compare with)."""
         if not comparable:
             return Outcome(check, asset, partition_key, passed=True, severity=sev(check),
                            observed="not applicable: file not both listed and present")
+        if problem:
+            field = check.removeprefix("manifest_")
+            return Outcome(check, asset, partition_key, passed=False, severity=sev(check),
+                           failing_rows=1, observed=f"{observed} landed; the manifest's {field} is {_as_json(expected)}",
+                           threshold=f"{field} in _manifest.json: {problem}",
+                           detail=f"_manifest.json: {field} of {t.file_name} is {_as_json(expected)}, not {problem}",
+                           sql=audit_sql)
         return Outcome(check, asset, partition_key, passed=equal, severity=sev(check),
                        failing_rows=0 if equal else 1, observed=str(observed),
                        threshold=f"= {expected} (manifest)", sql=audit_sql,
@@ -499,16 +509,21 @@ def evaluate_landing(
                                      expected, observed)])
 
     rows_expected = (listed or {}).get("rows")
-    out.append(compare("manifest_rows", rows_expected, landed_rows,
-                       _as_int(rows_expected) == landed_rows))
+    rows = _as_count(rows_expected)
+    out.append(compare("manifest_rows", rows_expected, landed_rows, rows == landed_rows,
+                       problem=None if rows is not None else "a whole number of data rows"))
     sha_expected = (listed or {}).get("sha256")
-    out.append(compare("manifest_sha256", str(sha_expected).lower(), landed_sha256,
-                       str(sha_expected).lower() == (landed_sha256 or "")))
+    sha_ok = isinstance(sha_expected, str) and _SHA256.fullmatch(sha_expected.strip()) is not None
+    out.append(compare("manifest_sha256", str(sha_expected).strip().lower(), landed_sha256,
+                       str(sha_expected).strip().lower() == (landed_sha256 or ""),
+                       problem=None if sha_ok else "64 hexadecimal digits"))
     if t.manifest_sum:
         column, sum_field = t.manifest_sum
         expected = (listed or {}).get(sum_field)
+        total = _as_decimal(expected)
         out.append(compare(f"manifest_{sum_field}", expected, landed_sum,
-                           _as_decimal(expected) is not None and _as_decimal(expected) == landed_sum))
+                           total is not None and total == landed_sum,
+                           problem=None if total is not None else "a decimal number"))
     out.append(
         Outcome("required_columns", asset, partition_key, passed=not missing_columns,
                 severity=sev("required_columns"), failing_rows=len(missing_columns),
@@ -679,15 +694,30 @@ def evaluate_volume(t: Table, asset, partition_key: str, cfg: GateConfig, c: Par
     )
 
 
-def _as_int(value) -> int | None:
-    try:
-        return int(str(value).strip())
-    except (TypeError, ValueError):
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def _as_json(value) -> str:
+    """A manifest value as it was written in the JSON (numbers bare, text quoted)."""
+    return str(value) if isinstance(value, (int, Decimal)) and not isinstance(value, bool) else json.dumps(value)
+
+
+def _as_count(value) -> int | None:
+    """A manifest's row count: a whole number (a JSON integer, or its digits as text)."""
+    if isinstance(value, bool):
         return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
 
 
 def _as_decimal(value) -> Decimal | None:
+    if isinstance(value, bool):
+        return None
     try:
-        return Decimal(str(value).strip())
+        number = Decimal(str(value).strip())
     except (InvalidOperation, TypeError, ValueError):
         return None
+    return number if number.is_finite() else None

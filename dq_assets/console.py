@@ -62,8 +62,12 @@ class RunSummary:
         if success:
             return f"{NAME} run succeeded{where}"
         causes = [f"{name} ({observed})" for name, observed in self.errors.items()]
-        causes += [f"{step}: {message}" for step, message in self.failed_steps.items()
-                   if not message.startswith("blocking check")]
+        by_message: dict[str, list[str]] = {}
+        for step, message in self.failed_steps.items():
+            if not message.startswith("blocking check"):
+                by_message.setdefault(message, []).append(step)
+        causes += [f"{steps[0]}{f' (and {len(steps) - 1} more steps)' if len(steps) > 1 else ''}: {message}"
+                   for message, steps in by_message.items()]
         because = "; ".join(causes) or "see the errors above"
         if self.passed:  # the gate passed, something after it failed
             return f"{NAME} run FAILED after the gate passed for {day_ranges(self.passed)}: {because}"
@@ -144,7 +148,11 @@ class GateConsoleHandler(logging.Handler):
             text = first.split(": ", 1)[1] if first.startswith("dagster.") else first
             if "blocking asset check failed" in text:
                 text = "blocking check " + " ".join(text.split(":\n", 1)[-1].split()) + " failed (see above)"
-            self.summary.failed_steps[step] = " ".join(text.split())
+            said = " ".join(text.split())
+            repeated = said in self.summary.failed_steps.values()
+            self.summary.failed_steps[step] = said
+            if repeated:  # the same refusal in every step (a reversed range, a missing manifest)
+                return None
             return f"{_now()} {step} FAILED: {text}"
         # an error nobody expected: say it once, with where it happened
         cause = error.cause or error

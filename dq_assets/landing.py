@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import botocore.exceptions
@@ -36,6 +37,22 @@ PARTITION_DIR = re.compile(r"^ingest_date=(\d{4}-\d{2}-\d{2})$")
 
 class LandingError(Exception):
     """A partition-level problem in the landing zone, said in one line."""
+
+
+class _Repeated(list):
+    """The values of a key a JSON object holds more than once."""
+
+
+def _keep_repeated_keys(pairs: list[tuple]) -> dict:
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            earlier = out[key]
+            out[key] = (earlier if isinstance(earlier, _Repeated) else _Repeated([earlier])) + [value]
+            out[key] = _Repeated(out[key])
+        else:
+            out[key] = value
+    return out
 
 
 @dataclass(frozen=True)
@@ -186,10 +203,20 @@ class LandingZone(dg.ConfigurableResource):
         if MANIFEST_FILE not in names:
             raise LandingError(f"{where}: missing; partition {partition_key} is not complete")
         try:
-            doc = json.loads(store.read_bytes(f"{folder}/{MANIFEST_FILE}").decode("utf-8-sig"))
+            # numbers as exact decimals (a money total is never rounded through a float);
+            # a file listed twice is kept as two entries, for the check below
+            doc = json.loads(store.read_bytes(f"{folder}/{MANIFEST_FILE}").decode("utf-8-sig"),
+                             parse_float=Decimal, object_pairs_hook=_keep_repeated_keys)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise LandingError(f"{where}: not valid JSON ({e})") from e
         files = doc.get("files") if isinstance(doc, dict) else None
+        if isinstance(files, dict):
+            for name, entries in list(files.items()):
+                if isinstance(entries, _Repeated):
+                    if any(e != entries[0] for e in entries):
+                        raise LandingError(f"{where}: lists {name} {len(entries)} times with different "
+                                           "control totals; which one the file must match is ambiguous")
+                    files[name] = entries[0]
         if not isinstance(files, dict) or not all(isinstance(v, dict) for v in files.values()):
             raise LandingError(f'{where}: expected {{"ingest_date": ..., "files": {{name: {{...}}}}}}')
         if doc.get("ingest_date") not in (None, partition_key):

@@ -52,9 +52,9 @@ def test_unique_key_fails_on_a_duplicate_left_in_staging():
 
 def test_manifest_comparisons():
     t = table("orders")
-    entry = {"rows": 2, "sha256": "AB", "amount_sum": "10.50"}
+    entry = {"rows": 2, "sha256": "AB" * 32, "amount_sum": "10.50"}  # a digest in upper case
     ok = by_name(evaluate_landing(t, ASSET, "2025-01-08", CFG, listed=entry, present=True, landed_rows=2,
-                                  landed_sha256="ab", landed_sum=__import__("decimal").Decimal("10.500000"),
+                                  landed_sha256="ab" * 32, landed_sum=__import__("decimal").Decimal("10.500000"),
                                   missing_columns=[], unknown_columns=[]))
     assert all(o.passed for o in ok.values())
     bad = by_name(evaluate_landing(t, ASSET, "2025-01-08", CFG, listed={**entry, "amount_sum": "1e"}, present=True,

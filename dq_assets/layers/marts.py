@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dq_assets.batches import PartitionBatches, PartitionReader, chunk_producer
+from dq_assets.batches import PartitionBatches, PartitionReader, chunk_producer, run_partition_keys
 from dq_assets.catalog import published_column_schema, store_of
 from dq_assets.checks import evaluate_mart_totals, load_gate_config, report
 from dq_assets.duck import partition_query, query_tables
@@ -188,7 +188,7 @@ def publish_marts(
     customers: PartitionReader,
     gate: pd.DataFrame,
 ):
-    keys = list(context.partition_keys)
+    keys = run_partition_keys(context)
     passed, refused, unexplained = publication(gate, keys, quality_store.latest_writes(keys),
                                                context.run.run_id)
     for key, why in refused.items():

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from dq_assets.contracts import TABLE_NAMES
 from dq_assets.history import day_ranges
-from dq_assets.batches import PartitionBatches, PartitionReader, chunked
+from dq_assets.batches import PartitionBatches, PartitionReader, chunked, run_partition_keys
 from dq_assets.checks import (
     ERROR, SAMPLE_KEYS, Outcome, Recon, load_gate_config, report,
 )
@@ -157,7 +157,7 @@ def _at_risk(profile: dict):
     **partition_asset_args("quality"),
 )
 def partition_gate(context: dg.AssetExecutionContext, quality_store: QualityStore):
-    keys = list(context.partition_keys)
+    keys = run_partition_keys(context)
     gate = gate_rows(quality_store.latest_check_results(keys), keys, context.run.run_id,
                      quality_store.latest_profiles(keys), quality_store.latest_writes(keys))
     decisions = {str(d["ingest_date"]): d for d in gate.to_pylist()}
@@ -272,7 +272,7 @@ def recon_row_mismatches(
     payments: PartitionReader,
     payments_quarantine: PartitionReader,
 ):
-    keys = list(context.partition_keys)
+    keys = run_partition_keys(context)
     captured = first_captured(payments.read_through(keys[-1]))
     cfg = load_gate_config()
     parts, outcomes = {}, []

@@ -14,7 +14,9 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dq_assets.batches import PartitionBatches, PartitionReader, chunk_producer, partition_slice
+from dq_assets.batches import (
+    PartitionBatches, PartitionReader, chunk_producer, partition_slice, run_partition_keys,
+)
 from dq_assets.checks import (
     SAMPLE_KEYS,
     PartitionCounts,
@@ -93,8 +95,8 @@ def build_staging_asset(t: Table) -> dg.AssetsDefinition:
         raw_rows: PartitionReader,
         **refs: PartitionReader,
     ):
+        keys = run_partition_keys(context)
         conn = connect_duckdb()
-        keys = list(context.partition_keys)
         ref_keys = {}
         for col, ref in t.references:
             reader = refs[_ref_input(col.name)]

@@ -1,0 +1,98 @@
+"""Partition, manifest and input edge cases through the real CLI: each is refused plainly, before
+anything is written where it is the whole run that cannot be, and named for what it is."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from dq_assets_tests.conftest import DAY1, Landing
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cli(tmp_path: Path, landing: Landing, *args: str) -> tuple[int, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DQ_")}
+    (tmp_path / "home").mkdir(exist_ok=True)
+    env.update(DAGSTER_HOME=str(tmp_path / "home"), DQ_LANDING=str(landing.root),
+               DQ_WAREHOUSE=str(tmp_path / "wh.duckdb"), DQ_ALERT_SINKS="none")
+    done = subprocess.run(
+        [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "dq_assets", "--select", "*",
+         *args, "-c", str(REPO / "dq_assets" / "console.yaml")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    return done.returncode, done.stdout + done.stderr
+
+
+def tables(tmp_path: Path) -> list[tuple]:
+    if not (tmp_path / "wh.duckdb").exists():
+        return []
+    with duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True) as conn:
+        return conn.execute("SELECT table_schema, table_name FROM information_schema.tables").fetchall()
+
+
+def test_a_reversed_range_is_refused_before_anything_is_written(tmp_path):
+    landing = Landing(tmp_path / "landing")
+    landing.write("2025-01-01", DAY1)
+    landing.write("2025-01-02", DAY1)
+    code, out = cli(tmp_path, landing, "--partition-range", "2025-01-02...2025-01-01")
+    assert code == 1
+    said = "partition range 2025-01-02...2025-01-01 holds no day: its first day comes after its last " \
+           "(did you mean 2025-01-01...2025-01-02?)"
+    assert out.count(said) == 2, out  # the first step that says it, and the run's last line
+    assert "DagsterStepOutputNotFoundError" not in out and "Stack Trace" not in out
+    assert tables(tmp_path) == []  # nothing written, not even an empty raw.landing_files
+
+
+def test_a_file_listed_twice_with_different_totals_is_an_error(tmp_path):
+    landing = Landing(tmp_path / "landing")
+    folder = landing.write("2025-01-01", DAY1)
+    manifest = json.loads((folder / "_manifest.json").read_text())
+    entry = manifest["files"]["orders.csv"]
+    other = {**entry, "amount_sum": "1.00"}
+    text = json.dumps(manifest)
+    text = text.replace('"orders.csv": ' + json.dumps(entry),
+                        '"orders.csv": ' + json.dumps(other) + ', "orders.csv": ' + json.dumps(entry))
+    (folder / "_manifest.json").write_text(text)
+    code, out = cli(tmp_path, landing, "--partition", "2025-01-01")
+    assert code == 1
+    assert "_manifest.json: lists orders.csv 2 times with different control totals; which one the " \
+           "file must match is ambiguous" in out, out[-3000:]
+
+
+@pytest.mark.parametrize("field, value, problem", [
+    ("rows", "39.0", "a whole number of data rows"),
+    ("sha256", '"not-a-digest"', "64 hexadecimal digits"),
+    ("amount_sum", '"12,50"', "a decimal number"),
+])
+def test_a_malformed_manifest_value_is_named_as_such(tmp_path, field, value, problem):
+    landing = Landing(tmp_path / "landing")
+    folder = landing.write("2025-01-01", DAY1)
+    manifest = json.loads((folder / "_manifest.json").read_text())
+    manifest["files"]["orders.csv"][field] = "__VALUE__"
+    (folder / "_manifest.json").write_text(json.dumps(manifest).replace('"__VALUE__"', value))
+    code, out = cli(tmp_path, landing, "--partition", "2025-01-01")
+    assert code == 1
+    check = f"manifest_{field}"
+    with duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True) as conn:
+        [(passed, detail)] = conn.execute(
+            "SELECT passed, detail FROM quality.check_results WHERE check_name = ? AND asset_key = 'raw/orders'",
+            [check]).fetchall()
+    assert passed is False
+    assert detail == f"_manifest.json: {field} of orders.csv is {value}, not {problem}"
+    assert f"the manifest's {field} is {value}" in out and f"raw/orders:{check}" in out.splitlines()[-2]
+
+
+def test_an_event_three_days_ahead_is_quarantined_as_future(tmp_path):
+    """Contract §2: no timestamp column may be later than the partition's day end plus one hour."""
+    landing = Landing(tmp_path / "landing")
+    ahead = ["E9", "", "S9", "page_view", "2025-01-04T09:00:00Z", "web", "10"]
+    landing.write("2025-01-01", {**DAY1, "events": DAY1["events"] + [ahead]})
+    cli(tmp_path, landing, "--partition", "2025-01-01")
+    with duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True) as conn:
+        assert conn.execute("SELECT event_id, reject_reason FROM quality.events_quarantine").fetchall() == [
+            ("E9", "future_timestamp")]
+        assert conn.execute("SELECT count(*) FROM staging.events WHERE event_id = 'E9'").fetchall() == [(0,)]
