@@ -401,20 +401,13 @@ def _record_starts(path: Path) -> list[int]:
     """The physical line (the header is line 1) where each non-empty record after the header
     starts. Newlines inside quotes belong to their record; an empty line is no record."""
     starts: list[int] = []
-    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        in_quotes, line, start_line, record_from = False, 1, 1, 0
-        for m in re.finditer(rb'"|\r\n|\n|\r', data):
-            token = m.group()
-            if token == b'"':
-                in_quotes = not in_quotes
-                continue
-            if not in_quotes:
-                if m.start() > record_from:  # the record has content: it is one
-                    starts.append(start_line)
-                start_line, record_from = line + 1, m.end()
-            line += 1
-        if len(data) > record_from and data[record_from:].strip(b"\r\n"):
-            starts.append(start_line)  # the last record, without a line end
+    start_line, record_from = 1, 0
+    for line, ending, at, after in _record_ends(path):
+        if at > record_from:  # the record has content: it is one
+            starts.append(start_line)
+        start_line, record_from = line + ending.endswith(b"\n"), after
+    if path.stat().st_size > record_from:
+        starts.append(start_line)  # the last record, without a line end
     return starts[1:]  # the header is no data record
 
 
@@ -463,9 +456,10 @@ def _csv_error(path: Path, e: duckdb.Error) -> LandingError:
     return LandingError(f"{path}: cannot be read as CSV: {what or _first_line(e)}")
 
 
-def _record_ends(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(physical line, line ending) of every record end outside quotes, in file order.
-    Used on the error path only; the file is mapped, not read into memory."""
+def _record_ends(path: Path) -> Iterator[tuple[int, bytes, int, int]]:
+    """(physical line, line ending, its start and end offset) of every record end outside
+    quotes, in file order. For the rare files that need it (errors, empty lines); the file is
+    mapped, not read into memory."""
     if path.stat().st_size == 0:
         return
     with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
@@ -476,13 +470,13 @@ def _record_ends(path: Path) -> Iterator[tuple[int, bytes]]:
                 in_quotes = not in_quotes
                 continue
             if not in_quotes:
-                yield line, token
+                yield line, token, m.start(), m.end()
             line += token.endswith(b"\n")
 
 
 def _record_line(path: Path, record: int) -> int:
     """The physical line where record `record` (the header is record 1) starts."""
-    for n, (line, ending) in enumerate(_record_ends(path), start=2):
+    for n, (line, ending, _, _) in enumerate(_record_ends(path), start=2):
         if n == record:
             return line + ending.endswith(b"\n")
     return record
@@ -491,7 +485,7 @@ def _record_line(path: Path, record: int) -> int:
 def _mixed_line_ending(path: Path) -> tuple[int, bytes, int, bytes] | None:
     """The first record end whose line ending differs from the first one's, if any."""
     first = None
-    for line, ending in _record_ends(path):
+    for line, ending, _, _ in _record_ends(path):
         if first is None:
             first = (line, ending)
         elif ending != first[1]:
