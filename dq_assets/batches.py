@@ -106,20 +106,16 @@ class PartitionBatches:
         if keys:
             yield keys, _concat(parts)
 
-    def partition_metadata(self, locate: Callable[[str], dict] | None = None) -> dict[str, dict]:
-        """Each written partition's own metadata: its rows, `locate(key)` (where the IO
-        manager stored it) and what `describe` adds."""
-        return {
+    def finish(self, locate: Callable[[str], dict] | None = None) -> dict[str, dict]:
+        """Called by the IO manager once every partition is written: each written partition's
+        own metadata (its rows, `locate(key)`, where the IO manager stored it, and what
+        `describe` adds), reported and returned."""
+        meta = {
             key: {"dagster/partition_row_count": rows, "rows": rows,
                   **(locate(key) if locate else {}),
                   **(self.describe(key) if self.describe else {})}
             for key, rows in self.rows_by_partition.items()
         }
-
-    def finish(self, locate: Callable[[str], dict] | None = None) -> dict[str, dict]:
-        """Called by the IO manager once every partition is written: reports each partition's
-        metadata and returns it."""
-        meta = self.partition_metadata(locate)
         if self.report:
             for key, values in meta.items():
                 self.report(key, values)

@@ -431,6 +431,13 @@ def per_partition_events(context) -> bool:
     return n <= int(limit)
 
 
+def check_output(context, key: dg.AssetCheckKey) -> dg.Output:
+    """The (empty) output Dagster expects of a check of the step, with no evaluation: the
+    evaluations, if any, are yielded on their own."""
+    step = context.op_execution_context.get_step_execution_context()
+    return dg.Output(None, output_name=step.job_def.asset_layer.get_op_output_name(key))
+
+
 def partition_results(context, results: list[tuple[str, dg.AssetCheckResult]]):
     """One check's results in a run over several partitions, one per partition.
 
@@ -440,7 +447,7 @@ def partition_results(context, results: list[tuple[str, dg.AssetCheckResult]]):
     names its partition, after the check's (empty) output."""
     step = context.op_execution_context.get_step_execution_context()
     first = results[0][1].to_asset_check_evaluation(step)  # resolves the check's key and spec
-    yield dg.Output(None, output_name=step.job_def.asset_layer.get_op_output_name(first.asset_check_key))
+    yield check_output(context, first.asset_check_key)
     for partition_key, result in results:
         yield dg.AssetCheckEvaluation(
             asset_key=first.asset_key, check_name=first.check_name, passed=result.passed,

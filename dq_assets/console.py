@@ -22,6 +22,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 
 import dagster as dg
 
@@ -171,8 +172,6 @@ class GateConsoleHandler(logging.Handler):
 
 def _days(text: str) -> list[str]:
     """The days of '2025-01-01..2025-01-03, 2025-01-05' (as written by day_ranges)."""
-    from datetime import date, timedelta
-
     days = []
     for part in text.split(", "):
         first, _, last = part.partition("..")
@@ -182,8 +181,6 @@ def _days(text: str) -> list[str]:
 
 
 def _now() -> str:
-    from datetime import datetime
-
     return datetime.now().strftime("%H:%M:%S")
 
 

@@ -209,16 +209,18 @@ def replace_partitions(conn: duckdb.DuckDBPyConnection, schema: str, table: str,
     still never half-written; a range that fails midway leaves the groups before it replaced,
     and a rerun converges. The caller opens the first transaction."""
     name = qualified(schema, table)
-    exists = table_exists(conn, schema, table)
+    exists, evolved = table_exists(conn, schema, table), False
     for keys, data in batches.groups():
         conn.register("_batch", data)
         if exists:
-            add_missing_columns(conn, schema, table, data)
+            if not evolved:  # every group has the same columns: once is enough
+                add_missing_columns(conn, schema, table, data)
+                evolved = True
             conn.execute(f"DELETE FROM {name} WHERE list_contains(CAST(? AS DATE[]), {quote(column)})", [keys])
         else:
             conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
             conn.execute(f"CREATE TABLE {name} AS SELECT * FROM _batch LIMIT 0")
-            exists = True
+            exists = evolved = True
         conn.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _batch")
         conn.unregister("_batch")
         conn.commit()

@@ -61,10 +61,8 @@ def held_back_for_history(store: QualityStore, landed: list[str], coming: set[st
     the days about to be run (`coming`), which the same range run loads first."""
     if not landed:
         return []
-    latest = store.latest_check_results(landed).to_pylist()
-    blocked = sorted({r["partition_key"] for r in latest
-                      if r.get("asset_key") == LANDING_FILES and r.get("check_name") == HISTORY_CHECK
-                      and not r.get("passed")})
+    latest = store.latest_check_results(landed, check=(LANDING_FILES, HISTORY_CHECK)).to_pylist()
+    blocked = sorted({r["partition_key"] for r in latest if not r["passed"]})
     if not blocked:
         return []
     loaded = {t: days | coming for t, days in loaded_history(store, max(blocked)).items()}

@@ -854,12 +854,13 @@ class PostgresQualityStore(QualityStore):
         with self.connection.connect(f"appending to {QUALITY_SCHEMA}.{table}") as conn:
             write_table(conn, QUALITY_SCHEMA, table, rows, allow_missing_columns=True, evolve=True)
 
-    def latest_check_results(self, partition_keys: list[str]) -> pa.Table:
-        """The latest evaluation of every check of the given partitions."""
+    def latest_check_results(self, partition_keys: list[str], check: tuple[str, str] | None = None) -> pa.Table:
+        where = (Where(sql.SQL("partition_key = ANY(%s) AND asset_key = %s AND check_name = %s"),
+                       (list(partition_keys), *check)) if check else
+                 Where(sql.SQL("partition_key = ANY(%s)"), (list(partition_keys),)))
         with self.connection.connect(f"reading {QUALITY_SCHEMA}.check_results") as conn:
             data = read_table(
-                conn, QUALITY_SCHEMA, "check_results",
-                where=Where(sql.SQL("partition_key = ANY(%s)"), (list(partition_keys),)),
+                conn, QUALITY_SCHEMA, "check_results", where=where,
                 latest=(("partition_key", "asset_key", "check_name"), "evaluated_at"),
                 order_by=("partition_key", "asset_key", "check_name"),
             )

@@ -57,8 +57,9 @@ class QualityStore(dg.ConfigurableResource):
         it must neither keep the warehouse nor wait long for it (the next tick retries)."""
         self.append(table, rows)
 
-    def latest_check_results(self, partition_keys: list[str]) -> pa.Table:
-        """The latest evaluation of every check of the given partitions."""
+    def latest_check_results(self, partition_keys: list[str], check: tuple[str, str] | None = None) -> pa.Table:
+        """The latest evaluation of every check (or of the one `check`, (asset key, check name))
+        of the given partitions."""
         raise NotImplementedError
 
     def raw_rows_history(self, table_name: str) -> dict[str, int]:
@@ -121,19 +122,19 @@ class DuckDBQualityStore(QualityStore):
         finally:
             release_warehouse(path)
 
-    def latest_check_results(self, partition_keys: list[str]) -> pa.Table:
-        """The latest evaluation of every check of the given partitions."""
+    def latest_check_results(self, partition_keys: list[str], check: tuple[str, str] | None = None) -> pa.Table:
         with self._connect() as conn:
             if not table_exists(conn, QUALITY_SCHEMA, "check_results"):
                 return pa.table({"partition_key": pa.array([], pa.string())})
+            one = "AND asset_key = ? AND check_name = ?" if check else ""
             return fetch_arrow(
                 conn,
                 f"""SELECT * FROM {qualified(QUALITY_SCHEMA, "check_results")}
-                    WHERE list_contains(?, partition_key)
+                    WHERE list_contains(?, partition_key) {one}
                     QUALIFY row_number() OVER (PARTITION BY partition_key, asset_key, check_name
                                                ORDER BY evaluated_at DESC) = 1
                     ORDER BY partition_key, asset_key, check_name""",
-                [list(partition_keys)],
+                [list(partition_keys), *(check or ())],
             )
 
     def raw_rows_history(self, table_name: str) -> dict[str, int]:

@@ -439,6 +439,10 @@ def test_quality_store_answers_like_duckdb(pg_database, tmp_path):
         assert got.schema == want.schema
         assert got.to_pylist() == want.to_pylist()  # same rows, same order
     assert pg.latest_check_results(["2025-01-01"]).num_rows == 3
+    one = ("staging/orders", "not_null")  # the latest result of one check only
+    got, want = pg.latest_check_results(keys, check=one), duck.latest_check_results(keys, check=one)
+    assert got.to_pylist() == want.to_pylist()
+    assert [(r["partition_key"], r["passed"]) for r in got.to_pylist()] == [("2025-01-01", True), ("2025-01-03", False)]
     assert pg.raw_rows_history("orders") == duck.raw_rows_history("orders") == {"2025-01-01": 120, "2025-01-02": 90}
     assert pg.raw_rows_history("nope") == {}
 

@@ -23,9 +23,9 @@ import pyarrow.compute as pc
 
 from dq_assets.batches import PartitionBatches, PartitionReader, chunk_producer, run_partition_keys
 from dq_assets.catalog import published_column_schema, store_of
-from dq_assets.checks import evaluate_mart_totals, load_gate_config, report
+from dq_assets.checks import check_output, evaluate_mart_totals, load_gate_config, report
 from dq_assets.duck import partition_query, query_tables
-from dq_assets.layers.quality import GATE_KEY, inputs_version
+from dq_assets.layers.quality import GATE_KEY, by_partition, inputs_version
 from dq_assets.layers.staging import staging_key
 from dq_assets.profiling import REVENUE_IN
 from dq_assets.quality_store import QualityStore
@@ -133,6 +133,7 @@ def publication(gate: pd.DataFrame, partition_keys: list[str], writes: list[dict
     and its gated assets were not (re)written since: the marts publish only the version that
     passed the gate."""
     decided = {str(row["ingest_date"]): row for row in gate.to_dict("records")}
+    marks_of = by_partition(writes)
     passed, refused, unexplained = [], {}, []
     for key in partition_keys:
         d = decided.get(key)
@@ -142,8 +143,8 @@ def publication(gate: pd.DataFrame, partition_keys: list[str], writes: list[dict
             refused[key] = f"the gate refused it ({d['error_failures']})"
             if d["run_id"] == run_id:
                 continue  # this run's gate_passed check fails the run and says why
-        elif _missing(d.get("inputs_version")) or d["inputs_version"] != inputs_version(writes, key):
-            refused[key] = _changed_since(d, [w for w in writes if w["partition_key"] == key])
+        elif pd.isna(d.get("inputs_version")) or d["inputs_version"] != inputs_version(marks_of.get(key, [])):
+            refused[key] = _changed_since(d, marks_of.get(key, []))
         else:
             passed.append(key)
             continue
@@ -151,13 +152,9 @@ def publication(gate: pd.DataFrame, partition_keys: list[str], writes: list[dict
     return passed, refused, unexplained
 
 
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and pd.isna(value))
-
-
 def _changed_since(decision: dict, writes_here: list[dict]) -> str:
     decided_at = decision.get("decided_at")
-    if _missing(decided_at):
+    if pd.isna(decided_at):
         return "its gate decision predates version tracking: materialize the partition again"
     newer = sorted({(w["asset_key"], w["run_id"]) for w in writes_here
                     if w["marked_at"] > pd.Timestamp(decided_at).to_pydatetime()})
@@ -199,8 +196,7 @@ def publish_marts(
         yield from _publish_customers(context, quality_store, customers, passed)
     yield from report(context, quality_store, outcomes)
     if not outcomes:  # nothing published: the check has nothing to say, but its output is due
-        step = context.op_execution_context.get_step_execution_context()
-        yield dg.Output(None, output_name=step.job_def.asset_layer.get_op_output_name(MATCHES_STAGING))
+        yield check_output(context, MATCHES_STAGING)
     if unexplained:
         raise dg.Failure(
             description="marts not published for " + "; ".join(f"{k}: {refused[k]}" for k in unexplained),

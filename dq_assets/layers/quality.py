@@ -71,12 +71,20 @@ GATE_SCHEMA = pa.schema(
 )
 
 
-def inputs_version(writes: list[dict], partition_key: str) -> str:
-    """A fingerprint of the latest write mark of every gated asset of a partition: it changes
-    whenever a step starts to rewrite any of them."""
-    marks = sorted((w["asset_key"], w["run_id"], w["marked_at"].isoformat()) for w in writes
-                   if w["partition_key"] == partition_key and w["asset_key"] in _GATED)
-    return hashlib.sha256(json.dumps(marks).encode()).hexdigest()[:20]
+def by_partition(records: list[dict]) -> dict[str, list[dict]]:
+    """Records (write marks, profiles) grouped by their partition_key, once for a whole range."""
+    out: dict[str, list[dict]] = {}
+    for r in records:
+        out.setdefault(r["partition_key"], []).append(r)
+    return out
+
+
+def inputs_version(marks: list[dict]) -> str:
+    """A fingerprint of the latest write mark of every gated asset of a partition (`marks`,
+    that partition's): it changes whenever a step starts to rewrite any of them."""
+    judged = sorted((w["asset_key"], w["run_id"], w["marked_at"].isoformat()) for w in marks
+                    if w["asset_key"] in _GATED)
+    return hashlib.sha256(json.dumps(judged).encode()).hexdigest()[:20]
 
 
 def _unchecked_writes(results_here: list[dict], writes_here: list[dict]) -> list[str]:
@@ -97,20 +105,19 @@ def gate_rows(
     marks."""
     rows = []
     now = datetime.now(timezone.utc)
-    by_partition: dict[str, list[dict]] = {k: [] for k in partition_keys}
-    for r in results.to_pylist():
-        if r["asset_key"] in _CHECKED:  # the marts' own checks come after the gate
-            by_partition.setdefault(r["partition_key"], []).append(r)
+    # the marts' own checks come after the gate
+    results_of = by_partition([r for r in results.to_pylist() if r["asset_key"] in _CHECKED])
+    marks_of, profiles_of = by_partition(list(writes)), by_partition(list(profiles))
     for key in partition_keys:
-        results_here = by_partition[key]
+        results_here = results_of.get(key, [])
         failed = [r for r in results_here if not r["passed"]]
         errors = [f"{r['asset_key']}:{r['check_name']}" for r in failed if r["severity"] == ERROR]
         warns = [f"{r['asset_key']}:{r['check_name']}" for r in failed if r["severity"] != ERROR]
         # a gated asset never checked has not passed anything
         checked = {r["asset_key"] for r in results_here}
         errors += [f"{a}:no_check_results" for a in sorted(_CHECKED - checked)]
-        errors += _unchecked_writes(results_here, [w for w in writes if w["partition_key"] == key])
-        mine = [p for p in profiles if p["partition_key"] == key]
+        errors += _unchecked_writes(results_here, marks_of.get(key, []))
+        mine = profiles_of.get(key, [])
         landed = sum(p["raw_rows"] for p in mine)
         staged = sum(p["staging_rows"] for p in mine)
         row_share = staged / landed if landed else 1.0
@@ -129,7 +136,7 @@ def gate_rows(
                 "error_failures": ", ".join(errors) or None,
                 "warn_failures": ", ".join(warns) or None,
                 "run_id": run_id,
-                "inputs_version": inputs_version(list(writes), key),
+                "inputs_version": inputs_version(marks_of.get(key, [])),
                 "decided_at": now,
             }
         )
