@@ -35,3 +35,36 @@ def test_fetch_arrow_streams_every_batch_in_order(monkeypatch):
     assert table.num_rows == 2500
     assert table.column("i").to_pylist() == list(range(2500))
     assert table.column("s")[2499].as_py() == "v2499"
+
+
+def test_a_record_table_gains_the_columns_new_records_bring(tmp_path):
+    """A warehouse written before a record gained a field (partition_gate's inputs_version,
+    partition_profiles' revenue_at_risk) takes the new rows: the field is added, older rows NULL."""
+    from datetime import date
+
+    import pyarrow as pa
+
+    from dq_assets.batches import PartitionBatches
+    from dq_assets.duck import release_warehouse, warehouse_connection
+    from dq_assets.quality_store import DuckDBQualityStore
+
+    database = str(tmp_path / "wh.duckdb")
+    store = DuckDBQualityStore(database=database)
+    store.append("partition_profiles", pa.table({"partition_key": ["2025-01-01"], "raw_rows": [1]}))
+    store.append("partition_profiles", pa.table({"partition_key": ["2025-01-02"], "raw_rows": [2],
+                                                 "revenue_at_risk": [1.5]}))
+
+    def day(d: int, **extra) -> pa.Table:
+        return pa.table({"ingest_date": pa.array([date(2025, 1, d)], pa.date32()), "v": [d],
+                         **{k: [x] for k, x in extra.items()}})
+
+    store.replace_partitions("quality", "gate", "ingest_date", PartitionBatches(["2025-01-01"], lambda k: day(1)))
+    store.replace_partitions("quality", "gate", "ingest_date",
+                             PartitionBatches(["2025-01-02", "2025-01-03"], lambda k: day(int(k[-1]), version=k)))
+    with warehouse_connection(database) as conn:
+        profiles = conn.execute("SELECT partition_key, raw_rows, revenue_at_risk FROM quality.partition_profiles "
+                                "ORDER BY 1").fetchall()
+        gate = conn.execute("SELECT v, version FROM quality.gate ORDER BY 1").fetchall()
+    release_warehouse(database)
+    assert profiles == [("2025-01-01", 1, None), ("2025-01-02", 2, 1.5)]
+    assert gate == [(1, None), (2, "2025-01-02"), (3, "2025-01-03")]

@@ -94,3 +94,15 @@ def test_the_marts_job_publishes_what_the_gate_passed(site):
     assert not wh.query("SELECT 1 FROM information_schema.tables WHERE table_schema = 'marts'")
     assert run_job(wh, "marts_layer").success  # nothing changed since the gate: published
     assert wh.query("SELECT count(*) FROM marts.fact_orders WHERE ingest_date = ?", [DAY]) == [(2,)]
+
+
+def test_a_gated_asset_without_check_results_refuses_the_partition(site):
+    landing, wh = site
+    landing.write(DAY, DAY1)
+    # the raw layer and the gate only: staging and recon were never checked for the day
+    assert not wh.materialize(DAY, selection=dg.AssetSelection.groups("raw")
+                              | dg.AssetSelection.assets(dg.AssetKey(["quality", "partition_gate"]))).success
+    [(passed, errors)] = wh.query(
+        "SELECT gate_passed, error_failures FROM quality.partition_gate WHERE ingest_date = ?", [DAY])
+    assert passed is False
+    assert {"staging/orders:no_check_results", "quality/recon_row_mismatches:no_check_results"} <= set(errors.split(", "))
