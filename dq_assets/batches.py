@@ -60,17 +60,28 @@ class PartitionBatches:
     report: Callable[[str, dict], None] | None = None
     rows_by_partition: dict[str, int] = field(default_factory=dict)
     schema: pa.Schema | None = None  # of the rows produced (the columns the IO manager wrote)
+    asset_key: dg.AssetKey | None = None
+    # Other outputs of the step whose partitions must become visible together with these
+    # (staging and its quarantine must always add up to raw): the IO manager writes each group
+    # of partitions of all of them in one transaction. Those outputs, yielded afterwards, are
+    # then only recorded: their `written_with` names the output that wrote them.
+    together: list[PartitionBatches] = field(default_factory=list)
+    written_with: dg.AssetKey | None = None
     _done: bool = field(default=False, repr=False)
 
     @classmethod
     def for_asset(cls, context, asset_key, produce: Callable[[str], pa.Table | None],
                   describe: Callable[[str], dict] | None = None,
-                  partition_keys: Sequence[str] | None = None) -> "PartitionBatches":
+                  partition_keys: Sequence[str] | None = None,
+                  together: Sequence[PartitionBatches] = ()) -> PartitionBatches:
         """The output of asset `asset_key` over the step's partitions, each partition's
-        metadata recorded on that partition's materialization."""
+        metadata recorded on that partition's materialization; `together`: see the field."""
+        for other in together:
+            other.written_with = asset_key
         return cls(list(partition_keys or run_partition_keys(context)), produce, describe,
                    report=lambda key, meta: context.add_asset_metadata(
-                       meta, asset_key=asset_key, partition_key=key))
+                       meta, asset_key=asset_key, partition_key=key),
+                   asset_key=asset_key, together=list(together))
 
     @property
     def rows(self) -> int:
@@ -82,13 +93,24 @@ class PartitionBatches:
             raise RuntimeError("PartitionBatches can be written once")
         self._done = True
         for key in self.partition_keys:
-            data = self.produce(key)
-            if data is None:
-                continue
+            data = self._produce(key)
+            if data is not None:
+                yield key, data
+
+    def _produce(self, key: str) -> pa.Table | None:
+        data = self.produce(key)
+        if data is not None:
             _check_partition(data, key)
             self.rows_by_partition[key] = data.num_rows
             self.schema = self.schema or data.schema
-            yield key, data
+        return data
+
+    def _take(self, keys: list[str]) -> pa.Table | None:
+        """The rows of `keys` (a group of another output's), as one table; None when every
+        one of them keeps its stored contents."""
+        self._done = True
+        parts = [d for d in map(self._produce, keys) if d is not None]
+        return _concat(parts) if parts else None
 
     def groups(self) -> Iterator[tuple[list[str], pa.Table]]:
         """(partition keys, their rows) of consecutive partitions, a few small ones together
@@ -106,6 +128,18 @@ class PartitionBatches:
         if keys:
             yield keys, _concat(parts)
 
+    def groups_together(self, schema: str, table: str) -> Iterator[tuple[list[str], list[tuple[tuple[str, str], pa.Table]]]]:
+        """`groups()` of these batches, stored in `schema.table`, each with the same partitions
+        of the outputs written together with them, stored in the table of their asset key:
+        (keys, [((schema, table), rows of those keys), ...]), these first."""
+        for keys, data in self.groups():
+            tables = [((schema, table), data)]
+            for other in self.together:
+                rows = other._take(keys)
+                if rows is not None:
+                    tables.append(((other.asset_key.path[-2], other.asset_key.path[-1]), rows))
+            yield keys, tables
+
     def finish(self, locate: Callable[[str], dict] | None = None) -> dict[str, dict]:
         """Called by the IO manager once every partition is written: each written partition's
         own metadata (its rows, `locate(key)`, where the IO manager stored it, and what
@@ -120,6 +154,20 @@ class PartitionBatches:
             for key, values in meta.items():
                 self.report(key, values)
         return meta
+
+
+def written_by_another_output(batches: PartitionBatches, context) -> bool:
+    """True when `batches` were already written, together with the output that names them in
+    `together` (its IO manager must be this one: only a transaction makes them visible
+    together). The IO manager then only records them."""
+    if batches.written_with is None:
+        return False
+    if not batches._done:
+        raise dg.Failure(
+            f"{context.asset_key.to_user_string()} is written together with "
+            f"{batches.written_with.to_user_string()}, which was not written first: yield that "
+            "output first, stored by the same IO manager", allow_retries=False)
+    return True
 
 
 def _concat(parts: list[pa.Table]) -> pa.Table:

@@ -88,6 +88,8 @@ _STORE_OF_IO_MANAGER = {
     # where the marts step writes the marts itself
     "DuckDBQualityStore": DUCKDB,
     "PostgresQualityStore": POSTGRES,
+    "DuckDBPublication": DUCKDB,
+    "PostgresPublication": POSTGRES,
 }
 
 

@@ -201,30 +201,41 @@ def _duck_type(conn: duckdb.DuckDBPyConnection, one_column: pa.Table) -> str:
 
 
 def replace_partitions(conn: duckdb.DuckDBPyConnection, schema: str, table: str, column: str,
-                       batches) -> None:
+                       batches, commit_groups: bool = True) -> None:
     """Write a `PartitionBatches` into `schema.table`, replacing each partition it produces
-    (by `column`). Each group of whole partitions is replaced in its own transaction: DuckDB
-    keeps every Arrow table a transaction scanned alive until the transaction ends, so one
-    transaction over a year-long range held the whole year's rows in memory. A partition is
-    still never half-written; a range that fails midway leaves the groups before it replaced,
-    and a rerun converges. The caller opens the first transaction."""
+    (by `column`), and the same partitions of the outputs written together with it (each into
+    the table of its asset key, schema.table) in the same transactions. The caller opens the
+    first transaction.
+
+    With `commit_groups`, each group of whole partitions is committed on its own: DuckDB keeps
+    every Arrow table a transaction scanned alive until the transaction ends, so one transaction
+    over a year-long range held the whole year's rows in memory. A partition is still never
+    half-written, nor one table of it without the others; a range that fails midway leaves the
+    groups before it replaced, and a rerun converges. Without, everything is the caller's one
+    transaction."""
+    evolved: set[tuple[str, str]] = set()  # every group has the same columns: once is enough
+    for keys, tables in batches.groups_together(schema, table):
+        for (s, t), rows in tables:
+            _replace_group(conn, s, t, column, keys, rows, evolve=(s, t) not in evolved)
+            evolved.add((s, t))
+        if commit_groups:
+            conn.commit()
+            conn.begin()
+
+
+def _replace_group(conn, schema: str, table: str, column: str, keys: list[str], data,
+                   evolve: bool) -> None:
     name = qualified(schema, table)
-    exists, evolved = table_exists(conn, schema, table), False
-    for keys, data in batches.groups():
-        conn.register("_batch", data)
-        if exists:
-            if not evolved:  # every group has the same columns: once is enough
-                add_missing_columns(conn, schema, table, data)
-                evolved = True
-            conn.execute(f"DELETE FROM {name} WHERE list_contains(CAST(? AS DATE[]), {quote(column)})", [keys])
-        else:
-            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
-            conn.execute(f"CREATE TABLE {name} AS SELECT * FROM _batch LIMIT 0")
-            exists = evolved = True
-        conn.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _batch")
-        conn.unregister("_batch")
-        conn.commit()
-        conn.begin()
+    conn.register("_batch", data)
+    if table_exists(conn, schema, table):
+        if evolve:
+            add_missing_columns(conn, schema, table, data)
+        conn.execute(f"DELETE FROM {name} WHERE list_contains(CAST(? AS DATE[]), {quote(column)})", [keys])
+    else:
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
+        conn.execute(f"CREATE TABLE {name} AS SELECT * FROM _batch LIMIT 0")
+    conn.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _batch")
+    conn.unregister("_batch")
 
 
 def partition_query(schema: str, table: str, column: str, partition_key: str) -> str:

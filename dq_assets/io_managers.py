@@ -21,7 +21,7 @@ from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, Tabl
 from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasTypeHandler
 
-from dq_assets.batches import PartitionBatches, PartitionReader
+from dq_assets.batches import PartitionBatches, PartitionReader, written_by_another_output
 from dq_assets.catalog import DUCKDB, written_column_schema
 from dq_assets.contracts import check_table_slice
 from dq_assets.duck import (
@@ -137,7 +137,8 @@ class PartitionBatchesTypeHandler(DbTypeHandler):
 
     def handle_output(self, context, table_slice: TableSlice, obj: PartitionBatches, connection):
         column = table_slice.partition_dimensions[0].partition_expr
-        replace_partitions(connection, table_slice.schema, table_slice.table, column, obj)
+        if not written_by_another_output(obj, context):
+            replace_partitions(connection, table_slice.schema, table_slice.table, column, obj)
         obj.finish(lambda key: {"Query": partition_query(table_slice.schema, table_slice.table, column, key)})
         context.add_output_metadata(written_column_schema(context, obj.schema, DUCKDB))
 

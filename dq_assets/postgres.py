@@ -53,11 +53,11 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import Field
 
-from dq_assets.batches import PartitionBatches, PartitionReader
+from dq_assets.batches import PartitionBatches, PartitionReader, written_by_another_output
 from dq_assets.catalog import POSTGRES, written_column_schema
 from dq_assets.contracts import check_identifier, check_table_slice
 from dq_assets.duck import partition_query, to_arrow, to_pandas
-from dq_assets.quality_store import APPEND_ONLY_TABLES, QUALITY_SCHEMA, QualityStore
+from dq_assets.quality_store import APPEND_ONLY_TABLES, QUALITY_SCHEMA, Publication, QualityStore
 
 __all__ = [
     "APPEND_ONLY_TABLES",
@@ -669,10 +669,12 @@ def read_table(
 
 def replace_partitions(conn: psycopg.Connection, schema: str, table: str, column: str, batches) -> None:
     """Write a `PartitionBatches` into `schema.table`, replacing each partition it produces (by
-    the DATE `column`), all in the caller's one transaction."""
-    for keys, data in batches.groups():
-        write_table(conn, schema, table, data, index=[column], evolve=True,
-                    replace=Where(sql.SQL("{} = ANY(%s::date[])").format(_q(column)), (keys,)))
+    the DATE `column`), and the same partitions of the outputs written together with it (each
+    into the table of its asset key, schema.table), all in the caller's one transaction."""
+    for keys, tables in batches.groups_together(schema, table):
+        replace = Where(sql.SQL("{} = ANY(%s::date[])").format(_q(column)), (keys,))
+        for (s, t), rows in tables:
+            write_table(conn, s, t, rows, index=[column], evolve=True, replace=replace)
 
 
 def _naive(moment: datetime) -> datetime:
@@ -797,7 +799,8 @@ class PostgresBatchesTypeHandler(DbTypeHandler):
 
     def handle_output(self, context, table_slice: TableSlice, obj: PartitionBatches, connection):
         column = table_slice.partition_dimensions[0].partition_expr
-        replace_partitions(connection, table_slice.schema, table_slice.table, column, obj)
+        if not written_by_another_output(obj, context):
+            replace_partitions(connection, table_slice.schema, table_slice.table, column, obj)
         obj.finish(lambda key: {"Query": partition_query(table_slice.schema, table_slice.table, column, key)})
         context.add_output_metadata(written_column_schema(context, obj.schema, POSTGRES))
 
@@ -913,16 +916,23 @@ class PostgresQualityStore(QualityStore):
             found[asset].add(key)
         return found
 
+    @contextmanager
+    def publishing(self) -> Iterator[Publication]:
+        with self.connection.connect("writing in one transaction") as conn, conn.transaction():
+            yield PostgresPublication(conn)
+
+
+class PostgresPublication(Publication):
+    """One PostgreSQL transaction."""
+
+    def __init__(self, conn: psycopg.Connection):
+        self.conn = conn
+
     def replace_partitions(self, schema: str, table: str, column: str, batches) -> None:
-        _qualified(schema, table)  # refused before connecting
-        with self.connection.connect(f"writing {schema}.{table}") as conn, conn.transaction():
-            replace_partitions(conn, schema, table, column, batches)
+        replace_partitions(self.conn, schema, table, column, batches)
 
     def replace_table(self, schema: str, table: str, data: pa.Table) -> None:
-        _qualified(schema, table)
-        with self.connection.connect(f"writing {schema}.{table}") as conn:
-            write_table(conn, schema, table, data, replace=True, evolve=True)
+        write_table(self.conn, schema, table, data, replace=True, evolve=True)
 
     def read_table(self, schema: str, table: str) -> pa.Table | None:
-        with self.connection.connect(f"reading {schema}.{table}") as conn:
-            return read_table(conn, schema, table)
+        return read_table(self.conn, schema, table)

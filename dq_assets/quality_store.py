@@ -10,6 +10,7 @@
 - The published marts of a partition, which only the partitions that passed the gate get.
 """
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
@@ -83,12 +84,40 @@ class QualityStore(dg.ConfigurableResource):
         that loads them ran to its checks)."""
         raise NotImplementedError
 
+    @contextmanager
+    def publishing(self) -> Iterator["Publication"]:
+        """One transaction for tables that must become visible together (the marts of a run):
+        what is written through the `Publication` is committed when the block ends, and
+        nothing of it when it fails or the process dies."""
+        raise NotImplementedError
+        yield
+
+    def replace_partitions(self, schema: str, table: str, column: str, batches) -> None:
+        """Write a `PartitionBatches`, replacing each partition it produces, in one transaction."""
+        with self.publishing() as publication:
+            publication.replace_partitions(schema, table, column, batches)
+
+    def replace_table(self, schema: str, table: str, data: pa.Table) -> None:
+        """Replace every row of a table, in one transaction."""
+        with self.publishing() as publication:
+            publication.replace_table(schema, table, data)
+
+    def read_table(self, schema: str, table: str) -> pa.Table | None:
+        """Every row of a table (None if it does not exist)."""
+        with self.publishing() as publication:
+            return publication.read_table(schema, table)
+
+
+class Publication:
+    """Writes and reads inside one `QualityStore.publishing` transaction (a read sees what the
+    transaction wrote)."""
+
     def replace_partitions(self, schema: str, table: str, column: str, batches) -> None:
         """Write a `PartitionBatches`, replacing each partition it produces."""
         raise NotImplementedError
 
     def replace_table(self, schema: str, table: str, data: pa.Table) -> None:
-        """Replace every row of a table, in one transaction."""
+        """Replace every row of a table."""
         raise NotImplementedError
 
     def read_table(self, schema: str, table: str) -> pa.Table | None:
@@ -184,35 +213,39 @@ class DuckDBQualityStore(QualityStore):
             found[asset].add(key)
         return found
 
-    def replace_partitions(self, schema: str, table: str, column: str, batches) -> None:
+    @contextmanager
+    def publishing(self) -> Iterator[Publication]:
         with self._connect() as conn:
             conn.begin()
             try:
-                replace_partitions(conn, schema, table, column, batches)
+                yield DuckDBPublication(conn)
                 conn.commit()
             except BaseException:
                 conn.rollback()
                 raise
+
+
+class DuckDBPublication(Publication):
+    """One DuckDB transaction. Its Arrow tables stay in memory until it ends (DuckDB keeps what a
+    transaction scanned): fine for the marts of a run, not for a year of staging rows."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def replace_partitions(self, schema: str, table: str, column: str, batches) -> None:
+        replace_partitions(self.conn, schema, table, column, batches, commit_groups=False)
 
     def replace_table(self, schema: str, table: str, data: pa.Table) -> None:
-        name = qualified(schema, table)
-        with self._connect() as conn:
-            conn.begin()
-            try:
-                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
-                conn.register("_rows", data)
-                conn.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM _rows")
-                conn.unregister("_rows")
-                conn.commit()
-            except BaseException:
-                conn.rollback()
-                raise
+        self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
+        self.conn.register("_rows", data)
+        self.conn.execute(f"CREATE OR REPLACE TABLE {qualified(schema, table)} AS SELECT * FROM _rows")
+        self.conn.unregister("_rows")
 
     def read_table(self, schema: str, table: str) -> pa.Table | None:
-        with self._connect() as conn:
-            if not table_exists(conn, schema, table):
-                return None
-            return fetch_arrow(conn, f"SELECT * FROM {qualified(schema, table)}")
+        if not table_exists(self.conn, schema, table):
+            return None
+        return fetch_arrow(self.conn, f"SELECT * FROM {qualified(schema, table)}")
+
 
 def _append(conn, table: str, rows: pa.Table) -> None:
     """Rows appended to quality.`table`, created from them if it is missing (and given the

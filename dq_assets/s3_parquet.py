@@ -4,7 +4,9 @@ Layout: s3://<bucket>/<prefix>/<layer>/<table>/ingest_date=YYYY-MM-DD/data.parqu
 unpartitioned asset: .../<layer>/<table>/data.parquet). One object per partition, written
 with a single PUT, so a rerun replaces the partition atomically and a reader sees either the
 old or the new partition, never half of one. Arrow types survive the round trip, so exact
-decimals and UTC timestamps stay what they are.
+decimals and UTC timestamps stay what they are. Outputs that must become visible together
+(`PartitionBatches.together`) cannot be stored here: there is no transaction over objects.
+In the aws deployment S3 holds the raw layer, one output per step.
 """
 
 import io
@@ -72,6 +74,13 @@ class S3ParquetIOManager(dg.ConfigurableIOManager):
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | PartitionBatches) -> None:
         client = s3_client(self.s3)
+        if isinstance(obj, PartitionBatches) and (obj.together or obj.written_with):
+            others = [b.asset_key for b in obj.together] or [obj.written_with]
+            raise dg.Failure(
+                f"{context.asset_key.to_user_string()} must become visible together with "
+                f"{', '.join(k.to_user_string() for k in others)}: S3 writes one object at a time "
+                "and cannot do that; store these outputs with a transactional IO manager (the "
+                "warehouse's DuckDB or PostgreSQL)", allow_retries=False)
         if isinstance(obj, PartitionBatches):  # one partition at a time, one object each
             for key, data in obj:
                 self._put(client, self._key(context.asset_key, key), data)

@@ -5,7 +5,7 @@ publishes a partition only when the decision passed and the partition's write ma
 the ones the gate judged (dq_assets.quality_store); the others keep their previous contents.
 
 What Dagster records is what was published. The marts are written by the step itself (through
-the deployment's store), and a partition gets a materialization, with its own figures, only
+the deployment's store), all of a run in one transaction, and a partition gets a materialization, with its own figures, only
 when it was published: a refused one gets none, so in the failed run it shows as failed, not
 as materialized. (An output of a range run would give every partition of the range one.) The
 two current-state marts are rebuilt as a whole from every published day, never from staging;
@@ -28,7 +28,7 @@ from dq_assets.duck import partition_query, query_tables
 from dq_assets.layers.quality import GATE_KEY, by_partition, inputs_version
 from dq_assets.layers.staging import staging_key
 from dq_assets.profiling import REVENUE_IN
-from dq_assets.quality_store import QualityStore
+from dq_assets.quality_store import Publication, QualityStore
 from dq_assets.settings import DAILY
 
 MARTS_GROUP = "marts"
@@ -190,10 +190,14 @@ def publish_marts(
                                                context.run.run_id)
     for key, why in refused.items():
         context.log.warning(f"marts not published for {key}: {why}; they keep their previous contents")
-    outcomes = []
+    outcomes, records = [], []
     if passed:
-        outcomes = yield from _publish_orders(context, quality_store, orders, passed)
-        yield from _publish_customers(context, quality_store, customers, passed)
+        # Every mart of the run in one transaction: a crash leaves all of them as they were
+        # or all of them published. Dagster records them once they are.
+        with quality_store.publishing() as marts:
+            outcomes = _publish_orders(context, marts, orders, passed, records)
+            _publish_customers(context, marts, customers, passed, records)
+    yield from records
     yield from report(context, quality_store, outcomes)
     if not outcomes:  # nothing published: the check has nothing to say, but its output is due
         yield check_output(context, MATCHES_STAGING)
@@ -203,7 +207,8 @@ def publish_marts(
             allow_retries=False)
 
 
-def _publish_orders(context, store: QualityStore, orders: PartitionReader, passed: list[str]):
+def _publish_orders(context, store: Publication, orders: PartitionReader, passed: list[str],
+                    records: list) -> list:
     """fact_orders and fact_revenue_daily of the passed partitions that agree with staging,
     then revenue_by_order_date over every published day. Returns the matches_staging outcomes."""
     cfg = load_gate_config()
@@ -228,14 +233,14 @@ def _publish_orders(context, store: QualityStore, orders: PartitionReader, passe
         rows = facts_of(key)  # taken for every partition: a chunk hands them out in order
         return rows if key in revenue_rows else None  # a mart that disagrees is not published
 
-    yield from _write(context, store, FACT_ORDERS_KEY, PartitionBatches(passed, fact_orders_of))
+    records += _write(context, store, FACT_ORDERS_KEY, PartitionBatches(passed, fact_orders_of))
     published = [k for k in passed if k in revenue_rows]
-    yield from _write(context, store, FACT_REVENUE_KEY, PartitionBatches(
+    records += _write(context, store, FACT_REVENUE_KEY, PartitionBatches(
         published, revenue_rows.get, describe=lambda k: _revenue_metadata(revenue_rows[k])))
     if published:
         everything = store.read_table(MARTS_SCHEMA, "fact_orders")
         current = query_tables(REVENUE_BY_ORDER_DATE_SQL, fact_orders=everything)
-        yield from _replace(context, store, REVENUE_BY_ORDER_DATE_KEY, current, published)
+        records += _replace(context, store, REVENUE_BY_ORDER_DATE_KEY, current, published)
     return outcomes
 
 
@@ -244,32 +249,33 @@ def _revenue_metadata(revenue: pa.Table) -> dict:
             "revenue": float(pc.sum(revenue["revenue"]).as_py() or 0)}
 
 
-def _publish_customers(context, store: QualityStore, customers: PartitionReader, passed: list[str]):
+def _publish_customers(context, store: Publication, customers: PartitionReader, passed: list[str],
+                       records: list) -> None:
     """customer_versions of the passed partitions, then dim_customers over every published day."""
     versions_of = chunk_producer(passed, customers, lambda chunk, rows: rows)
-    yield from _write(context, store, CUSTOMER_VERSIONS_KEY, PartitionBatches(passed, versions_of))
+    records += _write(context, store, CUSTOMER_VERSIONS_KEY, PartitionBatches(passed, versions_of))
     everything = store.read_table(MARTS_SCHEMA, "customer_versions")
     dim = query_tables(DIM_CUSTOMERS_SQL, versions=everything)
-    yield from _replace(context, store, DIM_CUSTOMERS_KEY, dim, passed)
+    records += _replace(context, store, DIM_CUSTOMERS_KEY, dim, passed)
 
 
-def _write(context, store: QualityStore, key: dg.AssetKey, batches: PartitionBatches) -> Iterator:
-    """Replace the partitions `batches` produces and record each with its own metadata."""
+def _write(context, store: Publication, key: dg.AssetKey, batches: PartitionBatches) -> list:
+    """Replace the partitions `batches` produces; the records of each, with its own metadata."""
     table = key.path[-1]
     store.replace_partitions(MARTS_SCHEMA, table, PARTITION_COLUMN, batches)
     published = batches.finish(lambda k: {"Query": partition_query(MARTS_SCHEMA, table, PARTITION_COLUMN, k)})
-    yield from _record(context, key, published, _table_metadata(key, batches.schema, store))
+    return list(_record(context, key, published, _table_metadata(key, batches.schema, store)))
 
 
-def _replace(context, store: QualityStore, key: dg.AssetKey, data: pa.Table, included: list[str]) -> Iterator:
+def _replace(context, store: Publication, key: dg.AssetKey, data: pa.Table, included: list[str]) -> list:
     """Replace a current-state mart as a whole, now including the days `included`."""
     table = key.path[-1]
     store.replace_table(MARTS_SCHEMA, table, data)
     meta = {"dagster/row_count": data.num_rows, "Query": f"SELECT * FROM {MARTS_SCHEMA}.{table}"}
-    yield from _record(context, key, {k: meta for k in included}, _table_metadata(key, data.schema, store))
+    return list(_record(context, key, {k: meta for k in included}, _table_metadata(key, data.schema, store)))
 
 
-def _table_metadata(key: dg.AssetKey, schema: pa.Schema | None, store: QualityStore) -> dict:
+def _table_metadata(key: dg.AssetKey, schema: pa.Schema | None, store: Publication) -> dict:
     """What every materialization of a mart says of its table: its name and the columns written."""
     return {"dagster/table_name": f"{MARTS_SCHEMA}.{key.path[-1]}",
             **published_column_schema(key, schema, store_of(store))}

@@ -6,13 +6,10 @@ One multi-asset per table, derived from its contract: it writes `staging.<table>
 
 
 import dataclasses
-import os
-import tempfile
 from datetime import datetime, timezone
 
 import dagster as dg
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from dq_assets.batches import (
     PartitionBatches, PartitionReader, chunk_producer, partition_slice, run_partition_keys,
@@ -105,34 +102,31 @@ def build_staging_asset(t: Table) -> dg.AssetsDefinition:
             ref_keys[col.name] = _received_keys(conn, received, ref.column)
         counts, revenues, profiles, failures = {}, {}, {}, []
         mark_writes(context, quality_store, [skey, qkey])
-        with tempfile.TemporaryDirectory(prefix="dq_quarantine_") as spill:
+        quarantined: dict[str, pa.Table] = {}  # a partition's, until written with its staging
 
-            def validate_chunk(chunk: list[str], raw: pa.Table) -> pa.Table:
-                """Staging rows of a chunk of partitions; each partition's quarantine waits
-                on disk for the second output."""
-                result = validate(conn, t, raw, ref_keys)
-                counts.update(partition_counts(conn, t, chunk, raw, result))
-                revenues.update(revenue(conn, t, raw, result.staging, result.quarantine, chunk))
-                profiles.update(column_profiles(conn, t, result.staging, chunk))
-                failures.extend(result.failures.to_pylist())
-                for k in chunk:
-                    pq.write_table(partition_slice(result.quarantine, k),
-                                   os.path.join(spill, f"{k}.parquet"))
-                return result.staging
+        def validate_chunk(chunk: list[str], raw: pa.Table) -> pa.Table:
+            """Staging rows of a chunk of partitions; each partition's quarantine waits for
+            the write of its staging rows."""
+            result = validate(conn, t, raw, ref_keys)
+            counts.update(partition_counts(conn, t, chunk, raw, result))
+            revenues.update(revenue(conn, t, raw, result.staging, result.quarantine, chunk))
+            profiles.update(column_profiles(conn, t, result.staging, chunk))
+            failures.extend(result.failures.to_pylist())
+            quarantined.update((k, partition_slice(result.quarantine, k)) for k in chunk)
+            return result.staging
 
-            # Each output is written one partition at a time (dq_assets.batches): the staging
-            # output runs the validation; the quarantine output then reads what it put aside.
-            yield dg.Output(
-                PartitionBatches.for_asset(
-                    context, skey, chunk_producer(keys, raw_rows, validate_chunk),
-                    describe=lambda k: staging_metadata(counts[k], revenues[k], profiles[k])),
-                output_name="staging",
-            )
-            yield dg.Output(
-                PartitionBatches.for_asset(
-                    context, qkey, lambda k: pq.read_table(os.path.join(spill, f"{k}.parquet"))),
-                output_name="quarantine",
-            )
+        # Written one group of partitions at a time (dq_assets.batches), staging and quarantine
+        # of each group in one transaction: readers never see raw != staging + quarantine,
+        # even after a crash between the two. The staging output's IO manager writes both.
+        quarantine = PartitionBatches.for_asset(context, qkey, quarantined.pop)
+        yield dg.Output(
+            PartitionBatches.for_asset(
+                context, skey, chunk_producer(keys, raw_rows, validate_chunk),
+                describe=lambda k: staging_metadata(counts[k], revenues[k], profiles[k]),
+                together=[quarantine]),
+            output_name="staging",
+        )
+        yield dg.Output(quarantine, output_name="quarantine")
         quality_store.append("partition_profiles", profile_rows(context.run.run_id, t, counts, revenues))
         cfg = load_gate_config()
         history = quality_store.raw_rows_history(t.name)
