@@ -47,6 +47,37 @@ def test_empty_values_are_null_and_whitespace_is_kept(tmp_path):
     assert row["customer_id"] is None and row["amount"] == "  "
 
 
+def test_spaces_and_tabs_around_a_quoted_value_are_no_part_of_it(tmp_path):
+    """One rule wherever a value is read (header, rows, lines): the quoted content is the value."""
+    text = ('\ufeff "Order_ID"\t,customer_id,order_ts,status,currency,amount,updated_at\r\n'
+            'O1,C1,t,  "pa""id"  ,EUR,\t"1,5"\t,u\r\n'
+            '\r\n'
+            'O2,C1,t, "paid\r\nlate" ,EUR,1,  "u"\r\n'
+            'O3,"C1", t ,paid,EUR,1,u')
+    rows, schema = read(tmp_path, text)
+    assert schema.missing == [] and schema.unknown == []
+    assert [(r["order_id"], r["status"], r["amount"], r["updated_at"], r["order_ts"], r["source_line"])
+            for r in rows] == [("O1", 'pa"id', "1,5", "u", "t", 2),
+                               ("O2", "paid\r\nlate", "1", "u", "t", 4),
+                               ("O3", "paid", "1", "u", " t ", 6)]  # unquoted: as received
+
+
+@pytest.mark.parametrize("field", ['"ab"c', '  "ab" c', '\t"ab"c', ' "a, ""b"""c'])
+def test_text_after_a_closing_quote_is_an_error_naming_its_line(tmp_path, field):
+    text = ('order_id,customer_id,order_ts,status,currency,amount,updated_at\n'
+            'O1,C1,t,  "paid"  ,EUR,1,u\n'
+            f'O2,C1,t,{field},EUR,1,u\n')
+    with pytest.raises(LandingError) as e:
+        read(tmp_path, text)
+    assert str(e.value) == (f"{tmp_path / 'orders.csv'}: line 3: cannot be read as CSV: text follows "
+                            "the closing quote of a quoted value (only spaces or tabs may)")
+
+
+def test_a_quoted_header_name_followed_by_text_is_an_error(tmp_path):
+    with pytest.raises(LandingError, match="line 1: the header cannot be read as CSV"):
+        read(tmp_path, '"order_id"x,customer_id,order_ts,status,currency,amount,updated_at\n')
+
+
 def test_header_only_file_has_no_rows(tmp_path):
     rows, schema = read(tmp_path, "order_id,customer_id,order_ts,status,currency,amount,updated_at\n")
     assert rows == [] and schema.missing == []

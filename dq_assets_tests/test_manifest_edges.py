@@ -96,3 +96,29 @@ def test_an_event_three_days_ahead_is_quarantined_as_future(tmp_path):
         assert conn.execute("SELECT event_id, reject_reason FROM quality.events_quarantine").fetchall() == [
             ("E9", "future_timestamp")]
         assert conn.execute("SELECT count(*) FROM staging.events WHERE event_id = 'E9'").fetchall() == [(0,)]
+
+
+def test_spaces_and_tabs_around_a_quoted_value_are_no_part_of_it(tmp_path):
+    """Contract §1: a value may carry surrounding whitespace, and RFC 4180 quotes it. Padding
+    around the quotes (DuckDB took two spaces before one as a ragged row, and a tab as text)
+    is dropped and the value inside is kept; the lines of the rows after it stay right."""
+    landing = Landing(tmp_path / "landing")
+    rows = [
+        '\ufeff  "customer_id"  ,email,full_name,country_code,signup_ts,updated_at',
+        'C1,Ann@Example.com ,  "Schmidt, Sofia"  ,de,2024-12-01T00:00:00Z,2025-01-01T00:00:00Z',
+        'C2,bob@example.com,\t"Bob ""B""\r\nBrown"\t,US,2024-12-02 08:00:00,2025-01-01T00:00:00Z',
+        '',
+        'C3,cy@example.com, "Cy" ,FR,2025-01-01T00:00:00Z, "2025-01-01T00:00:00Z"\t',
+    ]
+    landing.write("2025-01-01", {**DAY1, "customers": "\r\n".join(rows) + "\r\n"},
+                  manifest_override={"customers.csv": {"rows": 3}})
+    code, out = cli(tmp_path, landing, "--partition", "2025-01-01")
+    assert code == 0 and "gate PASSED" in out.splitlines()[-1], out[-3000:]
+    with duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True) as conn:
+        staged = conn.execute("SELECT customer_id, full_name, updated_at FROM staging.customers "
+                              "ORDER BY 1").fetchall()
+        lines = conn.execute("SELECT customer_id, source_line FROM raw.customers ORDER BY 1").fetchall()
+    assert [(c, name) for c, name, _ in staged] == [
+        ("C1", "Schmidt, Sofia"), ("C2", 'Bob "B"\r\nBrown'), ("C3", "Cy")]
+    assert staged[2][2] is not None  # the quoted timestamp, padded at the end of the last field
+    assert lines == [("C1", 2), ("C2", 3), ("C3", 6)]
