@@ -523,18 +523,29 @@ def _csv_error(path: Path, e: duckdb.Error) -> LandingError:
 def _record_ends(path: Path) -> Iterator[tuple[int, bytes, int, int]]:
     """(physical line, line ending, its start and end offset) of every record end outside
     quotes, in file order. For the header's end and the rare files that need more (errors,
-    empty lines); the file is mapped, not read into memory. Padding around quoted values does
-    not move a record end: this scan of the file as sent agrees with the unpadded copy read."""
+    empty lines); the file is mapped, not read into memory. A quote opens a quoted value only
+    where one starts a field, as the reader takes it (`5" screen` is text); padding around it
+    moves no record end, so this scan of the file as sent agrees with the unpadded copy read."""
     with _mapped(path) as data:
-        in_quotes, line = False, 1
+        in_quotes, line, closed = False, 1, -2
         for m in re.finditer(rb'"|\r\n|\n|\r', data):
             token = m.group()
             if token == b'"':
-                in_quotes = not in_quotes
+                if in_quotes:
+                    in_quotes, closed = False, m.start()
+                elif m.start() == closed + 1 or _starts_field(data, m.start()):  # "" or an opening
+                    in_quotes = True
                 continue
             if not in_quotes:
                 yield line, token, m.start(), m.end()
             line += token.endswith(b"\n")
+
+
+def _starts_field(data, at: int) -> bool:
+    """Whether the byte at `at` starts a field, after its padding (as `_QUOTED_FIELD` says)."""
+    while at > 0 and data[at - 1] in b" \t":
+        at -= 1
+    return at == 0 or data[at - 1] in b",\r\n" or (at == 3 and data[:3] == b"\xef\xbb\xbf")
 
 
 def _record_start(path: Path, record: int) -> tuple[int, int | None]:

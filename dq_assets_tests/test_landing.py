@@ -78,6 +78,18 @@ def test_a_quoted_header_name_followed_by_text_is_an_error(tmp_path):
         read(tmp_path, '"order_id"x,customer_id,order_ts,status,currency,amount,updated_at\n')
 
 
+def test_a_quote_inside_an_unquoted_value_is_text_and_the_lines_after_it_stay_right(tmp_path):
+    """Only a quote that starts a field opens a quoted value, for the reader and for the scan
+    that names lines after empty ones alike (it took `5"` as opening one: the file was refused)."""
+    text = ('product_id,sku,product_name,category,unit_price,currency,updated_at\n'
+            'P1,S1,TV 5" screen,tv,1,EUR,u\n\n'
+            'P2,S2,"x, ""y""\n z",tv,1,EUR,u\n'
+            'P3,S3,z,tv,1,EUR,u\n')
+    rows, _ = read(tmp_path, text, name="products")
+    assert [(r["product_name"], r["source_line"]) for r in rows] == [
+        ('TV 5" screen', 2), ('x, "y"\n z', 4), ("z", 6)]
+
+
 def test_header_only_file_has_no_rows(tmp_path):
     rows, schema = read(tmp_path, "order_id,customer_id,order_ts,status,currency,amount,updated_at\n")
     assert rows == [] and schema.missing == []
