@@ -153,6 +153,8 @@ def test_an_unreadable_file_fails_its_own_day_and_a_range_publishes_the_others(t
             "SELECT CAST(ingest_date AS VARCHAR), count(*) FROM raw.orders GROUP BY 1 ORDER BY 1").fetchall()
         gate = conn.execute("SELECT CAST(ingest_date AS VARCHAR), gate_passed FROM "
                             "quality.partition_gate ORDER BY 1").fetchall()
+        conserved = conn.execute("SELECT count(*), bool_and(passed) FROM quality.check_results "
+                                 "WHERE check_name = 'row_conservation'").fetchall()
     assert published == [("2025-01-01",), ("2025-01-03",)]
     assert gate == [("2025-01-01", True), ("2025-01-02", False), ("2025-01-03", True)]
     assert results == [
@@ -161,6 +163,7 @@ def test_an_unreadable_file_fails_its_own_day_and_a_range_publishes_the_others(t
          "the file (or have it sent again) and materialize the day again"),
         ("2025-01-03", True, "ERROR", "read", None)]
     assert landed == [("2025-01-01", 2), ("2025-01-03", 2)]  # nothing of the unreadable file
+    assert conserved == [(18, True)]  # raw = staging + quarantine, every table and day
     # the day alone fails the same way
     code, out = cli(tmp_path, landing, "--partition", "2025-01-02")
     verdict = next(line for line in out.splitlines() if line.startswith("dq_assets gate"))
