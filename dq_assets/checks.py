@@ -6,7 +6,7 @@ step already holds), one outcome per check and partition. Every outcome is appen
 `quality.partition_gate` asset then blocks the marts of any partition with a failed ERROR check.
 
 Check names by dimension:
-- landing (raw.<table>): file_listed_and_present, manifest_rows, manifest_sha256,
+- landing (raw.<table>): file_listed_and_present, file_readable, manifest_rows, manifest_sha256,
   manifest_<sum field>, required_columns, unknown_columns; raw.landing_files:
   no_unexpected_files
 - staging.<table>: row_conservation, unique_key, quarantine_rate, and one `no_<reason>` per
@@ -156,6 +156,10 @@ def raw_check_defs(t: Table, asset: dg.AssetKey) -> list[CheckDef]:
     defs = [
         CheckDef("file_listed_and_present", asset,
                  f"{t.file_name} is present exactly when _manifest.json lists it."),
+        CheckDef("file_readable", asset,
+                 f"{t.file_name} can be read as the contract's CSV (UTF-8, one header of distinct "
+                 "names, RFC 4180 quoting, every row as many fields as the header). One that "
+                 "cannot lands no row and fails its own day only."),
         CheckDef("manifest_rows", asset, "Landed data rows equal the manifest's `rows`."),
         CheckDef("manifest_sha256", asset, "The file's sha256 equals the manifest's."),
         CheckDef("required_columns", asset, "Every contract column is in the file's header."),
@@ -476,8 +480,11 @@ def evaluate_landing(
     landed_sum: Decimal | None,
     missing_columns: list[str],
     unknown_columns: list[str],
+    unreadable: str | None = None,
 ) -> list[Outcome]:
-    """Landing checks of one table's file in one partition against its manifest entry."""
+    """Landing checks of one table's file in one partition against its manifest entry.
+    `unreadable` says why a present file cannot be read (its location, line and problem): then
+    only its bytes are compared, and nothing read from it."""
     sev = lambda check: cfg.severity_of(t.name, check)  # noqa: E731
     where = _partition_filter(partition_key)
     audit_sql = f"SELECT * FROM raw.landing_files WHERE {where} AND file_name = '{t.file_name}'"
@@ -492,9 +499,22 @@ def evaluate_landing(
                     else "present but not listed in _manifest.json" if present and listed is None
                     else ""),
             sql=audit_sql,
-        )
+        ),
+        Outcome(
+            "file_readable", asset, partition_key, passed=unreadable is None,
+            severity=sev("file_readable"), failing_rows=int(unreadable is not None),
+            observed=unreadable or ("read" if present else "not applicable: file absent"),
+            threshold="readable as CSV",
+            detail=(f"no row of {t.file_name} landed for {partition_key}: correct the file (or have "
+                    "it sent again) and materialize the day again" if unreadable else ""),
+            sql=audit_sql,
+        ),
     ]
     comparable = listed is not None and present
+
+    def not_read(check: str) -> Outcome:  # what only its rows or header could tell
+        return Outcome(check, asset, partition_key, passed=True, severity=sev(check),
+                       observed=f"not applicable: {t.file_name} cannot be read")
 
     def compare(check: str, expected, observed, equal: bool, problem: str | None = None) -> Outcome:
         """Landed vs the manifest; `problem` says what is wrong with the manifest's value
@@ -502,6 +522,8 @@ def evaluate_landing(
         if not comparable:
             return Outcome(check, asset, partition_key, passed=True, severity=sev(check),
                            observed="not applicable: file not both listed and present")
+        if unreadable and check != "manifest_sha256":  # its bytes are there; its rows are not
+            return not_read(check)
         if problem:
             field = check.removeprefix("manifest_")
             return Outcome(check, asset, partition_key, passed=False, severity=sev(check),
@@ -531,6 +553,8 @@ def evaluate_landing(
         out.append(compare(f"manifest_{sum_field}", expected, landed_sum,
                            total is not None and total == landed_sum,
                            problem=None if total is not None else "a decimal number"))
+    if unreadable:
+        return out + [not_read("required_columns"), not_read("unknown_columns")]
     out.append(
         Outcome("required_columns", asset, partition_key, passed=not missing_columns,
                 severity=sev("required_columns"), failing_rows=len(missing_columns),

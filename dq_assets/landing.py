@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import functools
 import hashlib
+import io
 import json
 import mmap
 import re
@@ -265,15 +266,18 @@ def normalise_header(name: str) -> str:
 
 
 def read_header(path: Path) -> list[str]:
-    """The header record as sent (BOM removed). Bytes after the header are not judged here:
-    the file is decoded leniently and only the header's own names must be UTF-8."""
-    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
-        try:
-            header = next(csv.reader(f))
-        except StopIteration:
-            return []
-        except csv.Error as e:
-            raise LandingError(f"{path}: line 1: the header cannot be read as CSV ({e})") from e
+    """The header record as sent (BOM removed), read by the rule of every value (`_unpad`).
+    Bytes after the header are not judged here: only the header's own names must be UTF-8."""
+    end = next(_record_ends(path), None)
+    with path.open("rb") as f:
+        head = f.read(end[2]) if end else f.read()
+    text = b"".join(_unpad(head)).decode("utf-8-sig", errors="surrogateescape")
+    try:
+        header = next(csv.reader(io.StringIO(text, newline=""), strict=True))
+    except StopIteration:
+        return []
+    except csv.Error as e:
+        raise LandingError(f"{path}: line 1: the header cannot be read as CSV ({e})") from e
     for name in header:
         try:
             name.encode("utf-8")
@@ -367,22 +371,83 @@ def read_csv_file(
                CAST(_nl AS BIGINT) AS _nl
         FROM rows
     """
-    try:
-        data = fetch_arrow(conn, sql, [str(path), partition_key, file_name])
-    except duckdb.Error as e:
-        raise _csv_error(path, e) from None
+    with _unpadded(path) as readable:
+        try:
+            data = fetch_arrow(conn, sql, [str(readable), partition_key, file_name])
+        except duckdb.Error as e:
+            raise _csv_error(path, e) from None
+    # Lines are found in the file as sent: the copy read has the same records on the same lines.
     data = _with_source_lines(data, header_lines)
     if _has_blank_line(path):
         data = _with_physical_lines(path, data)
     return data, schema
 
 
+# Spaces and tabs around a quoted value are no part of it (contract §1: a value may carry
+# surrounding whitespace, and RFC 4180 quotes it): `  "Schmidt, Sofia"  ` is `Schmidt, Sofia`.
+# A quoted value starts a field (after a separator, a line end or the BOM, and its padding) and
+# ends at a lone quote followed by padding and a separator or the end. Every quoted field is
+# matched whole, so quotes inside one ("" or text like `a, "b"`) never start another. A field
+# whose quote is never closed, or is followed by text (`  "ab"c`), loses its leading padding
+# only: the reader then sees its quote and refuses the file (with two spaces before it, DuckDB
+# would take the field as unquoted text, quotes and all).
+_QUOTED_FIELD = re.compile(rb'(?:(?<![^,\r\n])|(?<=\A\xef\xbb\xbf))[ \t]*+'
+                           rb'(?:("[^"]*+(?:""[^"]*+)*+")[ \t]*+(?![^,\r\n])|(?="))')
+# Padding DuckDB's reader does not take by that rule (it takes one space before an opening quote
+# and spaces after a closing one): a tab after a quote, before a separator or the end; and, in
+# the bytes read backwards, a tab or two spaces before a quote that starts a field.
+_PADDED_AFTER = re.compile(rb'" *\t[ \t]*(?:[,\r\n]|\Z)')
+_PADDED_BEFORE_BACKWARDS = re.compile(rb'"(?: *\t| {2})[ \t]*(?:[,\r\n]|(?:\xbf\xbb\xef)?\Z)')
+
+
+def _unpad(data) -> Iterator[bytes]:
+    """The bytes, in pieces, with the spaces and tabs around every quoted value removed (nothing
+    else: no line end, no quote, so every record keeps its physical lines)."""
+    return filter(None, _QUOTED_FIELD.split(data))
+
+
+def _has_padded_quotes(data) -> bool:
+    """Whether the file may hold padding around a quoted value that DuckDB's reader would not
+    drop (then it is read from an unpadded copy). Cheap: such padding holds a tab, or two spaces
+    before a quote, and most files hold neither (memchr-speed searches); the others are
+    searched exactly."""
+    if data.find(b'"') < 0 or (data.find(b"\t") < 0 and data.find(b'  "') < 0):
+        return False
+    return (_PADDED_AFTER.search(data) is not None
+            or _PADDED_BEFORE_BACKWARDS.search(data[::-1]) is not None)
+
+
+@contextmanager
+def _unpadded(path: Path) -> Iterator[Path]:
+    """The file for DuckDB's reader: itself, or (rare files) a copy without the spaces and tabs
+    around quoted values. The sha256 and every line number are those of the file itself."""
+    with _mapped(path) as data:
+        padded = _has_padded_quotes(data)
+    if not padded:
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="dq_unpadded_") as tmp:
+        copy = Path(tmp) / path.name
+        with _mapped(path) as data, copy.open("wb") as out:
+            out.writelines(_unpad(data))
+        yield copy
+
+
+@contextmanager
+def _mapped(path: Path) -> Iterator[mmap.mmap | bytes]:
+    """The file's bytes, mapped rather than read into memory (an empty file, which cannot be
+    mapped, as b"")."""
+    if path.stat().st_size == 0:
+        yield b""
+        return
+    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        yield data
+
+
 def _has_blank_line(path: Path) -> bool:
     """Whether the file may hold an empty line (C-speed scan): the reader skips those without
     counting them, so the lines of the records after one must be found in the file itself."""
-    if path.stat().st_size == 0:
-        return False
-    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+    with _mapped(path) as data:
         return any(data.find(blank) >= 0 for blank in (b"\n\n", b"\n\r\n", b"\r\r"))
 
 
@@ -445,8 +510,10 @@ def _csv_error(path: Path, e: duckdb.Error) -> LandingError:
     what = next((say(m) for pattern, say in _CSV_PROBLEMS if (m := pattern.search(text))), None)
     record = re.search(r"CSV Error on Line: (\d+)", text)
     if record:
-        return LandingError(f"{path}: line {_record_line(path, int(record[1]))}: cannot be read "
-                            f"as CSV: {what or _first_line(e)}")
+        line, offset = _record_start(path, int(record[1]))
+        if "unterminated quote" in text and offset is not None and _text_after_quote(path, offset):
+            what = "text follows the closing quote of a quoted value (only spaces or tabs may)"
+        return LandingError(f"{path}: line {line}: cannot be read as CSV: {what or _first_line(e)}")
     mixed = _mixed_line_ending(path)
     if mixed:
         line, ending, first_line, first = mixed
@@ -458,28 +525,52 @@ def _csv_error(path: Path, e: duckdb.Error) -> LandingError:
 
 def _record_ends(path: Path) -> Iterator[tuple[int, bytes, int, int]]:
     """(physical line, line ending, its start and end offset) of every record end outside
-    quotes, in file order. For the rare files that need it (errors, empty lines); the file is
-    mapped, not read into memory."""
-    if path.stat().st_size == 0:
-        return
-    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        in_quotes, line = False, 1
+    quotes, in file order. For the header's end and the rare files that need more (errors,
+    empty lines); the file is mapped, not read into memory. A quote opens a quoted value only
+    where one starts a field, as the reader takes it (`5" screen` is text); padding around it
+    moves no record end, so this scan of the file as sent agrees with the unpadded copy read."""
+    with _mapped(path) as data:
+        in_quotes, line, closed = False, 1, -2
         for m in re.finditer(rb'"|\r\n|\n|\r', data):
             token = m.group()
             if token == b'"':
-                in_quotes = not in_quotes
+                if in_quotes:
+                    in_quotes, closed = False, m.start()
+                elif m.start() == closed + 1 or _starts_field(data, m.start()):  # "" or an opening
+                    in_quotes = True
                 continue
             if not in_quotes:
                 yield line, token, m.start(), m.end()
             line += token.endswith(b"\n")
 
 
-def _record_line(path: Path, record: int) -> int:
-    """The physical line where record `record` (the header is record 1) starts."""
-    for n, (line, ending, _, _) in enumerate(_record_ends(path), start=2):
+def _starts_field(data, at: int) -> bool:
+    """Whether the byte at `at` starts a field, after its padding (as `_QUOTED_FIELD` says)."""
+    while at > 0 and data[at - 1] in b" \t":
+        at -= 1
+    return at == 0 or data[at - 1] in b",\r\n" or (at == 3 and data[:3] == b"\xef\xbb\xbf")
+
+
+def _record_start(path: Path, record: int) -> tuple[int, int | None]:
+    """The physical line where record `record` (the header is record 1) starts, and its offset."""
+    for n, (line, ending, _, after) in enumerate(_record_ends(path), start=2):
         if n == record:
-            return line + ending.endswith(b"\n")
-    return record
+            return line + ending.endswith(b"\n"), after
+    return record, None
+
+
+# A quoted value within one line, consumed whole, and the text after its closing quote if any
+# (DuckDB says "unterminated quote" for both: a quote never closed and text after one).
+_CLOSED_QUOTE = re.compile(rb'(?<![^,\r\n])[ \t]*+"(?:[^"\r\n]|"")*+"[ \t]*+(?P<after>[^,\r\n])?')
+
+
+def _text_after_quote(path: Path, offset: int) -> bool:
+    """Whether the physical line at `offset` holds a quoted value followed by text."""
+    with _mapped(path) as data:  # (no match may outlive the mapping)
+        ends = [data.find(b"\n", offset), data.find(b"\r", offset), len(data)]
+        end = min(e for e in ends if e >= 0)
+        after = [m["after"] for m in _CLOSED_QUOTE.finditer(data, offset, end)]
+    return any(a is not None for a in after)
 
 
 def _mixed_line_ending(path: Path) -> tuple[int, bytes, int, bytes] | None:

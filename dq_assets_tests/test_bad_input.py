@@ -2,11 +2,12 @@
 
 Every case lands the clean DAY1 shop, damages one thing, and materializes every asset for the
 partition in process. It ends in one of two ways, asserted exactly:
-- a failed run whose failing step says, in one line, which file (and which line) is wrong, with
-  no other step failing; nothing of that table is loaded, so nothing is lost;
+- a failed run whose failing step says, in one line, what is wrong with the partition as a whole
+  (its manifest, a file outside the landing root), with no other step failing;
 - a run that loads: the bad rows are in `quality.<table>_quarantine` with their reason and
   source line, raw = staging + quarantine for every table, and the gate decides as the
-  contract says.
+  contract says. A file that cannot be read as CSV lands no row and refuses its day with
+  `raw.<table>:file_readable`, which says in one line which file and which line is wrong.
 The reader-level details (headers, BOM, line numbers) are in test_landing.py.
 """
 
@@ -72,6 +73,8 @@ class Case:
     gate_passed: bool | None = None
     failed_checks: dict[str, str] = field(default_factory=dict)
     also: object = None  # (warehouse) -> None: more to see in what the run left behind
+    # {table: what file_readable observed} for a file that cannot be read (it lands no row)
+    unreadable: dict[str, str] = field(default_factory=dict)
 
 
 def _ragged(folder):
@@ -85,6 +88,12 @@ def _ragged(folder):
 def _unclosed_quote(folder):
     rows = lines_of("orders")
     rows[2] = rows[2].replace(",Placed,", ',"Placed,')
+    put(folder, "orders", ("\n".join(rows) + "\n").encode(), rows=2)
+
+
+def _text_after_quote(folder):
+    rows = lines_of("orders")
+    rows[2] = rows[2].replace(",Placed,", ',  "Plac"ed,')
     put(folder, "orders", ("\n".join(rows) + "\n").encode(), rows=2)
 
 
@@ -143,15 +152,37 @@ def _symlink_outside(folder):
     (folder / "orders.csv").symlink_to(outside)
 
 
+# What the rest of the day shows without a table's rows: rows referring to them are quarantined.
+WITHOUT = {
+    "orders": ({"order_items": [(2, "unknown_reference"), (3, "unknown_reference"),
+                                (4, "unknown_reference")],
+                "payments": [(2, "unknown_reference")]},
+               {"staging/order_items:no_unknown_reference": "ERROR",
+                "staging/order_items:quarantine_rate": "ERROR",
+                "staging/payments:no_unknown_reference": "ERROR",
+                "staging/payments:quarantine_rate": "ERROR"}),
+    "events": ({}, {"staging/events:partial_load": "WARN"}),
+    "payments": ({}, {"quality/recon_row_mismatches:orders_have_captured_payment": "WARN"}),
+}
+
+
+def unreadable(damage, table: str, observed: str) -> Case:
+    """A file that cannot be read: its day is refused, naming the file, the line and why."""
+    quarantined, failed = WITHOUT[table]
+    return Case(damage, errors={"gate_passed": GATE_FAILED}, unreadable={table: observed},
+                quarantined=quarantined, gate_passed=False,
+                failed_checks={f"raw/{table}:file_readable": "ERROR", **failed})
+
+
 MANIFEST = "{folder}/_manifest.json"
 RAW_STEPS = [f"raw__{t}" for t in TABLE_NAMES] + ["raw__landing_files"]
 EVENTS_WARNED = {"staging/events:quarantine_rate": "WARN"}  # 1 of 26 rows: below 5%
 
 CASES = {
-    "empty_file": Case(
-        lambda f: put(f, "payments", b"", rows=0),
-        errors={"raw__payments": "{folder}/payments.csv: line 1: no header row (empty file); a table "
-                "with no rows that day is sent as its header alone, or left out of the manifest"}),
+    "empty_file": unreadable(
+        lambda f: put(f, "payments", b"", rows=0), "payments",
+        "{folder}/payments.csv: line 1: no header row (empty file); a table with no rows that day "
+        "is sent as its header alone, or left out of the manifest"),
     "header_only": Case(
         lambda f: put(f, "payments", (",".join(HEADERS["payments"]) + "\r\n").encode(), rows=0),
         gate_passed=True,
@@ -163,33 +194,34 @@ CASES = {
         also=lambda wh: assert_query(
             wh, "SELECT header, unknown_columns FROM raw.landing_files WHERE file_name = 'orders.csv'",
             [(json.dumps(HEADERS["orders"]), "")])),
-    "ragged_rows": Case(
-        _ragged,
-        errors={"raw__orders": "{folder}/orders.csv: line 4: cannot be read as CSV: expected 7 "
-                "fields as in the header, found 2"}),
-    "unclosed_quote": Case(
-        _unclosed_quote,
-        errors={"raw__orders": "{folder}/orders.csv: line 3: cannot be read as CSV: a quoted value "
-                "is never closed (unterminated quote)"}),
-    "non_utf8_row": Case(
-        _non_utf8_row,
-        errors={"raw__events": "{folder}/events.csv: line 3: cannot be read as CSV: not UTF-8"}),
-    "non_utf8_header": Case(
-        _non_utf8_header,
-        errors={"raw__events": "{folder}/events.csv: line 1: the header is not UTF-8",
-                "raw__landing_files": "{folder}/events.csv: line 1: the header is not UTF-8"}),
-    "duplicate_header_name": Case(
+    "ragged_rows": unreadable(
+        _ragged, "orders",
+        "{folder}/orders.csv: line 4: cannot be read as CSV: expected 7 fields as in the header, "
+        "found 2"),
+    "unclosed_quote": unreadable(
+        _unclosed_quote, "orders",
+        "{folder}/orders.csv: line 3: cannot be read as CSV: a quoted value is never closed "
+        "(unterminated quote)"),
+    "text_after_closing_quote": unreadable(
+        _text_after_quote, "orders",
+        "{folder}/orders.csv: line 3: cannot be read as CSV: text follows the closing quote of a "
+        "quoted value (only spaces or tabs may)"),
+    "non_utf8_row": unreadable(
+        _non_utf8_row, "events", "{folder}/events.csv: line 3: cannot be read as CSV: not UTF-8"),
+    "non_utf8_header": unreadable(  # raw.landing_files records the file without its header
+        _non_utf8_header, "events", "{folder}/events.csv: line 1: the header is not UTF-8"),
+    "duplicate_header_name": unreadable(
         lambda f: put(f, "orders", text_of("orders").replace("updated_at\n", "updated_at, Order_ID\n", 1)
-                      .replace("Z\n", "Z,X\n").encode(), rows=2),
-        errors={"raw__orders": "{folder}/orders.csv: line 1: column name 'Order_ID' appears twice "
-                "in the header (columns 1 and 8)"}),
-    "blank_header_name": Case(
-        lambda f: put(f, "orders", text_of("orders").replace("\n", ",\n").encode(), rows=2),
-        errors={"raw__orders": "{folder}/orders.csv: line 1: column 8 of the header has a blank name"}),
-    "mixed_line_endings": Case(
-        _mixed_line_endings,
-        errors={"raw__events": "{folder}/events.csv: line 3: cannot be read as CSV: mixed line "
-                "endings (LF here, CRLF at line 1); a file uses one kind"}),
+                      .replace("Z\n", "Z,X\n").encode(), rows=2), "orders",
+        "{folder}/orders.csv: line 1: column name 'Order_ID' appears twice in the header "
+        "(columns 1 and 8)"),
+    "blank_header_name": unreadable(
+        lambda f: put(f, "orders", text_of("orders").replace("\n", ",\n").encode(), rows=2), "orders",
+        "{folder}/orders.csv: line 1: column 8 of the header has a blank name"),
+    "mixed_line_endings": unreadable(
+        _mixed_line_endings, "events",
+        "{folder}/events.csv: line 3: cannot be read as CSV: mixed line endings (LF here, CRLF at "
+        "line 1); a file uses one kind"),
     "long_field": Case(  # 1 MB: read, kept as received, and rejected for what it is
         _long_field(1_000_000),
         quarantined={"events": [(2, "invalid_value")]},
@@ -197,10 +229,10 @@ CASES = {
         also=lambda wh: assert_query(
             wh, "SELECT length(event_type), reject_details FROM quality.events_quarantine",
             [(1_000_000, "event_type: invalid_value")])),
-    "field_over_reader_limit": Case(
-        _long_field(3_000_000),
-        errors={"raw__events": "{folder}/events.csv: line 2: cannot be read as CSV: a record of "
-                "3000036 bytes, longer than the reader's limit of 2000000 bytes"}),
+    "field_over_reader_limit": unreadable(
+        _long_field(3_000_000), "events",
+        "{folder}/events.csv: line 2: cannot be read as CSV: a record of 3000036 bytes, longer "
+        "than the reader's limit of 2000000 bytes"),
     "huge_numeric_string": Case(  # beyond BIGINT: not readable as the column's integer
         _huge_number,
         quarantined={"events": [(3, "unparseable")]},
@@ -248,9 +280,12 @@ def step_errors(result: dg.ExecuteInProcessResult) -> dict[str, str]:
     return out
 
 
-def assert_nothing_lost(wh: Warehouse, folder: Path) -> None:
-    """Every row the source says it sent is in raw, and every raw row in staging or quarantine."""
+def assert_nothing_lost(wh: Warehouse, folder: Path, unreadable: dict[str, str]) -> None:
+    """Every row the source says it sent is in raw, and every raw row in staging or quarantine;
+    a file that cannot be read lands no row, and its day's file_readable says why."""
     sent = json.loads((folder / "_manifest.json").read_text())["files"]
+    for t, observed in unreadable.items():
+        assert wh.check(DAY, f"raw/{t}", "file_readable")[3] == observed
     for t in TABLE_NAMES:
         [(raw, staged, quarantined)] = wh.query(
             f"""SELECT (SELECT count(*) FROM raw.{t} WHERE ingest_date = ?),
@@ -258,7 +293,7 @@ def assert_nothing_lost(wh: Warehouse, folder: Path) -> None:
                        (SELECT count(*) FROM quality.{t}_quarantine WHERE ingest_date = ?)""",
             [DAY] * 3)
         assert raw == staged + quarantined, (t, raw, staged, quarantined)
-        assert raw == sent[f"{t}.csv"]["rows"], (t, raw)
+        assert raw == (0 if t in unreadable else sent[f"{t}.csv"]["rows"]), (t, raw)
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -277,7 +312,8 @@ def test_bad_input_through_the_whole_pipeline(name, landing: Landing, warehouse:
             assert "\n" not in message and str(folder) in message
     if case.gate_passed is None:
         return
-    assert_nothing_lost(warehouse, folder)
+    unread = {t: text.format(folder=folder) for t, text in case.unreadable.items()}
+    assert_nothing_lost(warehouse, folder, unread)
     for t in TABLE_NAMES:
         rows = warehouse.query(
             f"SELECT source_line, reject_reason FROM quality.{t}_quarantine WHERE ingest_date = ? "

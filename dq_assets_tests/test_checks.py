@@ -68,6 +68,19 @@ def test_manifest_comparisons():
     assert not absent["file_listed_and_present"].passed and absent["manifest_rows"].passed
 
 
+def test_a_file_that_cannot_be_read_fails_file_readable_and_only_its_bytes_are_compared():
+    t = table("orders")
+    entry = {"rows": 2, "sha256": "ab" * 32, "amount_sum": "10.50"}
+    said = "landing/ingest_date=2025-01-08/orders.csv: line 4: cannot be read as CSV: expected 7 fields"
+    out = by_name(evaluate_landing(t, ASSET, "2025-01-08", CFG, listed=entry, present=True, landed_rows=0,
+                                   landed_sha256="cd" * 32, landed_sum=None, missing_columns=[],
+                                   unknown_columns=[], unreadable=said))
+    assert {k for k, o in out.items() if not o.passed} == {"file_readable", "manifest_sha256"}
+    assert (out["file_readable"].severity, out["file_readable"].observed) == ("ERROR", said)
+    assert {out[k].observed for k in ("manifest_rows", "manifest_amount_sum", "required_columns",
+                                      "unknown_columns")} == {"not applicable: orders.csv cannot be read"}
+
+
 def test_a_deployment_overrides_severities_and_thresholds(tmp_path, monkeypatch):
     override = tmp_path / "gate.yaml"
     override.write_text("severity:\n  payments.no_unknown_reference: WARN\nquarantine_rate:\n  error_above: 0.5\n")

@@ -6,7 +6,7 @@ import pytest
 
 from dq_assets.contracts import table
 from dq_assets.duck import connect_duckdb
-from dq_assets.landing import LandingError, LandingZone, read_csv_file
+from dq_assets.landing import LandingError, LandingZone, _has_padded_quotes, read_csv_file
 
 
 def read(tmp_path, text: str | bytes, name="orders"):
@@ -45,6 +45,59 @@ def test_source_line_counts_physical_lines_across_quoted_newlines(tmp_path):
 def test_empty_values_are_null_and_whitespace_is_kept(tmp_path):
     [row], _ = read(tmp_path, 'order_id,customer_id,order_ts,status,currency,amount,updated_at\nO1,,t,"",EUR,  ,u\n')
     assert row["customer_id"] is None and row["amount"] == "  "
+
+
+def test_spaces_and_tabs_around_a_quoted_value_are_no_part_of_it(tmp_path):
+    """One rule wherever a value is read (header, rows, lines): the quoted content is the value."""
+    text = ('\ufeff "Order_ID"\t,customer_id,order_ts,status,currency,amount,updated_at\r\n'
+            'O1,C1,t,  "pa""id"  ,EUR,\t"1,5"\t,u\r\n'
+            '\r\n'
+            'O2,C1,t, "paid\r\nlate" ,EUR,1,  "u"\r\n'
+            'O3,"C1", t ,paid,EUR,1,u')
+    rows, schema = read(tmp_path, text)
+    assert schema.missing == [] and schema.unknown == []
+    assert [(r["order_id"], r["status"], r["amount"], r["updated_at"], r["order_ts"], r["source_line"])
+            for r in rows] == [("O1", 'pa"id', "1,5", "u", "t", 2),
+                               ("O2", "paid\r\nlate", "1", "u", "t", 4),
+                               ("O3", "paid", "1", "u", " t ", 6)]  # unquoted: as received
+
+
+def test_padding_the_reader_drops_itself_is_read_from_the_file(tmp_path):
+    """One space before a quote and spaces after one: DuckDB's reader applies the rule itself, so
+    the file is read as it is (no copy); this pins that behaviour of the reader."""
+    text = ('order_id,customer_id,order_ts,status,currency,amount,updated_at\n'
+            'O1,C1,t, "pa""id"   ,EUR, "1,5",u\n')
+    assert not _has_padded_quotes(text.encode())
+    [row], _ = read(tmp_path, text)
+    assert (row["status"], row["amount"]) == ('pa"id', "1,5")
+
+
+@pytest.mark.parametrize("field", ['"ab"c', '  "ab" c', '\t"ab"c', ' "a, ""b"""c'])
+def test_text_after_a_closing_quote_is_an_error_naming_its_line(tmp_path, field):
+    text = ('order_id,customer_id,order_ts,status,currency,amount,updated_at\n'
+            'O1,C1,t,  "paid"  ,EUR,1,u\n'
+            f'O2,C1,t,{field},EUR,1,u\n')
+    with pytest.raises(LandingError) as e:
+        read(tmp_path, text)
+    assert str(e.value) == (f"{tmp_path / 'orders.csv'}: line 3: cannot be read as CSV: text follows "
+                            "the closing quote of a quoted value (only spaces or tabs may)")
+
+
+def test_a_quoted_header_name_followed_by_text_is_an_error(tmp_path):
+    with pytest.raises(LandingError, match="line 1: the header cannot be read as CSV"):
+        read(tmp_path, '"order_id"x,customer_id,order_ts,status,currency,amount,updated_at\n')
+
+
+def test_a_quote_inside_an_unquoted_value_is_text_and_the_lines_after_it_stay_right(tmp_path):
+    """Only a quote that starts a field opens a quoted value, for the reader and for the scan
+    that names lines after empty ones alike (it took `5"` as opening one: the file was refused)."""
+    text = ('product_id,sku,product_name,category,unit_price,currency,updated_at\n'
+            'P1,S1,TV 5" screen,tv,1,EUR,u\n\n'
+            'P2,S2,"x, ""y""\n z",tv,1,EUR,u\n'
+            'P3,S3,z,tv,1,EUR,u\n')
+    rows, _ = read(tmp_path, text, name="products")
+    assert [(r["product_name"], r["source_line"]) for r in rows] == [
+        ('TV 5" screen', 2), ('x, "y"\n z', 4), ("z", 6)]
 
 
 def test_header_only_file_has_no_rows(tmp_path):

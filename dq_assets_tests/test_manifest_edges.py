@@ -3,6 +3,7 @@ anything is written where it is the whole run that cannot be, and named for what
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,9 +11,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from dq_assets_tests.conftest import DAY1, Landing
+from dq_assets_tests.conftest import DAY1, HEADERS, Landing, csv_text
 
 REPO = Path(__file__).resolve().parent.parent
+DAYS = ["2025-01-01", "2025-01-02", "2025-01-03"]
 
 
 def cli(tmp_path: Path, landing: Landing, *args: str) -> tuple[int, str]:
@@ -96,3 +98,75 @@ def test_an_event_three_days_ahead_is_quarantined_as_future(tmp_path):
         assert conn.execute("SELECT event_id, reject_reason FROM quality.events_quarantine").fetchall() == [
             ("E9", "future_timestamp")]
         assert conn.execute("SELECT count(*) FROM staging.events WHERE event_id = 'E9'").fetchall() == [(0,)]
+
+
+def test_spaces_and_tabs_around_a_quoted_value_are_no_part_of_it(tmp_path):
+    """Contract §1: a value may carry surrounding whitespace, and RFC 4180 quotes it. Padding
+    around the quotes (DuckDB took two spaces before one as a ragged row, and a tab as text)
+    is dropped and the value inside is kept; the lines of the rows after it stay right."""
+    landing = Landing(tmp_path / "landing")
+    rows = [
+        '\ufeff  "customer_id"  ,email,full_name,country_code,signup_ts,updated_at',
+        'C1,Ann@Example.com ,  "Schmidt, Sofia"  ,de,2024-12-01T00:00:00Z,2025-01-01T00:00:00Z',
+        'C2,bob@example.com,\t"Bob ""B""\r\nBrown"\t,US,2024-12-02 08:00:00,2025-01-01T00:00:00Z',
+        '',
+        'C3,cy@example.com, "Cy" ,FR,2025-01-01T00:00:00Z, "2025-01-01T00:00:00Z"\t',
+    ]
+    landing.write("2025-01-01", {**DAY1, "customers": "\r\n".join(rows) + "\r\n"},
+                  manifest_override={"customers.csv": {"rows": 3}})
+    code, out = cli(tmp_path, landing, "--partition", "2025-01-01")
+    assert code == 0 and "gate PASSED" in out.splitlines()[-1], out[-3000:]
+    with duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True) as conn:
+        staged = conn.execute("SELECT customer_id, full_name, updated_at FROM staging.customers "
+                              "ORDER BY 1").fetchall()
+        lines = conn.execute("SELECT customer_id, source_line FROM raw.customers ORDER BY 1").fetchall()
+    assert [(c, name) for c, name, _ in staged] == [
+        ("C1", "Schmidt, Sofia"), ("C2", 'Bob "B"\r\nBrown'), ("C3", "Cy")]
+    assert staged[2][2] is not None  # the quoted timestamp, padded at the end of the last field
+    assert lines == [("C1", 2), ("C2", 3), ("C3", 6)]
+
+
+def test_an_unreadable_file_fails_its_own_day_and_a_range_publishes_the_others(tmp_path):
+    """A range is day-by-day runs in one pass: a file that cannot be read fails its own day at
+    the gate (a check naming the file, line and reason), and the other days publish."""
+    landing = Landing(tmp_path / "landing")
+    ragged = csv_text(HEADERS["orders"], DAY1["orders"][:1]) + "O2,C2\n"  # line 3: two fields
+    for day in DAYS:
+        landing.write(day, {**DAY1, "orders": ragged} if day == "2025-01-02" else DAY1)
+    code, out = cli(tmp_path, landing, "--partition-range", f"{DAYS[0]}...{DAYS[-1]}")
+    assert code == 1
+    said = (f"{landing.root}/ingest_date=2025-01-02/orders.csv: line 3: cannot be read as CSV: "
+            "expected 7 fields as in the header, found 2")
+    verdict = next(line for line in out.splitlines() if line.startswith("dq_assets gate"))
+    assert verdict.startswith("dq_assets gate FAILED: 2025-01-01, 2025-01-03 passed; 2025-01-02 "
+                              "refused (raw/orders:file_readable"), out[-3000:]
+    assert f"raw/orders 2025-01-02: file_readable failed (ERROR): observed {said}" in out
+    failed_steps = re.findall(r"^\d\d:\d\d:\d\d (\S+) FAILED: ", out, re.M)
+    assert failed_steps == ["gate_passed"], out[-3000:]  # the raw step read the other days
+    with duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True) as conn:
+        published = conn.execute("SELECT DISTINCT CAST(ingest_date AS VARCHAR) FROM "
+                                 "marts.fact_revenue_daily ORDER BY 1").fetchall()
+        results = conn.execute(
+            "SELECT partition_key, passed, severity, observed, detail FROM quality.check_results "
+            "WHERE asset_key = 'raw/orders' AND check_name = 'file_readable' ORDER BY 1").fetchall()
+        landed = conn.execute(
+            "SELECT CAST(ingest_date AS VARCHAR), count(*) FROM raw.orders GROUP BY 1 ORDER BY 1").fetchall()
+        gate = conn.execute("SELECT CAST(ingest_date AS VARCHAR), gate_passed FROM "
+                            "quality.partition_gate ORDER BY 1").fetchall()
+        conserved = conn.execute("SELECT count(*), bool_and(passed) FROM quality.check_results "
+                                 "WHERE check_name = 'row_conservation'").fetchall()
+    assert published == [("2025-01-01",), ("2025-01-03",)]
+    assert gate == [("2025-01-01", True), ("2025-01-02", False), ("2025-01-03", True)]
+    assert results == [
+        ("2025-01-01", True, "ERROR", "read", None),
+        ("2025-01-02", False, "ERROR", said, "no row of orders.csv landed for 2025-01-02: correct "
+         "the file (or have it sent again) and materialize the day again"),
+        ("2025-01-03", True, "ERROR", "read", None)]
+    assert landed == [("2025-01-01", 2), ("2025-01-03", 2)]  # nothing of the unreadable file
+    assert conserved == [(18, True)]  # raw = staging + quarantine, every table and day
+    # the day alone fails the same way
+    code, out = cli(tmp_path, landing, "--partition", "2025-01-02")
+    verdict = next(line for line in out.splitlines() if line.startswith("dq_assets gate"))
+    assert code == 1 and verdict.startswith(
+        "dq_assets gate FAILED: 2025-01-02 refused (raw/orders:file_readable"), out[-3000:]
+    assert f"raw/orders 2025-01-02: file_readable failed (ERROR): observed {said}" in out

@@ -95,14 +95,22 @@ def build_raw_asset(t: Table) -> dg.AssetsDefinition:
 def _load_partition(conn, landing: LandingZone, t: Table, key, partition_key: str, cfg):
     manifest = landing.manifest(partition_key)
     listed = manifest.files.get(t.file_name)
+    unreadable = None
     with landing.local_file(partition_key, t.file_name) as path:
         if path is None:
             data, schema, sha = empty_raw(conn, t), None, None
         else:
-            data, schema = read_csv_file(conn, path, t, partition_key, t.file_name)
             sha = sha256_of(path)
+            try:
+                data, schema = read_csv_file(conn, path, t, partition_key, t.file_name)
+            except LandingError as e:
+                # A file that cannot be read fails its own day (file_readable), not the run: the
+                # other days of a range go on. It lands no row, so raw = staging + quarantine.
+                location = f"{landing.partition_path(partition_key)}/{t.file_name}"
+                unreadable = f"{location}: {str(e).removeprefix(f'{path}: ')}"
+                data, schema = empty_raw(conn, t), None
     landed_sum = None
-    if t.manifest_sum and path is not None:
+    if t.manifest_sum and path is not None and not unreadable:
         conn.register("_landed", data)
         landed_sum = conn.execute(
             f"SELECT coalesce(sum(coalesce({parse_decimal(trimmed(t.manifest_sum[0]))}, 0)), 0) "
@@ -118,6 +126,7 @@ def _load_partition(conn, landing: LandingZone, t: Table, key, partition_key: st
         landed_sum=landed_sum,
         missing_columns=schema.missing if schema and schema.header else [],
         unknown_columns=schema.unknown if schema else [],
+        unreadable=unreadable,
     )
     return data, outcomes
 
@@ -248,8 +257,11 @@ def _file_row(landing: LandingZone, key: str, name: str, listed: dict | None, pr
         with landing.local_file(key, name) as path:
             row["landed_sha256"] = sha256_of(path)
             row["landed_bytes"] = path.stat().st_size
-            if t is not None:
-                header = read_header(path)
+            try:
+                header = read_header(path) if t is not None else None
+            except LandingError:  # no header to record: raw.<table>'s file_readable says why
+                header = None
+            if header is not None:
                 schema = FileSchema.of(header, t)
                 row["header"] = json.dumps(header)
                 row["missing_columns"] = ",".join(schema.missing)
