@@ -8,6 +8,7 @@ Arrow tables: the staging rows and the quarantined rows. Every raw row lands in 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 
 import duckdb
 import pyarrow as pa
@@ -79,6 +80,29 @@ def parse_timestamp(x: str) -> str:
 
 def parse_decimal(x: str) -> str:
     return f"(CASE WHEN regexp_full_match({x}, '{DECIMAL_RE}') THEN TRY_CAST({x} AS {MONEY_TYPE}) END)"
+
+
+# Sums of numbers as sent are exact whatever their length (their digits are bounded by the file).
+EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+
+
+def money_sum(conn: duckdb.DuckDBPyConnection, rows: pa.Table, column: str) -> Decimal:
+    """The total of a money column as the manifest counts it (contract §1): every decimal as
+    sent, exactly, whatever its size; a value that is no decimal counts as 0. Values in the
+    supported range are summed in DuckDB (DECIMAL(38,6), which they cannot overflow); the rare
+    ones beyond it (too large, or too many decimal places) are added in Python, exactly."""
+    conn.register("_money", rows)
+    [(stored, beyond)] = conn.execute(
+        f"""SELECT coalesce(sum({parse_decimal('v')}), 0),
+                   list(v) FILTER (WHERE {parse_decimal('v')} IS NULL
+                                   AND regexp_full_match(v, '{DECIMAL_SHAPE_RE}'))
+            FROM (SELECT {trimmed(quote(column))} AS v FROM _money)"""
+    ).fetchall()
+    conn.unregister("_money")
+    total = stored
+    for value in beyond or ():
+        total = EXACT.add(total, Decimal(value))
+    return total
 
 
 def parse_integer(x: str) -> str:

@@ -1,7 +1,7 @@
 """Typing, normalisation, reject reasons and deduplication: `validate` called directly."""
 
 import datetime as dt
-from decimal import Decimal
+from decimal import Context, Decimal, localcontext
 
 import pyarrow as pa
 import pytest
@@ -165,6 +165,21 @@ def test_quantity_times_price_beyond_decimal_range_is_a_mismatch_not_an_overflow
         ("calculation_mismatch", 2), ("out_of_range,calculation_mismatch", 3)]
     assert staged("order_items", [{**item, "quantity": "1000", "unit_price": "999999999999999.999999",
                                    "line_amount": "999999999999999999.999"}])
+
+
+def test_the_landed_money_total_counts_every_decimal_as_sent_exactly():
+    """The manifest's control total (contract §1): out-of-range decimals count as sent, not 0,
+    and no total overflows; only what is no decimal counts as 0."""
+    from dq_assets.cleaning import money_sum
+
+    values = ["12.3456789", " 60000000000000000000000000000000", "60000000000000000000000000000000\t",
+              "1" + "0" * 60, "0." + "0" * 60 + "1", "-.5", "25.", "x", "1e3", None, "  "]
+    rows = pa.table({"amount": pa.array(values, pa.string())})
+    total = money_sum(connect_duckdb(), rows, "amount")
+    with localcontext(Context(prec=200)):
+        expected = (Decimal(10) ** 60 + 12 * Decimal(10) ** 31 + Decimal("12.3456789") + 25
+                    - Decimal("0.5") + Decimal(10) ** -61)
+    assert total == expected
 
 
 def test_whitespace_and_case_are_normalised():
