@@ -221,7 +221,8 @@ def beyond_range(col: Column, txt: str) -> str:
     if col.kind != DECIMAL:
         return sql_str(TOO_LARGE)
     small = rf"[+-]?0*\d{{0,{NUMBER_DIGITS}}}(\.\d*)?"
-    return f"CASE WHEN regexp_full_match({txt}, '{small}') THEN {sql_str(TOO_PRECISE)} ELSE {sql_str(TOO_LARGE)} END"
+    return (f"CASE WHEN regexp_full_match({txt}, '{small}') THEN {sql_str(TOO_PRECISE)} "
+            f"ELSE {sql_str(TOO_LARGE)} END")
 
 
 def failing_reasons(failures: list[Failure]) -> list[str]:
