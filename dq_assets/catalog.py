@@ -50,10 +50,13 @@ from dq_assets.contracts import (
     INTEGER,
     MONEY_PRECISION,
     MONEY_SCALE,
+    NUMBER_DIGITS,
     SAME_PARTITION,
     TABLES,
     TEXT,
     TIMESTAMP,
+    TOO_LARGE,
+    TOO_PRECISE,
     Column,
     Table,
 )
@@ -192,8 +195,9 @@ def _kind_text(c: Column) -> str:
         COUNTRY: "ISO 3166-1 alpha-2 country code, upper-case",
         CURRENCY: "ISO 4217 currency code, upper-case",
         ENUM: "enumeration, lower-case",
-        DECIMAL: "exact decimal (never a binary float)",
-        INTEGER: "integer",
+        DECIMAL: (f"exact decimal (never a binary float), below 10^{NUMBER_DIGITS} in magnitude "
+                  f"with at most {MONEY_SCALE} decimal places"),
+        INTEGER: f"integer, below 10^{NUMBER_DIGITS} in magnitude",
         TIMESTAMP: "timestamp in UTC",
     }[c.kind]
 
@@ -211,6 +215,9 @@ def column_rules(t: Table, c: Column) -> list[tuple[str | None, str]]:
               TIMESTAMP: "ISO 8601 (no zone = UTC) or Unix epoch seconds"}
     if c.kind in parsed:
         rules.append((None, f"as unparseable when not {parsed[c.kind]}"))
+    if c.kind in (DECIMAL, INTEGER):
+        beyond = TOO_LARGE + (f" or with {TOO_PRECISE}" if c.kind == DECIMAL else "")
+        rules.append((None, f"as out_of_range when {beyond}"))
     shaped = {EMAIL: "shape local@domain.tld", COUNTRY: "ISO 3166-1 alpha-2",
               CURRENCY: "ISO 4217", ENUM: f"in ({', '.join(c.values)})"}
     if c.kind in shaped:

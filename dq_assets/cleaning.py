@@ -8,6 +8,7 @@ Arrow tables: the staging rows and the quarantined rows. Every raw row lands in 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 
 import duckdb
 import pyarrow as pa
@@ -22,11 +23,14 @@ from dq_assets.contracts import (
     INTEGER,
     MONEY_PRECISION,
     MONEY_SCALE,
+    NUMBER_DIGITS,
     PARSED_KINDS,
     REJECT_REASONS,
     SAME_PARTITION,
     SHAPED_KINDS,
     TIMESTAMP,
+    TOO_LARGE,
+    TOO_PRECISE,
     Column,
     Table,
     country_codes,
@@ -37,8 +41,13 @@ MONEY_TYPE = f"DECIMAL({MONEY_PRECISION},{MONEY_SCALE})"
 LINEAGE = ("ingest_date", "source_file", "source_line")
 
 # Value spellings accepted by the contract (§2 "Value formats"), matched after trimming.
-DECIMAL_RE = rf"[+-]?(\d{{1,{MONEY_PRECISION - MONEY_SCALE}}}(\.\d{{0,{MONEY_SCALE}}}0*)?|\.\d{{1,{MONEY_SCALE}}}0*)"
-INTEGER_RE = r"[+-]?\d{1,18}"
+# A number of the contract's shape (`NUMBER_SHAPES`) is stored when it is also in the supported
+# range (`DECIMAL_RE`, `INTEGER_RE`: contracts.NUMBER_DIGITS, MONEY_SCALE); else out_of_range.
+DECIMAL_SHAPE_RE = r"[+-]?(\d+(\.\d*)?|\.\d+)"
+INTEGER_SHAPE_RE = r"[+-]?\d+"
+DECIMAL_RE = rf"[+-]?0*(\d{{1,{NUMBER_DIGITS}}}(\.\d{{0,{MONEY_SCALE}}}0*)?|\.\d{{1,{MONEY_SCALE}}}0*)"
+INTEGER_RE = rf"[+-]?0*\d{{1,{NUMBER_DIGITS}}}"
+NUMBER_SHAPES = {DECIMAL: DECIMAL_SHAPE_RE, INTEGER: INTEGER_SHAPE_RE}
 ISO_TS_RE = r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-](0\d|1[0-4]):[0-5]\d)?"
 EPOCH_RE = r"-?\d{1,11}"
 EMAIL_RE = r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+"
@@ -71,6 +80,29 @@ def parse_timestamp(x: str) -> str:
 
 def parse_decimal(x: str) -> str:
     return f"(CASE WHEN regexp_full_match({x}, '{DECIMAL_RE}') THEN TRY_CAST({x} AS {MONEY_TYPE}) END)"
+
+
+# Sums of numbers as sent are exact whatever their length (their digits are bounded by the file).
+EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+
+
+def money_sum(conn: duckdb.DuckDBPyConnection, rows: pa.Table, column: str) -> Decimal:
+    """The total of a money column as the manifest counts it (contract §1): every decimal as
+    sent, exactly, whatever its size; a value that is no decimal counts as 0. Values in the
+    supported range are summed in DuckDB (DECIMAL(38,6), which they cannot overflow); the rare
+    ones beyond it (too large, or too many decimal places) are added in Python, exactly."""
+    conn.register("_money", rows)
+    [(stored, beyond)] = conn.execute(
+        f"""SELECT coalesce(sum({parse_decimal('v')}), 0),
+                   list(v) FILTER (WHERE {parse_decimal('v')} IS NULL
+                                   AND regexp_full_match(v, '{DECIMAL_SHAPE_RE}'))
+            FROM (SELECT {trimmed(quote(column))} AS v FROM _money)"""
+    ).fetchall()
+    conn.unregister("_money")
+    total = stored
+    for value in beyond or ():
+        total = EXACT.add(total, Decimal(value))
+    return total
 
 
 def parse_integer(x: str) -> str:
@@ -108,6 +140,7 @@ class Failure:
     column: str
     reason: str
     condition: str  # SQL, TRUE when the row fails
+    why: str | None = None  # SQL text saying which rule failed, added to the reject detail
 
 
 def text_column(column: str) -> str:
@@ -144,19 +177,28 @@ def column_failures(t: Table) -> list[Failure]:
     out: list[Failure] = []
     for col in t.columns:
         txt, val = text_column(col.name), quote(col.name)
+        unread = f"{txt} IS NOT NULL AND {val} IS NULL"
         if not col.nullable:
             out.append(Failure(col.name, "missing_required", f"{txt} IS NULL"))
-        if col.kind in PARSED_KINDS:
-            out.append(Failure(col.name, "unparseable", f"{txt} IS NOT NULL AND {val} IS NULL"))
+        ranges = []  # (SQL condition, why), each an out_of_range
+        if col.kind in NUMBER_SHAPES:
+            # Unread: a number of the contract's shape outside the supported range, or no
+            # number at all. Told apart only on the few rows not read (a CASE runs its branch
+            # on those alone).
+            shaped = f"regexp_full_match({txt}, '{NUMBER_SHAPES[col.kind]}')"
+            out.append(Failure(col.name, "unparseable", f"CASE WHEN {unread} THEN NOT {shaped} END"))
+            ranges.append((f"CASE WHEN {unread} THEN {shaped} END", beyond_range(col, txt)))
+        elif col.kind in PARSED_KINDS:
+            out.append(Failure(col.name, "unparseable", unread))
         if col.kind in SHAPED_KINDS:
-            out.append(Failure(col.name, "invalid_value", f"{txt} IS NOT NULL AND {val} IS NULL"))
-        bounds = []
+            out.append(Failure(col.name, "invalid_value", unread))
         if col.min is not None:
-            bounds.append(f"{val} < {col.min}")
+            ranges.append((f"{val} < {col.min}", sql_str(f"below {col.min}")))
         if col.max is not None:
-            bounds.append(f"{val} > {col.max}")
-        if bounds:
-            out.append(Failure(col.name, "out_of_range", " OR ".join(bounds)))
+            ranges.append((f"{val} > {col.max}", sql_str(f"above {col.max}")))
+        if ranges:
+            out.append(Failure(col.name, "out_of_range", " OR ".join(f"({c})" for c, _ in ranges),
+                               why="CASE " + " ".join(f"WHEN {c} THEN {w}" for c, w in ranges) + " END"))
         if col.not_future:
             out.append(
                 Failure(
@@ -172,6 +214,15 @@ def column_failures(t: Table) -> list[Failure]:
         parsed = " AND ".join(f'"{c}" IS NOT NULL' for c in rule.columns)
         out.append(Failure(rule.name, rule.reason, f"{parsed} AND ({rule.fails_when})"))
     return out
+
+
+def beyond_range(col: Column, txt: str) -> str:
+    """Why a number of the contract's shape is out of the supported range (SQL text)."""
+    if col.kind != DECIMAL:
+        return sql_str(TOO_LARGE)
+    small = rf"[+-]?0*\d{{0,{NUMBER_DIGITS}}}(\.\d*)?"
+    return (f"CASE WHEN regexp_full_match({txt}, '{small}') THEN {sql_str(TOO_PRECISE)} "
+            f"ELSE {sql_str(TOO_LARGE)} END")
 
 
 def failing_reasons(failures: list[Failure]) -> list[str]:
@@ -201,7 +252,9 @@ def validated_sql(t: Table, raw: str, refs: dict[str, str]) -> str:
         for reason in by_reason
     ]
     details = ", ".join(
-        f"CASE WHEN _f{i} THEN {sql_str(f'{f.column}: {f.reason}')} END" for i, f in enumerate(failures)
+        f"CASE WHEN _f{i} THEN {sql_str(f'{f.column}: {f.reason}')}"
+        + (f" || coalesce(' (' || {f.why} || ')', '')" if f.why else "") + " END"
+        for i, f in enumerate(failures)
     )
     reasons = ", ".join(f"CASE WHEN \"_r_{r}\" THEN '{r}' END" for r in by_reason)
     first = " ".join(f"WHEN \"_r_{r}\" THEN '{r}'" for r in by_reason)

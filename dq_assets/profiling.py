@@ -53,8 +53,10 @@ def revenue(conn, t: Table, raw: pa.Table, staging: pa.Table, quarantine: pa.Tab
     table with a revenue column: amounts of rows whose status counts as revenue. The revenue at
     risk is the money on the rows held back: the absolute amounts of quarantined revenue rows,
     duplicates left out (their key reached staging). Absolute, because a rejected -5.00 is
-    money in doubt as much as a rejected 5.00: netting them would hide both. (None, None,
-    None) for a table without a revenue column."""
+    money in doubt as much as a rejected 5.00: netting them would hide both. Amounts beyond
+    the supported range (contracts.NUMBER_DIGITS, MONEY_SCALE) have no stored value and are in
+    neither: they are quarantined out_of_range. (None, None, None) for a table without a
+    revenue column."""
     if not t.revenue_column:
         return {k: (None, None, None) for k in partition_keys}
     conn.register("_raw_rev", raw)

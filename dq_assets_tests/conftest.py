@@ -6,7 +6,7 @@ import hashlib
 import io
 import json
 import re
-from decimal import Decimal
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from pathlib import Path
 
 import dagster as dg
@@ -19,7 +19,9 @@ from dq_assets.resources import local_resources
 
 pytest_plugins = ["dq_assets_tests.pg_fixtures"]
 
-_MONEY = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)\s*$")
+# A decimal as the contract spells it, around the whitespace it trims (ASCII digits only).
+_MONEY = re.compile(r"[ \t\r\n]*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)[ \t\r\n]*")
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
 
 HEADERS = {name: list(table(name).column_names) for name in
            ("customers", "products", "orders", "order_items", "payments", "events")}
@@ -42,8 +44,10 @@ def _money_sum(text: str, column: str) -> str:
     total = Decimal(0)
     for row in reader:
         value = row[i] if i < len(row) else ""
-        total += Decimal(value.strip()) if _MONEY.match(value) else Decimal(0)
-    return f"{total:.2f}"
+        if _MONEY.fullmatch(value):  # every decimal as sent, exactly, whatever its size
+            total = _EXACT.add(total, Decimal(value.strip(" \t\r\n")))
+    cents = _EXACT.quantize(total, Decimal("0.01"))
+    return f"{cents:.2f}" if cents == total else str(total)
 
 
 class Landing:

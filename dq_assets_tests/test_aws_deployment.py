@@ -2,6 +2,8 @@
 endpoint), staging, marts and quality on a real PostgreSQL. Same landing data, same results
 as the embedded DuckDB warehouse: marts, quarantine counts and check outcomes."""
 
+from decimal import Decimal
+
 import boto3
 import psycopg
 import pytest
@@ -188,3 +190,38 @@ def test_the_published_columns_are_what_postgresql_and_the_parquet_objects_hold(
         assert published == held, spec.key.to_user_string()
         # what the S3 and PostgreSQL IO managers reported writing
         assert [(c.name, c.type) for c in written[spec.key].columns] == held, spec.key.to_user_string()
+
+
+def test_money_at_the_bound_is_exact_in_postgresql_and_beyond_it_quarantined(tmp_path, aws_env, pg_database,
+                                                                             instance):
+    """Issue 14.3 on the aws deployment: the largest supported amount is stored and summed
+    exactly in PostgreSQL's NUMERIC(38,6), through staging and the marts; payments beyond the
+    bound (2 x 6x10^31, once an overflow in raw) are quarantined there with their lines, and
+    the landed total agrees with the manifest exactly."""
+    top = "999999999999999999.999999"
+    landing = Landing(tmp_path / "landing")
+    order, pay = DAY1["orders"][0], DAY1["payments"][0]
+    landing.write("2025-01-01", {
+        **DAY1,
+        "orders": DAY1["orders"] + [[f"O{i}", "C1", order[2], "paid", "EUR", top, order[6]] for i in (5, 6)],
+        "payments": [pay] + [[f"Y{i}", f"O{i}", pay[2], "card", "captured", top, "EUR"] for i in (5, 6)],
+    })
+    huge = "6" + "0" * 31
+    landing.write("2025-01-02", {"payments": [[f"Y{i}", "O1", "2025-01-02T08:00:00Z", "card", "captured",
+                                               huge, "EUR"] for i in (7, 8)]})
+    upload(landing.root, "money-landing", "shop")
+    boto3.client("s3").create_bucket(Bucket="money-warehouse")
+    aws = AwsWarehouse("s3://money-landing/shop", "money-warehouse", pg_database, instance)
+    assert aws.materialize("2025-01-01").success
+    assert not aws.materialize("2025-01-02").success  # every payment quarantined: above 5%
+    revenue = 2 * Decimal(top) + Decimal("25")
+    assert aws.query("SELECT revenue FROM marts.fact_revenue_daily WHERE currency = 'EUR'") == [(revenue,)]
+    assert aws.query("SELECT revenue FROM marts.revenue_by_order_date") == [(revenue,)]
+    assert aws.query("SELECT sum(amount) FROM staging.payments") == [(revenue,)]
+    assert aws.query("SELECT partition_key, passed, observed FROM quality.check_results "
+                     "WHERE check_name = 'manifest_amount_sum' AND asset_key = 'raw/payments' ORDER BY 1") == [
+        ("2025-01-01", True, str(revenue)), ("2025-01-02", True, f"{12 * 10**31}.000000")]
+    assert aws.query("SELECT source_line, amount, reject_details FROM quality.payments_quarantine "
+                     "ORDER BY source_line") == [
+        (2, huge, "amount: out_of_range (10^18 or more in magnitude)"),
+        (3, huge, "amount: out_of_range (10^18 or more in magnitude)")]

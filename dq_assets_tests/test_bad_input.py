@@ -233,18 +233,17 @@ CASES = {
         _long_field(3_000_000), "events",
         "{folder}/events.csv: line 2: cannot be read as CSV: a record of 3000036 bytes, longer "
         "than the reader's limit of 2000000 bytes"),
-    "huge_numeric_string": Case(  # beyond BIGINT: not readable as the column's integer
+    "huge_numeric_string": Case(  # an integer beyond the supported range (and BIGINT's)
         _huge_number,
-        quarantined={"events": [(3, "unparseable")]},
-        gate_passed=True, failed_checks={**EVENTS_WARNED, "staging/events:no_unparseable": "WARN"}),
-    "huge_amount": Case(  # beyond DECIMAL(38,6): unparseable, so 0 in the landed total
+        quarantined={"events": [(3, "out_of_range")]},
+        gate_passed=True, failed_checks={**EVENTS_WARNED, "staging/events:no_out_of_range": "WARN"}),
+    "huge_amount": Case(  # a decimal beyond the supported range: out_of_range, counted as sent
         _huge_amount,
         errors={"gate_passed": GATE_FAILED},
-        quarantined={"orders": [(2, "unparseable")]},
+        quarantined={"orders": [(2, "out_of_range")]},
         gate_passed=False,
-        failed_checks={"raw/orders:manifest_amount_sum": "ERROR",
-                       "staging/orders:quarantine_rate": "ERROR",
-                       "staging/orders:no_unparseable": "WARN"}),
+        failed_checks={"staging/orders:quarantine_rate": "ERROR",
+                       "staging/orders:no_out_of_range": "WARN"}),
     "manifest_missing": Case(
         lambda f: (f / "_manifest.json").unlink(),
         errors={s: MANIFEST + ": missing; partition 2025-01-01 is not complete" for s in RAW_STEPS}),

@@ -1,7 +1,7 @@
 """Typing, normalisation, reject reasons and deduplication: `validate` called directly."""
 
 import datetime as dt
-from decimal import Decimal
+from decimal import Context, Decimal, localcontext
 
 import pyarrow as pa
 import pytest
@@ -103,7 +103,9 @@ def test_other_timestamp_spellings_are_unparseable(spelling):
 @pytest.mark.parametrize(
     "spelling, expected",
     [("10", "10"), ("10.5", "10.5"), (" 10.50 ", "10.50"), ("+3.25", "3.25"), (".75", "0.75"),
-     ("0.000001", "0.000001"), ("1234567890123.45", "1234567890123.45"), ("7.1000000", "7.1")],
+     ("0.000001", "0.000001"), ("1234567890123.45", "1234567890123.45"), ("7.1000000", "7.1"),
+     ("999999999999999999.999999", "999999999999999999.999999"),  # the largest supported
+     ("0" * 40 + "12.5", "12.5")],  # leading zeros are no digits of the value
 )
 def test_money_is_an_exact_decimal(spelling, expected):
     [row] = staged("orders", [order(amount=spelling)])
@@ -111,10 +113,73 @@ def test_money_is_an_exact_decimal(spelling, expected):
     assert row["amount"] == Decimal(expected)
 
 
-@pytest.mark.parametrize("spelling", ["1,000.00", "€12", "12,50", "1e3", "12.5 EUR", "0.0000001", "--1"])
+@pytest.mark.parametrize("spelling", ["1,000.00", "€12", "12,50", "1e3", "12.5 EUR", "--1", ".", "+",
+                                      "1.2.3", "١٢"])
 def test_other_money_spellings_are_unparseable(spelling):
     [row] = rejected("orders", [order(amount=spelling)])
     assert row["reject_reason"] == "unparseable"
+
+
+@pytest.mark.parametrize("spelling, why", [
+    ("12.3456789", "more than 6 decimal places"),
+    ("0.0000001", "more than 6 decimal places"),
+    ("1000000000000000000", "10^18 or more in magnitude"),
+    ("60000000000000000000000000000000", "10^18 or more in magnitude"),
+    ("9" * 40, "10^18 or more in magnitude"),
+    ("+1234567890123456789.1234567", "10^18 or more in magnitude"),
+])
+def test_a_decimal_beyond_the_supported_range_is_out_of_range_not_unparseable(spelling, why):
+    """Valid money outside 18 integer digits and 6 decimal places is refused for what it is,
+    with the bound it breaks, its line, and the value as sent."""
+    [row] = rejected("orders", [order(amount=spelling)])
+    assert (row["reject_reason"], row["reject_reasons"]) == ("out_of_range", "out_of_range")
+    assert row["reject_details"] == f"amount: out_of_range ({why})"
+    assert (row["amount"], row["source_line"]) == (spelling, 2)
+
+
+def test_an_integer_beyond_the_supported_range_is_out_of_range_not_unparseable():
+    item = {"order_id": "O1", "line_no": "1", "product_id": "P1", "quantity": "1",
+            "unit_price": "1", "line_amount": "1"}
+    [q] = rejected("order_items", [{**item, "quantity": "1" + "0" * 18}])
+    assert q["reject_details"] == "quantity: out_of_range (10^18 or more in magnitude)"
+    [q] = rejected("order_items", [{**item, "line_no": "-" + "9" * 30}])
+    assert q["reject_details"] == "line_no: out_of_range (10^18 or more in magnitude)"
+    [kept] = staged("order_items", [{**item, "line_no": "0" * 30 + "7"}])
+    assert kept["line_no"] == 7
+    ev = {"event_id": "E1", "session_id": "S", "event_type": "page_view", "customer_id": "",
+          "event_ts": "2025-01-07T10:00:00Z", "platform": "web"}
+    [q] = rejected("events", [{**ev, "duration_ms": "9" * 40}])
+    assert q["reject_details"] == "duration_ms: out_of_range (10^18 or more in magnitude)"
+    [q] = rejected("events", [{**ev, "duration_ms": "86400001"}])
+    assert q["reject_details"] == "duration_ms: out_of_range (above 86400000)"
+    assert rejected("events", [{**ev, "duration_ms": "1.5"}])[0]["reject_reason"] == "unparseable"
+
+
+def test_quantity_times_price_beyond_decimal_range_is_a_mismatch_not_an_overflow():
+    """Both in range, their product need not be: 10^17 x 10^17 would overflow DECIMAL(38)."""
+    item = {"order_id": "O1", "line_no": "1", "product_id": "P1", "quantity": "100000000000000000",
+            "unit_price": "100000000000000000", "line_amount": "1"}
+    items = [item, {**item, "line_no": "2", "quantity": "999999999999999999",
+                    "unit_price": "-999999999999999999.999999"}]
+    assert [(q["reject_reasons"], q["source_line"]) for q in rejected("order_items", items)] == [
+        ("calculation_mismatch", 2), ("out_of_range,calculation_mismatch", 3)]
+    assert staged("order_items", [{**item, "quantity": "1000", "unit_price": "999999999999999.999999",
+                                   "line_amount": "999999999999999999.999"}])
+
+
+def test_the_landed_money_total_counts_every_decimal_as_sent_exactly():
+    """The manifest's control total (contract §1): out-of-range decimals count as sent, not 0,
+    and no total overflows; only what is no decimal counts as 0."""
+    from dq_assets.cleaning import money_sum
+
+    values = ["12.3456789", " 60000000000000000000000000000000", "60000000000000000000000000000000\t",
+              "1" + "0" * 60, "0." + "0" * 60 + "1", "-.5", "25.", "x", "1e3", None, "  "]
+    rows = pa.table({"amount": pa.array(values, pa.string())})
+    total = money_sum(connect_duckdb(), rows, "amount")
+    with localcontext(Context(prec=200)):
+        expected = (Decimal(10) ** 60 + 12 * Decimal(10) ** 31 + Decimal("12.3456789") + 25
+                    - Decimal("0.5") + Decimal(10) ** -61)
+    assert total == expected
 
 
 def test_whitespace_and_case_are_normalised():

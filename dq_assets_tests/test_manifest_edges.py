@@ -170,3 +170,62 @@ def test_an_unreadable_file_fails_its_own_day_and_a_range_publishes_the_others(t
     assert code == 1 and verdict.startswith(
         "dq_assets gate FAILED: 2025-01-02 refused (raw/orders:file_readable"), out[-3000:]
     assert f"raw/orders 2025-01-02: file_readable failed (ERROR): observed {said}" in out
+
+
+def quarantined(tmp_path: Path, name: str) -> list[tuple]:
+    with duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True) as conn:
+        return conn.execute(f"SELECT source_line, reject_reasons, reject_details FROM quality.{name}_quarantine "
+                            "ORDER BY source_line").fetchall()
+
+
+def landing_check(tmp_path: Path, table: str, check: str) -> tuple:
+    with duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True) as conn:
+        [row] = conn.execute("SELECT passed, observed FROM quality.check_results WHERE asset_key = ? "
+                             "AND check_name = ?", [f"raw/{table}", check]).fetchall()
+    return row
+
+
+def test_money_with_more_than_six_decimal_places_is_out_of_range_and_its_manifest_agrees(tmp_path):
+    """Issue 14.3: a valid decimal that DECIMAL(38,6) cannot hold is quarantined for what it is,
+    and the manifest's total, which counts it as sent, agrees: one WARN, the run passes."""
+    landing = Landing(tmp_path / "landing")
+    pay = DAY1["payments"][0]
+    more = [[f"Y{i}", "O1", pay[2], "card", "captured", "1.00", "EUR"] for i in range(2, 21)]
+    failed = ["Y21", "O1", pay[2], "card", "failed", "12.3456789", "EUR"]
+    landing.write("2025-01-01", {**DAY1, "payments": [pay, *more, failed]})
+    code, out = cli(tmp_path, landing, "--partition", "2025-01-01")
+    assert code == 0, out[-3000:]
+    assert landing_check(tmp_path, "payments", "manifest_amount_sum") == (True, "56.3456789")
+    assert quarantined(tmp_path, "payments") == [
+        (22, "out_of_range", "amount: out_of_range (more than 6 decimal places)")]
+
+
+def test_huge_money_is_quarantined_with_its_line_and_crashes_nothing(tmp_path):
+    """Issue 14.3: two payments of 6x10^31 and an item of 10 x 10^31 were an overflow in raw and
+    in staging. Now they are out_of_range rows with their lines, the landed totals agree with
+    the manifest exactly, every check is recorded, and only the quarantine rate fails."""
+    landing = Landing(tmp_path / "landing")
+    huge = "6" + "0" * 31
+    pay = DAY1["payments"][0]
+    payments = [pay] + [[f"Y{i}", "O1", pay[2], "card", "captured", huge, "EUR"] for i in (2, 3)]
+    items = DAY1["order_items"] + [["O2", "2", "P1", "10", "1" + "0" * 31, "1" + "0" * 32],
+                                   ["O2", "3", "P1", "1" + "0" * 17, "1" + "0" * 17, "1"]]
+    landing.write("2025-01-01", {**DAY1, "payments": payments, "order_items": items})
+    code, out = cli(tmp_path, landing, "--partition", "2025-01-01")
+    assert code == 1 and "Overflow" not in out and "Traceback" not in out, out[-3000:]
+    assert landing_check(tmp_path, "payments", "manifest_amount_sum") == (True, f"{12 * 10**31 + 25}.000000")
+    assert landing_check(tmp_path, "order_items", "manifest_line_amount_sum")[0] is True
+    too_large = "out_of_range (10^18 or more in magnitude)"
+    assert quarantined(tmp_path, "payments") == [(3, "out_of_range", f"amount: {too_large}"),
+                                                 (4, "out_of_range", f"amount: {too_large}")]
+    assert quarantined(tmp_path, "order_items") == [
+        (5, "out_of_range", f"unit_price: {too_large}; line_amount: {too_large}"),
+        (6, "calculation_mismatch", "line_amount_is_quantity_times_price: calculation_mismatch")]
+    with duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True) as conn:
+        failed = conn.execute("SELECT asset_key || ':' || check_name FROM quality.check_results "
+                              "WHERE NOT passed AND severity = 'ERROR' ORDER BY 1").fetchall()
+        recorded = conn.execute("SELECT count(DISTINCT asset_key) FROM quality.check_results "
+                                "WHERE asset_key IN ('staging/payments', 'staging/order_items')").fetchall()
+    assert failed == [("quality/partition_gate:gate_passed",), ("staging/order_items:quarantine_rate",),
+                      ("staging/payments:quarantine_rate",)]
+    assert recorded == [(2,)]

@@ -17,7 +17,7 @@ from dq_assets.checks import (
     raw_check_defs,
     report,
 )
-from dq_assets.cleaning import parse_decimal, trimmed
+from dq_assets.cleaning import money_sum
 from dq_assets.contracts import TABLES, Table, table
 from dq_assets.duck import connect_duckdb
 from dq_assets.history import HISTORY_CHECK, day_ranges, loaded_history, missing_days
@@ -111,12 +111,7 @@ def _load_partition(conn, landing: LandingZone, t: Table, key, partition_key: st
                 data, schema = empty_raw(conn, t), None
     landed_sum = None
     if t.manifest_sum and path is not None and not unreadable:
-        conn.register("_landed", data)
-        landed_sum = conn.execute(
-            f"SELECT coalesce(sum(coalesce({parse_decimal(trimmed(t.manifest_sum[0]))}, 0)), 0) "
-            "FROM _landed"
-        ).fetchall()[0][0]
-        conn.unregister("_landed")
+        landed_sum = money_sum(conn, data, t.manifest_sum[0])
     outcomes = evaluate_landing(
         t, key, partition_key, cfg,
         listed=listed if isinstance(listed, dict) else None,
