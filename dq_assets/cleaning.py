@@ -23,7 +23,9 @@ from dq_assets.contracts import (
     INTEGER,
     MONEY_PRECISION,
     MONEY_SCALE,
+    EARLIEST_TIMESTAMP,
     NUMBER_DIGITS,
+    TOO_EARLY,
     PARSED_KINDS,
     REJECT_REASONS,
     SAME_PARTITION,
@@ -192,6 +194,8 @@ def column_failures(t: Table) -> list[Failure]:
             out.append(Failure(col.name, "unparseable", unread))
         if col.kind in SHAPED_KINDS:
             out.append(Failure(col.name, "invalid_value", unread))
+        if col.kind == TIMESTAMP:
+            ranges.append((f"{val} < TIMESTAMPTZ {sql_str(EARLIEST_TIMESTAMP)}", sql_str(TOO_EARLY)))
         if col.min is not None:
             ranges.append((f"{val} < {col.min}", sql_str(f"below {col.min}")))
         if col.max is not None:

@@ -41,6 +41,10 @@ MONEY_PRECISION, MONEY_SCALE = 38, 6
 NUMBER_DIGITS = 18
 TOO_LARGE = f"10^{NUMBER_DIGITS} or more in magnitude"  # what an out_of_range detail says
 TOO_PRECISE = f"more than {MONEY_SCALE} decimal places"
+# Timestamps: from the first day of year 1 (UTC); an earlier one (year 0000, a large negative
+# epoch) is a valid spelling of a moment no client library can hold: out_of_range.
+EARLIEST_TIMESTAMP = "0001-01-01 00:00:00+00"
+TOO_EARLY = "before 0001-01-01T00:00:00Z"
 
 # Reference scopes: where a referenced key may have been received.
 SAME_PARTITION = "same_partition"

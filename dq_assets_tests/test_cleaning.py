@@ -155,6 +155,18 @@ def test_an_integer_beyond_the_supported_range_is_out_of_range_not_unparseable()
     assert rejected("events", [{**ev, "duration_ms": "1.5"}])[0]["reject_reason"] == "unparseable"
 
 
+@pytest.mark.parametrize("column, spelling", [
+    ("order_ts", "0000-06-01T00:00:00Z"), ("order_ts", "-99999999999"), ("updated_at", "-62135596801"),
+])
+def test_a_timestamp_before_year_one_is_out_of_range(column, spelling):
+    """Year 0000 and large negative epochs are valid spellings of moments before year 1, which
+    Python, pandas and most clients cannot hold: refused for that, with the bound."""
+    [row] = rejected("orders", [order(**{column: spelling})])
+    assert row["reject_details"] == f"{column}: out_of_range (before 0001-01-01T00:00:00Z)"
+    [kept] = staged("orders", [order(**{column: "-62135596800"})])  # 0001-01-01T00:00:00Z
+    assert kept[column].year == 1
+
+
 def test_quantity_times_price_beyond_decimal_range_is_a_mismatch_not_an_overflow():
     """Both in range, their product need not be: 10^17 x 10^17 would overflow DECIMAL(38)."""
     item = {"order_id": "O1", "line_no": "1", "product_id": "P1", "quantity": "100000000000000000",
