@@ -5,6 +5,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import re
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from pathlib import Path
@@ -129,6 +130,18 @@ class Warehouse:
                QUALIFY row_number() OVER (PARTITION BY asset_key, check_name
                                           ORDER BY evaluated_at DESC) = 1 AND NOT passed""", [partition])
         return {name: (sev, n) for name, sev, n in rows}
+
+
+# Parts a developer's machine may lack (a Chromium for the browser tests): their tests are
+# skipped with the reason, unless DQ_TEST_REQUIRE_ALL=1 (.ci/run sets it) makes that a failure.
+REQUIRE_ALL_ENV = "DQ_TEST_REQUIRE_ALL"
+
+
+def missing_part(what: str, how: str) -> None:
+    """Skip (or, with DQ_TEST_REQUIRE_ALL=1, fail) a test that needs a part this machine lacks."""
+    if os.environ.get(REQUIRE_ALL_ENV) == "1":
+        pytest.fail(f"{what} ({REQUIRE_ALL_ENV}=1 requires every part): {how}", pytrace=False)
+    pytest.skip(f"{what}: {how}")
 
 
 @pytest.fixture(scope="session")

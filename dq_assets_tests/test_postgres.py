@@ -2,7 +2,7 @@
 single-transaction replace (even when the connection is killed mid-COPY), the quality store
 next to the DuckDB one, connection errors, Secrets Manager, and no password in any log.
 
-Server: `DQ_TEST_PG_URL`, else an embedded one from `pgserver` (see pg_fixtures.py)."""
+Server: see `pg_url` in pg_fixtures.py (DQ_TEST_PG_URL, this machine's, or an embedded one)."""
 
 
 import logging

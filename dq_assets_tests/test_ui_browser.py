@@ -30,10 +30,15 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from dq_assets_tests.conftest import missing_part
+
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_LANDING = REPO / "data" / "landing"
 DOCS_SCREENSHOTS = REPO / "docs" / "screenshots"
-CHROMIUM = os.environ.get("DQ_TEST_CHROMIUM", "/usr/bin/chromium")
+# DQ_TEST_CHROMIUM, else the first Chromium or Chrome on PATH (Debian's is /usr/bin/chromium).
+CHROMIUM = os.environ.get("DQ_TEST_CHROMIUM") or next(
+    filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome", "chrome"))),
+    "/usr/bin/chromium")
 
 # 2025-01-01 from the CLI; 2025-01-02..13 as one backfill from the UI, in which 2025-01-12 and
 # 2025-01-13 fail the gate with ERROR checks (data/README.md) and the other days pass.
@@ -120,12 +125,12 @@ def _stop_group(proc: subprocess.Popen) -> None:
 def ui(tmp_path_factory):
     """A served instance holding a passing backfill and a failed day; yields its state."""
     if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        pytest.fail(f"headless Chromium not found at {CHROMIUM}: install Debian's package "
-                    "(`apt-get install -y chromium`; .ci/run does it) or set DQ_TEST_CHROMIUM")
+        missing_part("no headless Chromium found", "install one (Debian: `apt-get install -y "
+                     "chromium`; .ci/run does it) or point DQ_TEST_CHROMIUM at it")
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        pytest.fail("the Python package `playwright` is missing: pip install -e '.[dev]'")
+        missing_part("the Python package `playwright` is missing", "pip install -e '.[dev]'")
 
     root = tmp_path_factory.mktemp("ui")
     home, landing, shots = root / "dagster_home", root / "landing", root / "screenshots"
