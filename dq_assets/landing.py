@@ -371,7 +371,10 @@ def read_csv_file(
                CAST(_nl AS BIGINT) AS _nl
         FROM rows
     """
-    with _unpadded(path) as readable:
+    # A line break inside the header's names (rare): the reader's `skip = 1` may skip the wrong
+    # lines, so it reads a copy whose header is one line (`_readable`).
+    header_breaks = any("\n" in h or "\r" in h for h in header)
+    with _readable(path, len(header), header_breaks) as readable:
         try:
             data = fetch_arrow(conn, sql, [str(readable), partition_key, file_name])
         except duckdb.Error as e:
@@ -418,18 +421,34 @@ def _has_padded_quotes(data) -> bool:
 
 
 @contextmanager
-def _unpadded(path: Path) -> Iterator[Path]:
-    """The file for DuckDB's reader: itself, or (rare files) a copy without the spaces and tabs
-    around quoted values. The sha256 and every line number are those of the file itself."""
+def _readable(path: Path, header_fields: int, header_breaks: bool) -> Iterator[Path]:
+    """The file for DuckDB's reader: itself, or (rare files) a copy it reads right, with the
+    spaces and tabs around quoted values removed (when `_has_padded_quotes`) and, when the
+    header's names hold a line break (`header_breaks`), the header record replaced by one line
+    of as many fields. The reader's `skip = 1` skips one line, quote-aware except after a BOM:
+    a quoted first name with a line break after a BOM left the header's tail as a data row, and
+    a header holding a line break of another kind than the file's (or a lone CR) lost every
+    record without an error. Every record after the header keeps its bytes and its number, so
+    the sha256, every line number (the header's physical lines are counted from its names) and
+    the record a reader error names are those of the file itself."""
     with _mapped(path) as data:
         padded = _has_padded_quotes(data)
-    if not padded:
+    if not (padded or header_breaks):
         yield path
         return
-    with tempfile.TemporaryDirectory(prefix="dq_unpadded_") as tmp:
+    end = next(_record_ends(path), None) if header_breaks else None
+    with tempfile.TemporaryDirectory(prefix="dq_readable_") as tmp:
         copy = Path(tmp) / path.name
-        with _mapped(path) as data, copy.open("wb") as out:
-            out.writelines(_unpad(data))
+        with _mapped(path) as data, memoryview(data) as whole, copy.open("wb") as out:
+            start = 0
+            if header_breaks:  # the header's line end, if any, ends the placeholder too
+                out.write(b",".join([b"h"] * header_fields) + (end[1] if end else b""))
+                start = end[3] if end else len(whole)
+            with whole[start:] as body:
+                if padded:
+                    out.writelines(_unpad(body))
+                else:
+                    out.write(body)
         yield copy
 
 

@@ -110,6 +110,18 @@ def test_ragged_row_is_a_clear_error_naming_the_file(tmp_path):
         read(tmp_path, "order_id,customer_id,order_ts,status,currency,amount,updated_at\nO1,C1\n")
 
 
+@pytest.mark.parametrize("text, line, what", [
+    ('\ufeff"no\nte",order_id,customer_id,order_ts,status,currency,amount,updated_at\n'
+     "z,O1,C1,t,paid,EUR,1,u\nz,O2,C1\n", 4, "expected 8 fields as in the header, found 3"),
+    ('"no\nte",order_id,customer_id,order_ts,status,currency,amount,updated_at\r\n'
+     "z,O1,C1,t,paid,EUR,1,u\nz,O2,C1,t,paid,EUR,1,u\r\n", 3, "mixed line endings"),
+], ids=["ragged", "mixed_endings"])
+def test_an_error_after_a_header_with_a_line_break_names_its_physical_line(tmp_path, text, line, what):
+    # such a header is read from a copy where it is one line: the records keep their numbers
+    with pytest.raises(LandingError, match=f"orders.csv: line {line}: cannot be read as CSV: {what}"):
+        read(tmp_path, text)
+
+
 def test_manifest_problems_are_one_clear_line(tmp_path):
     zone = LandingZone(root=str(tmp_path))
     with pytest.raises(LandingError, match="no landing folder"):
