@@ -40,7 +40,11 @@ def run_job(wh: Warehouse, name: str) -> dg.ExecuteInProcessResult:
 def resend_broken_day(landing: Landing) -> None:
     customers = [[c[0], "not-an-email", *c[2:5], "2025-01-01T12:00:00Z"] for c in DAY1["customers"]]
     folder = landing.write(DAY, {**DAY1, "customers": customers})
-    (folder / "orders.csv").write_bytes(b"order_id,customer_id\n\"O1,C1\n")  # never closed: unreadable
+    # orders.csv now leads outside the landing zone: refused, and the steps that read it fail
+    # (an unreadable file would not do: it fails its day at the gate, not the run before it)
+    outside = landing.root.parent / "elsewhere.csv"
+    (folder / "orders.csv").replace(outside)
+    (folder / "orders.csv").symlink_to(outside)
 
 
 def test_a_run_that_failed_before_the_gate_leaves_nothing_publishable(site):
@@ -53,11 +57,11 @@ def test_a_run_that_failed_before_the_gate_leaves_nothing_publishable(site):
     resend_broken_day(landing)
     failed = wh.materialize(DAY)
     assert not failed.success
-    assert "orders.csv: line 2: cannot be read as CSV" in str(
+    assert "orders.csv: resolves outside the landing root" in str(
         [e.step_failure_data.error.message for e in failed.get_step_failure_events()])
-    # customers were rewritten (and their bad emails quarantined) before the run failed; the
-    # gate did not run again, so its latest decision is still the earlier "passed"
-    assert wh.query("SELECT count(*) FROM quality.customers_quarantine WHERE ingest_date = ?", [DAY]) == [(2,)]
+    # raw customers were rewritten before the run failed; the gate did not run again, so its
+    # latest decision is still the earlier "passed"
+    assert wh.query("SELECT DISTINCT email FROM raw.customers WHERE ingest_date = ?", [DAY]) == [("not-an-email",)]
     assert wh.query("SELECT gate_passed FROM quality.partition_gate WHERE ingest_date = ?", [DAY]) == [(True,)]
 
     # the marts job alone: refused, with the reason, and nothing published
@@ -66,7 +70,7 @@ def test_a_run_that_failed_before_the_gate_leaves_nothing_publishable(site):
     [failure] = only_marts.get_step_failure_events()
     message = failure.step_failure_data.error.message
     assert f"marts not published for {DAY}: its data changed after the gate decision of run " in message
-    assert "staging/customers by run" in message and "raw/orders by run" in message
+    assert "raw/customers by run" in message and "raw/orders by run" in message
     assert "materialize the partition again" in message
     assert marts(wh) == published
     assert not only_marts.asset_materializations_for_node("publish_marts")
@@ -81,7 +85,8 @@ def test_a_run_that_failed_before_the_gate_leaves_nothing_publishable(site):
     assert not run_job(wh, "marts_layer").success
     assert marts(wh) == published
 
-    # the day landed again, readable: a full run gates and publishes the new version
+    # the day landed again, in place: a full run gates and publishes the new version
+    (landing.root / f"ingest_date={DAY}" / "orders.csv").unlink()
     landing.write(DAY, DAY1)
     assert wh.materialize(DAY).success
     assert marts(wh)["dim_customers"] == published["dim_customers"]
