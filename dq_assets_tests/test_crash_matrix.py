@@ -47,6 +47,8 @@ from dq_assets_tests.test_faults import (
 )
 from dq_assets_tests.test_faults import mp, new_db  # noqa: F401 (fixtures used below)
 
+pytestmark = pytest.mark.slow  # the end-to-end tier: a CLI run killed at every output boundary, on two backends
+
 BUCKET = "crash-matrix"
 HOOK = Path(__file__).resolve().parent / "crash_hook"
 MARTS = [spec.key.path[-1] for spec in MART_SPECS]

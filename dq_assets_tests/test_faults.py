@@ -43,6 +43,8 @@ from dq_assets_tests.pg_fixtures import with_database
 from dq_assets_tests.test_aws_deployment import AwsWarehouse
 from dq_assets_tests.test_landing_s3 import upload
 
+pytestmark = pytest.mark.slow  # the end-to-end tier: faults against real components, each through the CLI and reruns
+
 REPO = Path(__file__).resolve().parent.parent
 SCHEMAS = ("raw", "staging", "quality", "marts")
 # Properties of a run, not of the data: when it loaded or evaluated, and which run it was.

@@ -32,6 +32,8 @@ import pytest
 
 from dq_assets_tests.conftest import missing_part
 
+pytestmark = pytest.mark.slow  # the end-to-end tier: the webserver in a headless Chromium
+
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_LANDING = REPO / "data" / "landing"
 DOCS_SCREENSHOTS = REPO / "docs" / "screenshots"
