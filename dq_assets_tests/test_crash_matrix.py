@@ -1,6 +1,6 @@
 """The crash matrix: the CLI SIGKILLed right after each output boundary of every multi-output
-step (staging | quarantine of each table, and each mart of `publish_marts`), on DuckDB and on
-the aws deployment (raw on S3, the rest on PostgreSQL).
+step (between staging and quarantine of each table, and the marts of `publish_marts`), on DuckDB and on
+the aws deployment (raw on S3, the rest on PostgreSQL; test_crash_matrix_aws.py).
 
 The scenario is the one that broke (issue 14.1): a day is loaded in a first version that has a
 quarantined row in every table (and fails the gate, so no mart has it), then a clean re-sent
@@ -24,32 +24,25 @@ import shutil
 import signal
 from pathlib import Path
 
-import boto3
 import pytest
 
 from dq_assets.contracts import TABLES
 from dq_assets.layers.marts import MART_SPECS
 from dq_assets.quality_store import APPEND_ONLY_TABLES
 from dq_assets_tests.conftest import Warehouse
-from dq_assets_tests.test_aws_deployment import AwsWarehouse
 from dq_assets_tests.test_faults import (
     DAY,
     SAMPLE_DAY,
     CliRun,
-    aws_env_for,
     contents,
     duck_env,
     duck_latest_rows,
     duck_snapshot,
-    latest_rows,
-    pg_snapshot,
-    s3_raw,
 )
-from dq_assets_tests.test_faults import mp, new_db  # noqa: F401 (fixtures used below)
 
-pytestmark = pytest.mark.slow  # the end-to-end tier: a CLI run killed at every output boundary, on two backends
+pytestmark = pytest.mark.slow  # the end-to-end tier: a CLI run killed at every output boundary
+# (on DuckDB here; on the aws deployment in test_crash_matrix_aws.py)
 
-BUCKET = "crash-matrix"
 HOOK = Path(__file__).resolve().parent / "crash_hook"
 MARTS = [spec.key.path[-1] for spec in MART_SPECS]
 # Between the two outputs of every staging step; after the last output of one (the checks not
@@ -164,46 +157,3 @@ def test_crash_matrix_on_duckdb(tmp_path, instance):
     assert rerun.wait() == 0, rerun.output()[-3000:]
     assert kept(duck_snapshot(warehouse)) == kept(new_snap)
     assert duck_latest_rows(warehouse) == duck_latest_rows(ref.database)
-
-
-@pytest.fixture(scope="module")
-def bucket(moto_endpoint, mp):  # noqa: F811
-    for var, value in {"AWS_ENDPOINT_URL": moto_endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        mp.setenv(var, value)
-    boto3.client("s3").create_bucket(Bucket=BUCKET)
-    return BUCKET
-
-
-def test_crash_matrix_on_aws(tmp_path, bucket, moto_endpoint, instance, new_db):  # noqa: F811
-    clean_pg, pg = new_db(), new_db()
-    clean = tmp_path / "clean"
-    clean.mkdir()
-    ref = AwsWarehouse(str(landing_at(clean, 2)), bucket, clean_pg, instance)
-    ref.resources_prefix = "matrix-clean"
-    assert ref.materialize(DAY).success
-    new_snap = pg_snapshot(clean_pg)
-    new = tables_of(new_snap, raw_counts("matrix-clean"))
-
-    work = tmp_path / "work"
-    work.mkdir()
-    env = {**aws_env_for(work, work / "landing", moto_endpoint, bucket, "matrix", pg),
-           "PYTHONPATH": str(HOOK)}
-
-    def state() -> dict:
-        return tables_of(pg_snapshot(pg), raw_counts("matrix"))
-
-    for boundary, staged, before in crash_chain(work, env, state):
-        assert_consistent(boundary, staged, state(), before, new)
-    rerun = CliRun(env, DAY)
-    assert rerun.wait() == 0, rerun.output()[-3000:]
-    assert kept(pg_snapshot(pg)) == kept(new_snap)
-    assert s3_raw(BUCKET, "matrix") == s3_raw(BUCKET, "matrix-clean")
-    assert latest_rows(pg) == latest_rows(clean_pg)
-
-
-def raw_counts(prefix: str) -> dict[str, int]:
-    """Rows of DAY in each raw table on S3."""
-    objects = s3_raw(BUCKET, prefix)
-    return {t.name: len(objects.get(f"raw/{t.name}/ingest_date={DAY}/data.parquet", []))
-            for t in TABLES}
