@@ -32,7 +32,7 @@ from dq_assets.landing import (
     table_of_file,
 )
 from dq_assets.quality_store import QualityStore
-from dq_assets.settings import DAILY
+from dq_assets.settings import DAILY, PARTITIONS_START, PARTITIONS_START_ENV
 
 RAW_GROUP = "raw"
 RAW_IO_MANAGER = "raw_io_manager"  # S3 in the aws deployment, the warehouse otherwise
@@ -178,10 +178,21 @@ def landing_files(
     yield from report(context, quality_store, outcomes + history)
 
 
+def before_start_note(missing: list[str], start: str) -> str:
+    """What to do about landed days before the first partition: they can never be loaded."""
+    early = [d for d in missing if d < start]
+    if not early:
+        return ""
+    return (f"; {day_ranges(early)} landed before the first daily partition ({start}) and cannot "
+            f"be loaded: set {PARTITIONS_START_ENV}={early[0]} (or earlier) when the code location "
+            f"loads")
+
+
 def evaluate_history(asset: dg.AssetKey, partition_keys: list[str], cfg, landed: list[str],
-                     loaded: dict[str, set[str]]) -> list[Outcome]:
+                     loaded: dict[str, set[str]], start: str = PARTITIONS_START) -> list[Outcome]:
     """The reference history of the run's partitions: every landed day before the first one
-    loaded (the later ones are in the run). One outcome per partition, the same for all."""
+    loaded (the later ones are in the run). One outcome per partition, the same for all. A
+    landed day before the first partition (`start`) counts too: its keys are still referenced."""
     first = partition_keys[0]
     missing = missing_days(landed, loaded, first)
     tables = ", ".join(sorted(loaded))
@@ -194,7 +205,7 @@ def evaluate_history(asset: dg.AssetKey, partition_keys: list[str], cfg, landed:
         sample_keys=missing[:SAMPLE_KEYS],
         detail=(f"references resolve against every earlier day: load {day_ranges(missing)} first "
                 f"(the landing sensor runs landed days in order), or run them in one range with "
-                f"{key}" if missing else ""),
+                f"{key}" if missing else "") + before_start_note(missing, start),
         sql=("SELECT DISTINCT asset_key, partition_key FROM quality.check_results WHERE asset_key IN "
              f"({', '.join(repr(t) for t in sorted(loaded))}) AND partition_key < '{first}' ORDER BY 2"),
     ) for key in partition_keys]
