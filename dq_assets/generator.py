@@ -24,6 +24,7 @@ import argparse
 import hashlib
 import json
 import re
+import shlex
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -2007,7 +2008,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     first, last = log.days[0]["ingest_date"], log.days[-1]["ingest_date"]
     print(f"wrote {len(log.days)} partitions {first}..{last} to {args.out} "
           f"({n_inj} injections, log {LOG_FILE})")
-    print(f"daily partitions that start on the first day: export DQ_PARTITIONS_START={first}")
+    print("to load them, in daily partitions that start on the first day (docs/demo.md):")
+    print(f"  export DQ_LANDING={shlex.quote(str(Path(args.out).resolve()))} DQ_PARTITIONS_START={first}")
+    print(f"  dagster asset materialize -m dq_assets --select '*' --partition-range {first}...{last} "
+          "-c dq_assets/console.yaml")
     return 0
 
 

@@ -1,6 +1,6 @@
 """`dq-generate --end`: days that end on a date, or on yesterday (UTC) for a demo whose
-freshness checks pass; the same days as the `--start` that begins them, and the first day
-printed as the DQ_PARTITIONS_START to use."""
+freshness checks pass; the same days as the `--start` that begins them, and what to run next
+printed (the first day as DQ_PARTITIONS_START, one run over the days)."""
 
 from datetime import date
 
@@ -21,8 +21,11 @@ def test_end_writes_the_days_that_end_there(tmp_path, capsys):
     by_end, by_start = tmp_path / "end", tmp_path / "start"
     assert G.main(["--out", str(by_end), "--end", "2025-03-02", "--days", "3", "--orders-per-day", "5"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[-2].startswith(f"wrote 3 partitions 2025-02-28..2025-03-02 to {by_end} ")
-    assert out[-1] == "daily partitions that start on the first day: export DQ_PARTITIONS_START=2025-02-28"
+    assert out[0].startswith(f"wrote 3 partitions 2025-02-28..2025-03-02 to {by_end} ")
+    # what to run next: the landing zone and the first partition, then one run over the days
+    assert out[2] == f"  export DQ_LANDING={by_end.resolve()} DQ_PARTITIONS_START=2025-02-28"
+    assert out[3] == ("  dagster asset materialize -m dq_assets --select '*' "
+                      "--partition-range 2025-02-28...2025-03-02 -c dq_assets/console.yaml")
     assert days_in(by_end) == ["2025-02-28", "2025-03-01", "2025-03-02"]
     assert G.GenerationLog.load(by_end).params["start"] == "2025-02-28"
     # the same content as the --start that begins the same days
@@ -36,7 +39,8 @@ def test_end_yesterday_is_the_last_complete_utc_day(tmp_path, monkeypatch, capsy
                    "--on", "2026-02-28:orders.invalid_value=1"]) == 0
     assert days_in(tmp_path) == ["2026-02-27", "2026-02-28"]
     assert G.GenerationLog.load(tmp_path).injections(date(2026, 2, 28), "invalid_value", "orders")
-    assert capsys.readouterr().out.splitlines()[-1].endswith("export DQ_PARTITIONS_START=2026-02-27")
+    assert capsys.readouterr().out.splitlines()[-1].endswith("--partition-range 2026-02-27...2026-02-28 "
+                                                             "-c dq_assets/console.yaml")
 
 
 @pytest.mark.parametrize("argv, error", [
