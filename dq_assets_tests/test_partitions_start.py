@@ -14,7 +14,7 @@ import pytest
 
 from dq_assets import settings
 from dq_assets.definitions import ALL_ASSETS
-from dq_assets.layers.raw import before_start_note
+from dq_assets.layers.raw import history_advice
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -100,10 +100,18 @@ def test_the_cli_refuses_an_invalid_start_clearly(tmp_path):
 
 
 def test_history_names_landed_days_before_the_start():
-    """Days that landed before the first partition can never be loaded: the history check's
-    detail says which, and what to set."""
-    note = before_start_note(["2024-12-30", "2024-12-31", "2025-01-03"], "2025-01-01")
-    assert note == ("; 2024-12-30..2024-12-31 landed before the first daily partition (2025-01-01) "
-                    "and cannot be loaded: set DQ_PARTITIONS_START=2024-12-30 (or earlier) when "
-                    "the code location loads")
-    assert before_start_note(["2025-01-03"], "2025-01-01") == ""
+    """Days that landed before the first partition can never be loaded: the history check says
+    which, and what to set, instead of asking to load them."""
+    assert history_advice(["2024-12-30", "2024-12-31"], "2025-01-01", "2025-01-03") == (
+        " (2024-12-30..2024-12-31 before the first daily partition, 2025-01-01)",
+        "references resolve against every earlier day: 2024-12-30..2024-12-31 landed before the "
+        "first daily partition (2025-01-01) and cannot be loaded: set DQ_PARTITIONS_START=2024-12-30 "
+        "(or earlier) when the code location loads")
+    note, detail = history_advice(["2024-12-31", "2025-01-02"], "2025-01-01", "2025-01-03")
+    assert note == " (2024-12-31 before the first daily partition, 2025-01-01)"
+    assert detail.endswith("DQ_PARTITIONS_START=2024-12-31 (or earlier) when the code location loads; "
+                           "load 2025-01-02 first (the landing sensor runs landed days in order), or "
+                           "run them in one range with 2025-01-03")
+    assert history_advice(["2025-01-02"], "2025-01-01", "2025-01-03") == (
+        "", "references resolve against every earlier day: load 2025-01-02 first (the landing sensor "
+            "runs landed days in order), or run them in one range with 2025-01-03")

@@ -178,14 +178,20 @@ def landing_files(
     yield from report(context, quality_store, outcomes + history)
 
 
-def before_start_note(missing: list[str], start: str) -> str:
-    """What to do about landed days before the first partition: they can never be loaded."""
-    early = [d for d in missing if d < start]
-    if not early:
-        return ""
-    return (f"; {day_ranges(early)} landed before the first daily partition ({start}) and cannot "
-            f"be loaded: set {PARTITIONS_START_ENV}={early[0]} (or earlier) when the code location "
-            f"loads")
+def history_advice(missing: list[str], start: str, key: str) -> tuple[str, str]:
+    """(what to add to `observed`, the detail) for missing history days. A landed day before the
+    first partition (`start`) can never be loaded: only a different partitions start helps."""
+    early, later = [d for d in missing if d < start], [d for d in missing if d >= start]
+    note, advice = "", []
+    if early:
+        note = f" ({day_ranges(early)} before the first daily partition, {start})"
+        advice.append(f"{day_ranges(early)} landed before the first daily partition ({start}) and "
+                      f"cannot be loaded: set {PARTITIONS_START_ENV}={early[0]} (or earlier) when the "
+                      f"code location loads")
+    if later:
+        advice.append(f"load {day_ranges(later)} first (the landing sensor runs landed days in "
+                      f"order), or run them in one range with {key}")
+    return note, "references resolve against every earlier day: " + "; ".join(advice)
 
 
 def evaluate_history(asset: dg.AssetKey, partition_keys: list[str], cfg, landed: list[str],
@@ -196,19 +202,22 @@ def evaluate_history(asset: dg.AssetKey, partition_keys: list[str], cfg, landed:
     first = partition_keys[0]
     missing = missing_days(landed, loaded, first)
     tables = ", ".join(sorted(loaded))
-    return [Outcome(
-        HISTORY_CHECK, asset, key, passed=not missing,
-        severity=cfg.severity_of("landing_files", HISTORY_CHECK), failing_rows=len(missing),
-        observed=(f"reference history incomplete: {day_ranges(missing)} not loaded" if missing
-                  else f"every landed day before {key} loaded"),
-        threshold=f"every landed day before {key} loaded ({tables})",
-        sample_keys=missing[:SAMPLE_KEYS],
-        detail=(f"references resolve against every earlier day: load {day_ranges(missing)} first "
-                f"(the landing sensor runs landed days in order), or run them in one range with "
-                f"{key}" if missing else "") + before_start_note(missing, start),
-        sql=("SELECT DISTINCT asset_key, partition_key FROM quality.check_results WHERE asset_key IN "
-             f"({', '.join(repr(t) for t in sorted(loaded))}) AND partition_key < '{first}' ORDER BY 2"),
-    ) for key in partition_keys]
+    outcomes = []
+    for key in partition_keys:
+        note, detail = history_advice(missing, start, key) if missing else ("", "")
+        outcomes.append(Outcome(
+            HISTORY_CHECK, asset, key, passed=not missing,
+            severity=cfg.severity_of("landing_files", HISTORY_CHECK), failing_rows=len(missing),
+            observed=(f"reference history incomplete: {day_ranges(missing)} not loaded{note}" if missing
+                      else f"every landed day before {key} loaded"),
+            threshold=f"every landed day before {key} loaded ({tables})",
+            sample_keys=missing[:SAMPLE_KEYS],
+            detail=detail,
+            sql=("SELECT DISTINCT asset_key, partition_key FROM quality.check_results WHERE asset_key "
+                 f"IN ({', '.join(repr(t) for t in sorted(loaded))}) AND partition_key < '{first}' "
+                 "ORDER BY 2"),
+        ))
+    return outcomes
 
 
 def mark_writes(context, quality_store: QualityStore, asset_keys: list[dg.AssetKey]) -> None:
