@@ -1,4 +1,4 @@
-"""The six table contracts of ../shared/contract.md, declared once as data.
+"""The six table contracts of docs/contract.md, declared once as data.
 
 Raw, staging and quarantine assets, the marts' inputs and the checks are all derived from
 `TABLES`; nothing else in the package spells out a table's columns or rules again.

@@ -1,7 +1,7 @@
 """Deterministic landing-zone generator with chaos (defect injection).
 
 Writes `<out>/ingest_date=YYYY-MM-DD/{customers,products,orders,order_items,payments,events}.csv`
-plus `_manifest.json` per day, exactly as ../shared/contract.md section 1 describes, and
+plus `_manifest.json` per day, exactly as docs/contract.md section 1 describes, and
 `<out>/_generator_log.json` (at the landing root) listing per day and table exactly what was
 injected, so tests can assert exact counts.
 
@@ -12,7 +12,7 @@ case, quoted fields, BOM, CRLF, late-arriving rows). Defects are injected on req
 
 Table and column names, enum values and manifest sum fields come from `dq_assets.contracts`.
 Everything is derived from (seed, ingest date): no wall clock, so the same arguments give
-byte-identical output. Generation is vectorised (numpy + pyarrow) so that a day of 1,000,000
+byte-identical output (`--end yesterday` reads the clock for the dates only). Generation is vectorised (numpy + pyarrow) so that a day of 1,000,000
 orders (2.5M items, 10M events) takes well under two minutes.
 
 This module must not import dagster: `dq-generate` has to start fast.
@@ -24,6 +24,7 @@ import argparse
 import hashlib
 import json
 import re
+import shlex
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -1933,6 +1934,7 @@ kinds:
 
 examples:
   dq-generate --out data/landing --start 2025-01-01 --days 10 --orders-per-day 40
+  dq-generate --out /tmp/demo --end yesterday --days 14 --orders-per-day 40   # a live-looking demo
   dq-generate --out /tmp/l --start 2025-01-01 --days 30 --defect '*.invalid_value=0.01' \\
       --defect duplicate=0.005 --on 2025-01-12:orders.invalid_value@currency=3 \\
       --on 2025-01-13:payments.missing_file --on 2025-01-20:volume_drop=0.3 --clean-dims-after-day-one
@@ -1940,7 +1942,11 @@ examples:
 The log {LOG_FILE} (landing root) lists per day exactly what was injected.""",
     )
     p.add_argument("--out", required=True, help="landing root to write (e.g. data/landing)")
-    p.add_argument("--start", required=True, type=date.fromisoformat, help="first ingest date YYYY-MM-DD")
+    when = p.add_mutually_exclusive_group(required=True)
+    when.add_argument("--start", type=_iso_date, help="first ingest date YYYY-MM-DD")
+    when.add_argument("--end", type=_end_date, metavar="yesterday|YYYY-MM-DD",
+                      help="last ingest date instead: `yesterday` (UTC, the last complete day, so "
+                           "that a demo's freshness checks pass) or a date; the days end there")
     p.add_argument("--days", required=True, type=int, help="number of daily partitions")
     p.add_argument("--orders-per-day", type=int, default=1000, help="orders per day (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -1955,8 +1961,34 @@ The log {LOG_FILE} (landing root) lists per day exactly what was injected.""",
     return p
 
 
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
+
+
+def utc_today() -> date:
+    """The generator's one use of the clock, for `--end yesterday` only."""
+    return datetime.now(UTC).date()
+
+
+def _end_date(text: str) -> date:
+    """`yesterday` is the last complete UTC day (the partitions are UTC days); the output stays
+    a function of (seed, dates)."""
+    if text.strip().lower() == "yesterday":
+        return utc_today() - timedelta(days=1)
+    return _iso_date(text)
+
+
+def first_day(start: date | None, end: date | None, days: int) -> date:
+    """--start, or the first of `days` days that end on --end."""
+    return start if start is not None else end - timedelta(days=max(days, 1) - 1)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
+    start = first_day(args.start, args.end, args.days)
     try:
         specs = [parse_defect(s) for s in args.defect]
         for s in specs:
@@ -1967,13 +1999,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             if spec.day is None:
                 raise DefectError(f"--on {s}: expected YYYY-MM-DD:KIND")
             specs.append(spec)
-        log = generate(args.out, args.start, args.days, args.orders_per_day, args.seed, specs,
+        log = generate(args.out, start, args.days, args.orders_per_day, args.seed, specs,
                        args.clean_dims_after_day_one, clean=args.clean)
     except DefectError as e:
         print(f"dq-generate: {e}", file=sys.stderr)
         return 2
     n_inj = sum(len(d["injected"]) for d in log.days)
-    print(f"wrote {len(log.days)} partitions to {args.out} ({n_inj} injections, log {LOG_FILE})")
+    first, last = log.days[0]["ingest_date"], log.days[-1]["ingest_date"]
+    print(f"wrote {len(log.days)} partitions {first}..{last} to {args.out} "
+          f"({n_inj} injections, log {LOG_FILE})")
+    print("to load them, in daily partitions that start on the first day (docs/demo.md):")
+    print(f"  export DQ_LANDING={shlex.quote(str(Path(args.out).resolve()))} DQ_PARTITIONS_START={first}")
+    print(f"  dagster asset materialize -m dq_assets --select '*' --partition-range {first}...{last} "
+          "-c dq_assets/console.yaml")
     return 0
 
 

@@ -1,8 +1,11 @@
-"""Where things are: resolved from the environment when used, never at import time."""
+"""Where things are: resolved from the environment when used, never at import time, except the
+first daily partition, which every asset's partitions are built from when the code location loads."""
 
 from __future__ import annotations
 
 import os
+import re
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -14,8 +17,36 @@ _PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 LANDING_ENV = "DQ_LANDING"
 WAREHOUSE_ENV = "DQ_WAREHOUSE"
 
-# First daily partition. The last one is today (UTC), so a day can be loaded as soon as it lands.
-PARTITIONS_START = "2025-01-01"
+PARTITIONS_START_ENV = "DQ_PARTITIONS_START"
+# The sample landing zone's first day (data/landing starts there).
+DEFAULT_PARTITIONS_START = "2025-01-01"
+
+
+def partitions_start(value: str | None = None) -> str:
+    """The first daily partition: `value`, else `DQ_PARTITIONS_START`, else the sample's first
+    day. Refused with a message naming the variable unless it is a real date, YYYY-MM-DD, no
+    later than today (UTC)."""
+    if value is None:
+        value = os.environ.get(PARTITIONS_START_ENV) or DEFAULT_PARTITIONS_START
+    text = value.strip()
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            raise ValueError("not in the form YYYY-MM-DD")
+        day = date.fromisoformat(text)
+    except ValueError as e:
+        raise ValueError(f"{PARTITIONS_START_ENV}={value!r} is not a valid first partition: "
+                         f"expected a date YYYY-MM-DD, e.g. {DEFAULT_PARTITIONS_START} ({e})") from None
+    today = datetime.now(timezone.utc).date()
+    if day > today:
+        raise ValueError(f"{PARTITIONS_START_ENV}={value!r} is not a valid first partition: it is "
+                         f"after today ({today.isoformat()}, UTC), so there would be no partition")
+    return day.isoformat()
+
+
+# Read once, when the code location loads (every asset's partitions are built from it): set
+# DQ_PARTITIONS_START before `dagster dev` or `dagster asset materialize`. The last partition is
+# today (UTC), so a day can be loaded as soon as it lands.
+PARTITIONS_START = partitions_start()
 DAILY = dg.DailyPartitionsDefinition(start_date=PARTITIONS_START, end_offset=1)
 
 

@@ -10,13 +10,19 @@ import re
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from pathlib import Path
 
-import dagster as dg
-import pytest
+# A developer's shell may carry the warehouse's own settings (a demo's DQ_LANDING or
+# DQ_PARTITIONS_START, say), read when the code location loads: the tests set what they need
+# themselves, so they are dropped before anything is imported (the tests' own DQ_TEST_* stay).
+for _name in [n for n in os.environ if n.startswith("DQ_") and not n.startswith(("DQ_TEST_", "DQ_PROPERTY_"))]:
+    del os.environ[_name]
 
-from dq_assets.contracts import table
-from dq_assets.definitions import ALL_ASSETS
-from dq_assets.duck import release_warehouse, warehouse_connection
-from dq_assets.resources import local_resources
+import dagster as dg  # noqa: E402
+import pytest  # noqa: E402
+
+from dq_assets.contracts import table  # noqa: E402
+from dq_assets.definitions import ALL_ASSETS  # noqa: E402
+from dq_assets.duck import release_warehouse, warehouse_connection  # noqa: E402
+from dq_assets.resources import local_resources  # noqa: E402
 
 pytest_plugins = ["dq_assets_tests.pg_fixtures"]
 

@@ -2,7 +2,7 @@
 defects that yield exactly what the log says.
 
 The validator here is written independently of the generator (plain pandas + regex + Decimal),
-from ../shared/contract.md; it only borrows the table declarations of dq_assets.contracts.
+from docs/contract.md; it only borrows the table declarations of dq_assets.contracts.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from dq_assets.landing import (
     table_of_file,
 )
 from dq_assets.quality_store import QualityStore
-from dq_assets.settings import DAILY
+from dq_assets.settings import DAILY, PARTITIONS_START, PARTITIONS_START_ENV
 
 RAW_GROUP = "raw"
 RAW_IO_MANAGER = "raw_io_manager"  # S3 in the aws deployment, the warehouse otherwise
@@ -178,26 +178,46 @@ def landing_files(
     yield from report(context, quality_store, outcomes + history)
 
 
+def history_advice(missing: list[str], start: str, key: str) -> tuple[str, str]:
+    """(what to add to `observed`, the detail) for missing history days. A landed day before the
+    first partition (`start`) can never be loaded: only a different partitions start helps."""
+    early, later = [d for d in missing if d < start], [d for d in missing if d >= start]
+    note, advice = "", []
+    if early:
+        note = f" ({day_ranges(early)} before the first daily partition, {start})"
+        advice.append(f"{day_ranges(early)} landed before the first daily partition ({start}) and "
+                      f"cannot be loaded: set {PARTITIONS_START_ENV}={early[0]} (or earlier) when the "
+                      f"code location loads")
+    if later:
+        advice.append(f"load {day_ranges(later)} first (the landing sensor runs landed days in "
+                      f"order), or run them in one range with {key}")
+    return note, "references resolve against every earlier day: " + "; ".join(advice)
+
+
 def evaluate_history(asset: dg.AssetKey, partition_keys: list[str], cfg, landed: list[str],
-                     loaded: dict[str, set[str]]) -> list[Outcome]:
+                     loaded: dict[str, set[str]], start: str = PARTITIONS_START) -> list[Outcome]:
     """The reference history of the run's partitions: every landed day before the first one
-    loaded (the later ones are in the run). One outcome per partition, the same for all."""
+    loaded (the later ones are in the run). One outcome per partition, the same for all. A
+    landed day before the first partition (`start`) counts too: its keys are still referenced."""
     first = partition_keys[0]
     missing = missing_days(landed, loaded, first)
     tables = ", ".join(sorted(loaded))
-    return [Outcome(
-        HISTORY_CHECK, asset, key, passed=not missing,
-        severity=cfg.severity_of("landing_files", HISTORY_CHECK), failing_rows=len(missing),
-        observed=(f"reference history incomplete: {day_ranges(missing)} not loaded" if missing
-                  else f"every landed day before {key} loaded"),
-        threshold=f"every landed day before {key} loaded ({tables})",
-        sample_keys=missing[:SAMPLE_KEYS],
-        detail=(f"references resolve against every earlier day: load {day_ranges(missing)} first "
-                f"(the landing sensor runs landed days in order), or run them in one range with "
-                f"{key}" if missing else ""),
-        sql=("SELECT DISTINCT asset_key, partition_key FROM quality.check_results WHERE asset_key IN "
-             f"({', '.join(repr(t) for t in sorted(loaded))}) AND partition_key < '{first}' ORDER BY 2"),
-    ) for key in partition_keys]
+    outcomes = []
+    for key in partition_keys:
+        note, detail = history_advice(missing, start, key) if missing else ("", "")
+        outcomes.append(Outcome(
+            HISTORY_CHECK, asset, key, passed=not missing,
+            severity=cfg.severity_of("landing_files", HISTORY_CHECK), failing_rows=len(missing),
+            observed=(f"reference history incomplete: {day_ranges(missing)} not loaded{note}" if missing
+                      else f"every landed day before {key} loaded"),
+            threshold=f"every landed day before {key} loaded ({tables})",
+            sample_keys=missing[:SAMPLE_KEYS],
+            detail=detail,
+            sql=("SELECT DISTINCT asset_key, partition_key FROM quality.check_results WHERE asset_key "
+                 f"IN ({', '.join(repr(t) for t in sorted(loaded))}) AND partition_key < '{first}' "
+                 "ORDER BY 2"),
+        ))
+    return outcomes
 
 
 def mark_writes(context, quality_store: QualityStore, asset_keys: list[dg.AssetKey]) -> None:
