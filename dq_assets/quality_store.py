@@ -11,7 +11,7 @@
 """
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timezone
 
 import dagster as dg
@@ -84,28 +84,11 @@ class QualityStore(dg.ConfigurableResource):
         that loads them ran to its checks)."""
         raise NotImplementedError
 
-    @contextmanager
-    def publishing(self) -> Iterator["Publication"]:
+    def publishing(self) -> AbstractContextManager["Publication"]:
         """One transaction for tables that must become visible together (the marts of a run):
         what is written through the `Publication` is committed when the block ends, and
         nothing of it when it fails or the process dies."""
         raise NotImplementedError
-        yield
-
-    def replace_partitions(self, schema: str, table: str, column: str, batches) -> None:
-        """Write a `PartitionBatches`, replacing each partition it produces, in one transaction."""
-        with self.publishing() as publication:
-            publication.replace_partitions(schema, table, column, batches)
-
-    def replace_table(self, schema: str, table: str, data: pa.Table) -> None:
-        """Replace every row of a table, in one transaction."""
-        with self.publishing() as publication:
-            publication.replace_table(schema, table, data)
-
-    def read_table(self, schema: str, table: str) -> pa.Table | None:
-        """Every row of a table (None if it does not exist)."""
-        with self.publishing() as publication:
-            return publication.read_table(schema, table)
 
 
 class Publication:

@@ -58,9 +58,11 @@ def test_a_record_table_gains_the_columns_new_records_bring(tmp_path):
         return pa.table({"ingest_date": pa.array([date(2025, 1, d)], pa.date32()), "v": [d],
                          **{k: [x] for k, x in extra.items()}})
 
-    store.replace_partitions("quality", "gate", "ingest_date", PartitionBatches(["2025-01-01"], lambda k: day(1)))
-    store.replace_partitions("quality", "gate", "ingest_date",
-                             PartitionBatches(["2025-01-02", "2025-01-03"], lambda k: day(int(k[-1]), version=k)))
+    with store.publishing() as publication:
+        publication.replace_partitions("quality", "gate", "ingest_date", PartitionBatches(["2025-01-01"], lambda k: day(1)))
+    with store.publishing() as publication:
+        publication.replace_partitions("quality", "gate", "ingest_date",
+                                       PartitionBatches(["2025-01-02", "2025-01-03"], lambda k: day(int(k[-1]), version=k)))
     with warehouse_connection(database) as conn:
         profiles = conn.execute("SELECT partition_key, raw_rows, revenue_at_risk FROM quality.partition_profiles "
                                 "ORDER BY 1").fetchall()

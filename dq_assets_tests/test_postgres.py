@@ -473,17 +473,25 @@ def test_quality_store_answers_like_duckdb(pg_database, tmp_path):
         return pa.table({"ingest_date": pa.array([date(2025, 1, d)] * n, pa.date32()),
                          "amount": pa.array([Decimal("1.50")] * n, pa.decimal128(38, 6))})
 
+    def read(store, table):
+        with store.publishing() as publication:
+            return publication.read_table("marts", table)
+
     for store in (pg, duck):
-        store.replace_partitions("marts", "things", "ingest_date",
-                                 PartitionBatches(["2025-01-01", "2025-01-02"], lambda k: day(int(k[-1]), 2)))
-        store.replace_partitions("marts", "things", "ingest_date", PartitionBatches(["2025-01-02"], lambda k: day(2, 1)))
-        store.replace_table("marts", "whole", day(3, 2))
-        store.replace_table("marts", "whole", day(4, 1))
+        with store.publishing() as publication:
+            publication.replace_partitions("marts", "things", "ingest_date",
+                                           PartitionBatches(["2025-01-01", "2025-01-02"], lambda k: day(int(k[-1]), 2)))
+        with store.publishing() as publication:
+            publication.replace_partitions("marts", "things", "ingest_date",
+                                           PartitionBatches(["2025-01-02"], lambda k: day(2, 1)))
+            publication.replace_table("marts", "whole", day(3, 2))
+        with store.publishing() as publication:
+            publication.replace_table("marts", "whole", day(4, 1))
     for table in ("things", "whole"):
-        got, want = pg.read_table("marts", table), duck.read_table("marts", table)
+        got, want = read(pg, table), read(duck, table)
         assert sorted(got.to_pylist(), key=repr) == sorted(want.to_pylist(), key=repr)
-    assert pg.read_table("marts", "things").num_rows == 3 and pg.read_table("marts", "whole").num_rows == 1
-    assert pg.read_table("marts", "nope") is None and duck.read_table("marts", "nope") is None
+    assert read(pg, "things").num_rows == 3 and read(pg, "whole").num_rows == 1
+    assert read(pg, "nope") is None and read(duck, "nope") is None
 
     # Append-only: every row of every batch is still there; a batch with fewer columns appends too.
     from dq_assets.quality_store import APPEND_ONLY_TABLES

@@ -116,8 +116,9 @@ def build_staging_asset(t: Table) -> dg.AssetsDefinition:
             return result.staging
 
         # Written one group of partitions at a time (dq_assets.batches), staging and quarantine
-        # of each group in one transaction: readers never see raw != staging + quarantine,
-        # even after a crash between the two. The staging output's IO manager writes both.
+        # of each group in one transaction: readers never see a day's staging without its
+        # quarantine, even after a crash between the two. The staging output's IO manager
+        # writes both.
         quarantine = PartitionBatches.for_asset(context, qkey, quarantined.pop)
         yield dg.Output(
             PartitionBatches.for_asset(
