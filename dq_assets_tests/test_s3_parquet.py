@@ -176,3 +176,29 @@ def test_a_prefix_that_could_leave_its_folder_is_refused(prefix):
 def test_a_nested_prefix_is_kept():
     manager = S3ParquetIOManager(s3=S3Resource(), bucket="b", prefix="/team-a/warehouse_v2/")
     assert manager._table_prefix(dg.AssetKey(["raw", "orders"])) == "team-a/warehouse_v2/raw/orders/"
+
+
+@dg.multi_asset(
+    outs={"a": dg.AssetOut(key=["raw", "pair_a"], metadata={"partition_expr": "ingest_date"}),
+          "b": dg.AssetOut(key=["raw", "pair_b"], metadata={"partition_expr": "ingest_date"})},
+    partitions_def=DAILY)
+def pair(context):
+    from dq_assets.batches import PartitionBatches
+
+    b = PartitionBatches.for_asset(context, dg.AssetKey(["raw", "pair_b"]), lambda k: pa.Table.from_pandas(frame(k, 1)))
+    yield dg.Output(PartitionBatches.for_asset(context, dg.AssetKey(["raw", "pair_a"]),
+                                               lambda k: pa.Table.from_pandas(frame(k, 2)), together=[b]),
+                    output_name="a")
+    yield dg.Output(b, output_name="b")
+
+
+def test_outputs_that_must_be_visible_together_are_refused_on_s3(bucket):
+    """No transaction over objects: the IO manager says so rather than writing one output and
+    then the other, and writes nothing."""
+    result = run(bucket, [pair], partition_key="2025-01-01", raise_on_error=False)
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    assert failure.step_failure_data.error.message.startswith(
+        "dagster._core.definitions.events.Failure: raw/pair_a must become visible together with "
+        "raw/pair_b: S3 writes one object at a time and cannot do that")
+    assert stored(bucket) == []
