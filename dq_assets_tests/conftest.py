@@ -150,6 +150,18 @@ def missing_part(what: str, how: str) -> None:
     pytest.skip(f"{what}: {how}")
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """With DQ_TEST_REQUIRE_ALL=1 a skip of any kind (a marker, a skip inside a test or a
+    fixture) is a failure: CI runs every test or fails."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and os.environ.get(REQUIRE_ALL_ENV) == "1" and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped, and {REQUIRE_ALL_ENV}=1 forbids skips: {reason}"
+
+
 @pytest.fixture(scope="session")
 def instance():
     # In-memory run and event storage: the tests read results from the warehouse itself.

@@ -1,15 +1,17 @@
 """The documentation works from a clone: every relative link in the README and in docs/ (and the
 other READMEs) names a file of the repository, and a `#fragment` names a heading of it; the
-contract shipped in docs/ is the one the project is built to."""
+contract shipped in docs/ is the one the code declares. (That it is a copy of the shared
+specification, ../shared/contract.md where a checkout has one, .ci/run compares.)"""
 
 import re
 from pathlib import Path
 
 import pytest
 
+from dq_assets.contracts import REJECT_REASONS, TABLES
+
 REPO = Path(__file__).resolve().parent.parent
 PAGES = sorted([REPO / "README.md", *(REPO / "docs").glob("*.md"), *REPO.glob("*/README.md")])
-SHARED_CONTRACT = REPO.parent / "shared" / "contract.md"
 
 # [text](target) and ![alt](target), not inside code; targets without spaces.
 LINK = re.compile(r"!?\[(?:[^\]\[]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
@@ -100,8 +102,43 @@ def test_no_link_leaves_the_repository():
         assert "../shared/contract.md" not in path.read_text(encoding="utf-8"), path
 
 
-def test_the_shipped_contract_is_the_shared_one():
-    if not SHARED_CONTRACT.exists():
-        pytest.skip(f"no {SHARED_CONTRACT} beside this clone to compare docs/contract.md with")
-    assert (REPO / "docs" / "contract.md").read_bytes() == SHARED_CONTRACT.read_bytes(), (
-        "docs/contract.md differs from ../shared/contract.md: copy it again")
+def contract_tables(text: str) -> dict[str, tuple[list[str], str]]:
+    """table -> (its columns, its rules) from the table of section 2 of a contract."""
+    section = text.split("## 2. Tables and rules", 1)[1].split("\n## ", 1)[0]
+    found = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and re.fullmatch(r"[a-z_]+", cells[0]) and cells[0] != "table":
+            found[cells[0]] = ([c.split()[0] for c in cells[1].split(", ")], cells[2])
+    return found
+
+
+def contract_reasons(text: str) -> list[str]:
+    """The reject reason codes of section 3, in the contract's order."""
+    section = text.split("## 3. Where every raw row goes", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^\| `([a-z_]+)` \|", section, re.M)
+
+
+def test_the_shipped_contract_is_the_one_the_code_declares():
+    """docs/contract.md and dq_assets/contracts.py name the same tables, columns (in order),
+    accepted values and reject reasons (in order): neither drifts from the other."""
+    text = (REPO / "docs" / "contract.md").read_text(encoding="utf-8")
+    documented = contract_tables(text)
+    assert sorted(documented) == sorted(t.name for t in TABLES)
+    for t in TABLES:
+        columns, rules = documented[t.name]
+        assert columns == [c.name for c in t.columns], t.name
+        for c in t.columns:
+            if c.values:
+                listed = re.search(rf"\b{c.name} ∈ \{{([^}}]*)\}}", rules)
+                assert listed and listed.group(1).split(", ") == list(c.values), f"{t.name}.{c.name}"
+    assert contract_reasons(text) == list(REJECT_REASONS)
+
+
+def test_the_contract_checker_sees_a_drift():
+    text = (REPO / "docs" / "contract.md").read_text(encoding="utf-8")
+    tables = contract_tables(text)
+    assert tables["orders"][0][:2] == ["order_id", "customer_id"] and "status ∈ {placed" in tables["orders"][1]
+    drifted = text.replace("| payments | payment_id (key), order_id", "| payments | payment_id (key), order_ref")
+    assert contract_tables(drifted)["payments"][0][1] == "order_ref"
+    assert contract_reasons(text.replace("| `duplicate` |", "| `dupe` |"))[-1] == "dupe"
