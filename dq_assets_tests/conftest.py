@@ -168,6 +168,29 @@ def instance():
     return dg.DagsterInstance.ephemeral()
 
 
+@pytest.fixture(scope="session")
+def ram_path_factory(tmp_path_factory):
+    """`mktemp(name)`: a fresh directory in memory (tmpfs) where the machine has one, else a
+    temporary one. For a DAGSTER_HOME of CLI runs: Dagster's SQLite event log commits every
+    event on its own (about 700 per day's run), and on a disk each commit waits for a sync."""
+    import shutil
+    import tempfile
+
+    shm = Path("/dev/shm")
+    made: list[Path] = []
+
+    class RamPathFactory:
+        def mktemp(self, name: str) -> Path:
+            if shm.is_dir() and os.access(shm, os.W_OK):
+                made.append(Path(tempfile.mkdtemp(prefix=f"dq-{name}-", dir=shm)))
+                return made[-1]
+            return tmp_path_factory.mktemp(name)
+
+    yield RamPathFactory()
+    for path in made:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture
 def landing(tmp_path) -> Landing:
     return Landing(tmp_path / "landing")

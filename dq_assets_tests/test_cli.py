@@ -20,12 +20,11 @@ CONSOLE = str(REPO / "dq_assets" / "console.yaml")
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
+def site(tmp_path_factory, ram_path_factory):
     root = tmp_path_factory.mktemp("cli")
     generate(root / "landing", dt.date(2025, 1, 1), 2, orders_per_day=40, seed=9,
              defects=["2025-01-02:payments.unknown_reference=1", "2025-01-02:orders.manifest_drift@sum"])
-    home = root / "dagster_home"
-    home.mkdir()
+    home = ram_path_factory.mktemp("cli-home")
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("DQ_")}
     env.update(DAGSTER_HOME=str(home), DQ_LANDING=str(root / "landing"),
