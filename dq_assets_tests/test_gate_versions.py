@@ -1,9 +1,11 @@
 """The marts publish only the version of a partition that passed the gate.
 
-The scenario of the issue, on a real instance: 2025-01-01 passes; a re-sent version of the day
-lands whose run fails before the gate (an unreadable orders.csv) after it rewrote customers
-with bad emails; then the marts job runs alone for that day. It must refuse, say why, and
-leave the marts as they were, although the latest gate decision on record is "passed"."""
+The scenario of the issue: 2025-01-01 passes; a re-sent version of the day lands whose run
+fails before the gate (its orders.csv leads outside the landing zone) after it rewrote
+customers with bad emails; then the marts job runs alone for that day. It must refuse, say why,
+and leave the marts as they were, although the latest gate decision on record is "passed".
+Each test has an instance of its own, in memory: the gate's decisions and the writes it judges
+are recorded in the warehouse, not in Dagster's event log."""
 
 import dagster as dg
 import pytest
@@ -21,8 +23,9 @@ def site(tmp_path, monkeypatch):
     landing, database = Landing(tmp_path / "landing"), tmp_path / "warehouse.duckdb"
     monkeypatch.setenv("DQ_LANDING", str(landing.root))
     monkeypatch.setenv("DQ_WAREHOUSE", str(database))
-    (tmp_path / "home").mkdir()
-    with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
+    # A fresh in-memory instance: no other test's runs of the day in its event log (the
+    # freshness checks read it), and no SQLite event log making every run three times slower.
+    with dg.DagsterInstance.ephemeral() as instance:
         yield landing, Warehouse(landing.root, database, instance)
     release_warehouse(str(database))
 
