@@ -283,21 +283,3 @@ def aws_env(moto_endpoint, monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     return moto_endpoint
-
-
-@pytest.fixture
-def memory_tmp_path(tmp_path):
-    """A temporary directory in memory (/dev/shm) where the machine has one, else `tmp_path`:
-    for a file-backed DAGSTER_HOME, whose SQLite event log opens a connection for every event."""
-    import shutil
-    import tempfile
-
-    shm = Path("/dev/shm")
-    if not (shm.is_dir() and os.access(shm, os.W_OK)):
-        yield tmp_path
-        return
-    path = Path(tempfile.mkdtemp(prefix="dq-test-", dir=shm))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)

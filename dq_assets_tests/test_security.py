@@ -265,7 +265,7 @@ def _cli(home: Path, env: dict, partition: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_no_secret_in_logs_events_alerts_or_metadata(tmp_path, memory_tmp_path, pg_role, moto_endpoint,
+def test_no_secret_in_logs_events_alerts_or_metadata(tmp_path, ram_path_factory, pg_role, moto_endpoint,
                                                      pg_auth_stub, monkeypatch, capfd):
     started = time.monotonic()
     webhook_url = f"http://127.0.0.1:{{port}}/hooks/T0/B0/{WEBHOOK_TOKEN}"
@@ -290,7 +290,7 @@ def test_no_secret_in_logs_events_alerts_or_metadata(tmp_path, memory_tmp_path, 
         "username": pg_role["role"], "password": PG_PASSWORD, "dbname": pg_role["dbname"]})
 
     # The CLI runs: clean day (password from Secrets Manager), failing day (DQ_PG_URL), refused password.
-    home = memory_tmp_path / "dagster_home"  # on /dev/shm where there is one: a SQLite event log
+    home = ram_path_factory.mktemp("security") / "dagster_home"  # on /dev/shm where there is one: a SQLite event log
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     base = {k: v for k, v in os.environ.items()
