@@ -283,3 +283,60 @@ def aws_env(moto_endpoint, monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     return moto_endpoint
+
+
+# ---------------------------------------------------------------- runs recorded once, replayed
+
+
+class RecordedRun:
+    """A day run once, on an instance, landing zone and warehouse of its own, that a test can
+    start from: its records replayed into the test's instance (what a sensor reads there is
+    what it would read had the run happened there) and copies of its landing zone and warehouse."""
+
+    def __init__(self, warehouse: Warehouse, result: dg.ExecuteInProcessResult):
+        self.warehouse, self.result = warehouse, result
+
+    @property
+    def run_id(self) -> str:
+        return self.result.run_id
+
+    def replay(self, instance: dg.DagsterInstance) -> None:
+        """The run, its snapshots and every event of it, stored in `instance` as they were."""
+        source = self.warehouse.instance
+        run = source.get_run_by_id(self.run_id)
+        instance.run_storage.add_job_snapshot(source.get_job_snapshot(run.job_snapshot_id))
+        instance.run_storage.add_execution_plan_snapshot(
+            source.get_execution_plan_snapshot(run.execution_plan_snapshot_id))
+        instance.add_run(run)  # finished, with its final status
+        for entry in source.all_logs(self.run_id):
+            instance.event_log_storage.store_event(entry)
+
+    def into(self, warehouse: Warehouse) -> Warehouse:
+        """`warehouse` (its paths still unused) as this run left its own, the run in its instance."""
+        import shutil
+
+        release_warehouse(str(self.warehouse.database))  # closed, so the file copied is whole
+        shutil.copytree(self.warehouse.landing, warehouse.landing, dirs_exist_ok=True)
+        shutil.copyfile(self.warehouse.database, warehouse.database)
+        self.replay(warehouse.instance)
+        return warehouse
+
+
+@pytest.fixture(scope="session")
+def recorded_day(tmp_path_factory):
+    """`recorded_day(day, files)`: that day landed and materialized once per test process (on a
+    fresh in-memory instance), for every test that starts from it."""
+    runs: dict[str, RecordedRun] = {}
+
+    def record(day: str, files: dict) -> RecordedRun:
+        key = json.dumps([day, files], sort_keys=True)
+        if key not in runs:
+            root = tmp_path_factory.mktemp("recorded")
+            landing = Landing(root / "landing")
+            landing.write(day, files)
+            wh = Warehouse(landing.root, root / "warehouse.duckdb", dg.DagsterInstance.ephemeral())
+            runs[key] = RecordedRun(wh, wh.materialize(day))
+            release_warehouse(str(wh.database))
+        return runs[key]
+
+    return record

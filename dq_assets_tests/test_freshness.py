@@ -1,6 +1,8 @@
-"""Freshness against a real instance: the real assets materialized day by day, the sensor
-ticked as the daemon ticks it (hourly, through simulated days: the checks' clock is stepped),
-results read back from the warehouse's quality.check_results and from Dagster's records."""
+"""Freshness against a real instance (in memory, one per test): the real assets materialized
+day by day, the sensor ticked as the daemon ticks it (hourly, through simulated days: the
+checks' clock is stepped), results read back from the warehouse's quality.check_results and
+from Dagster's records. The first day, the same for several tests, is run once (conftest's
+`recorded_day`): each test starts from a copy of its warehouse and its records replayed."""
 
 import json
 import threading
@@ -16,7 +18,7 @@ from dq_assets.definitions import ALL_ASSETS, FRESHNESS_CHECKS, defs
 from dq_assets.freshness import PARTITION_CHECK, POLICY_CHECK, due_day
 from dq_assets.quality_store import DuckDBQualityStore
 from dq_assets.sensors import check_failure_alerts
-from dq_assets_tests.conftest import DAY1, DAY2, Landing, Warehouse
+from dq_assets_tests.conftest import DAY1, DAY2, Landing, RecordedRun, Warehouse
 from dq_assets_tests.pg_fixtures import free_port
 from dq_assets_tests.test_sensors import Recorder
 
@@ -50,6 +52,11 @@ class Day:
     def load(self, day: str, files: dict) -> None:
         self.landing.write(day, files)
         assert self.warehouse.materialize(day).success
+
+    def loaded(self, recorded: RecordedRun) -> None:
+        """Starts from a day loaded earlier: its landing zone, its warehouse, its run's records."""
+        assert recorded.result.success
+        recorded.into(self.warehouse)
 
     def tick(self, at: datetime | None = None) -> None:
         self.now = at or self.now
@@ -87,8 +94,12 @@ class Day:
 
 @pytest.fixture
 def real_instance():
-    with dg.instance_for_test() as inst:
-        yield inst
+    return dg.DagsterInstance.ephemeral()
+
+
+@pytest.fixture
+def first_day(recorded_day) -> RecordedRun:
+    return recorded_day("2025-01-01", DAY1)
 
 
 @pytest.fixture
@@ -106,8 +117,8 @@ def test_the_day_that_is_due_is_the_last_complete_one(now, due):
     assert due_day(utc(now), "0 6 * * *")[0] == due
 
 
-def test_a_day_on_time_sends_nothing_and_a_late_day_one_alert_and_one_on_recovery(day):
-    day.load("2025-01-01", DAY1)
+def test_a_day_on_time_sends_nothing_and_a_late_day_one_alert_and_one_on_recovery(day, first_day):
+    day.loaded(first_day)
 
     # On time: each day is loaded at 03:00 the next day, before the 06:00 deadline.
     day.hourly("2025-01-02T00:00", "2025-01-03T12:00",
@@ -145,11 +156,11 @@ def test_a_day_on_time_sends_nothing_and_a_late_day_one_alert_and_one_on_recover
     assert day.rows(POLICY_CHECK, passed=False) == []
 
 
-def test_freshness_policy_states_are_alerted_once_each_and_recorded(day, monkeypatch):
+def test_freshness_policy_states_are_alerted_once_each_and_recorded(day, first_day, monkeypatch):
     port = free_port()
     monkeypatch.setenv("DQ_ALERT_SINKS", "jsonl,webhook")
     monkeypatch.setenv("DQ_ALERT_WEBHOOK_URL", f"http://127.0.0.1:{port}/hook")
-    day.load("2025-01-01", DAY1)
+    day.loaded(first_day)
     day.tick(utc("2025-01-02T05:00"))  # nothing due yet, every asset just materialized
     assert day.alerts() == []
 

@@ -1,4 +1,6 @@
-"""Sensors against a real Dagster instance (a temporary DAGSTER_HOME) after real runs."""
+"""Sensors against a real Dagster instance (in memory, one per test) after real runs: the runs
+of a clean and of a bad day are made once (conftest's `recorded_day`) and replayed, records
+and all, into each test's instance at the point its story has them happen."""
 
 import json
 import threading
@@ -19,8 +21,18 @@ BAD_DAY = {**DAY1, "payments": DAY1["payments"] + [  # unknown order: ERROR, and
 
 @pytest.fixture
 def real_instance():
-    with dg.instance_for_test() as inst:
-        yield inst
+    return dg.DagsterInstance.ephemeral()
+
+
+@pytest.fixture
+def clean_run(recorded_day):
+    return recorded_day("2025-01-01", DAY1)
+
+
+@pytest.fixture
+def bad_run(recorded_day):
+    """A day whose gate fails: failed checks, and the run failed."""
+    return recorded_day("2025-01-01", BAD_DAY)
 
 
 @pytest.fixture
@@ -41,14 +53,13 @@ def tick(sensor, instance, cursor=None):
     return ctx.cursor
 
 
-def test_one_alert_per_failed_check_and_none_twice(tmp_path, real_instance, alert_file):
-    clean, bad = Landing(tmp_path / "clean"), Landing(tmp_path / "bad")
-    clean.write("2025-01-01", DAY1)
-    bad.write("2025-01-01", BAD_DAY)
-    assert Warehouse(clean.root, tmp_path / "a.duckdb", real_instance).materialize("2025-01-01").success
+def test_one_alert_per_failed_check_and_none_twice(real_instance, alert_file, clean_run, bad_run):
+    clean_run.replay(real_instance)
+    assert clean_run.result.success
     cursor = tick(check_failure_alerts, real_instance)
     assert lines(alert_file) == []  # a clean partition: no alert
-    result = Warehouse(bad.root, tmp_path / "b.duckdb", real_instance).materialize("2025-01-01")
+    bad_run.replay(real_instance)  # the next run, a bad day
+    result = bad_run.result
     assert not result.success
     failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
     cursor = tick(check_failure_alerts, real_instance, cursor)
@@ -80,14 +91,12 @@ class Recorder(BaseHTTPRequestHandler):
         pass
 
 
-def test_a_sink_that_is_down_gets_the_alert_on_a_later_tick(tmp_path, real_instance, monkeypatch):
+def test_a_sink_that_is_down_gets_the_alert_on_a_later_tick(tmp_path, real_instance, monkeypatch, bad_run):
     port = free_port()
     monkeypatch.setenv("DQ_ALERT_SINKS", "jsonl,webhook")
     monkeypatch.setenv("DQ_ALERT_FILE", str(tmp_path / "alerts.jsonl"))
     monkeypatch.setenv("DQ_ALERT_WEBHOOK_URL", f"http://127.0.0.1:{port}/hook")
-    bad = Landing(tmp_path / "bad")
-    bad.write("2025-01-01", BAD_DAY)
-    Warehouse(bad.root, tmp_path / "b.duckdb", real_instance).materialize("2025-01-01")
+    bad_run.replay(real_instance)
     cursor = tick(check_failure_alerts, real_instance)  # webhook down
     first = lines(tmp_path / "alerts.jsonl")
     assert first and json.loads(cursor)["owed"]
@@ -107,17 +116,17 @@ def test_a_sink_that_is_down_gets_the_alert_on_a_later_tick(tmp_path, real_insta
 
 
 def test_a_failed_run_outside_any_code_location_is_alerted_once_per_sink(
-        tmp_path, real_instance, monkeypatch):
+        tmp_path, real_instance, monkeypatch, bad_run):
     """`materialize()` is what the CLI does: the run has no code-location origin, so Dagster's
     run-status sensors would skip it. The polling sensor alerts it, once per sink."""
     port = free_port()
     monkeypatch.setenv("DQ_ALERT_SINKS", "jsonl,webhook")
     monkeypatch.setenv("DQ_ALERT_FILE", str(tmp_path / "alerts.jsonl"))
     monkeypatch.setenv("DQ_ALERT_WEBHOOK_URL", f"http://127.0.0.1:{port}/hook")
-    bad, empty = Landing(tmp_path / "bad"), Landing(tmp_path / "empty")
-    bad.write("2025-01-01", BAD_DAY)
+    empty = Landing(tmp_path / "empty")
     empty.root.mkdir(parents=True)
-    gate_failed = Warehouse(bad.root, tmp_path / "b.duckdb", real_instance).materialize("2025-01-01")
+    bad_run.replay(real_instance)
+    gate_failed = bad_run.result
     raised = Warehouse(empty.root, tmp_path / "e.duckdb", real_instance).materialize(
         "2025-01-01", selection=[raw_key("orders")])  # no landed day at all: the asset raises
     assert not gate_failed.success and not raised.success
