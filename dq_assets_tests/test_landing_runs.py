@@ -14,7 +14,6 @@ warehouse."""
 import datetime as dt
 import json
 import shutil
-import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -192,12 +191,10 @@ def test_a_held_back_day_alone_is_run_again_once_the_days_before_are_loaded(held
 
 
 @pytest.fixture
-def dagster_home():
+def dagster_home(ram_path_factory):
     """An instance on disk (a schedule context opens it again from its reference), in memory
     (/dev/shm) where there is one."""
-    shm = Path("/dev/shm")
-    with tempfile.TemporaryDirectory(dir=shm if shm.is_dir() else None) as home, \
-            dg.instance_for_test(temp_dir=home) as instance:
+    with dg.instance_for_test(temp_dir=str(ram_path_factory.mktemp("schedule"))) as instance:
         yield instance
 
 
