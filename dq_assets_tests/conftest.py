@@ -248,3 +248,40 @@ def aws_env(moto_endpoint, monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     return moto_endpoint
+
+
+# --- the real CLI, shared by the modules that run `dagster asset materialize` -----------------
+
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def dagster_home(tmp_path_factory) -> Path:
+    """A DAGSTER_HOME for a module's CLI runs, on tmpfs (/dev/shm) where the machine has one:
+    Dagster's SQLite event log opens a connection per event (hundreds per run), a third of a
+    run's time on a disk. Each run is a run of its own in it, as on an operator's instance."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        home = Path(tempfile.mkdtemp(prefix="dq-test-dagster-home-", dir=shm))
+    else:
+        home = tmp_path_factory.mktemp("dagster-home")
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def materialize_cli(home: Path, landing: Path, warehouse: Path, *args: str) -> subprocess.CompletedProcess:
+    """`dagster asset materialize` of every asset with the warehouse's console (as an operator
+    runs it), on the caller's landing zone and warehouse file; `args` name the partition(s)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DQ_")}
+    env.update(DAGSTER_HOME=str(home), DQ_LANDING=str(landing), DQ_WAREHOUSE=str(warehouse),
+               DQ_ALERT_SINKS="none")
+    return subprocess.run(
+        [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "dq_assets", "--select", "*",
+         *args, "-c", str(REPO / "dq_assets" / "console.yaml")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
