@@ -2,16 +2,17 @@
 anything is written where it is the whole run that cannot be, and named for what it is.
 
 A CLI run is the expensive part (a process that loads Dagster and records every event), so the
-cases that concern one day share runs: each lands as a day of its own in one landing zone, one
-`--partition-range` run loads them all, and each test asserts on its own day (what the verdict
-line says of it, its check results and rows). The days that must pass are one range (its exit
-code 0 says all of them did), the days the gate must refuse another (each named in the verdict,
-with why). A case that refuses a whole run (a reversed range, an ambiguous manifest), and a
-failing day on its own, get runs of their own."""
+cases that concern one day share a run: each lands as a day of its own in one landing zone, one
+`--partition-range` run loads them all, and each test asserts on its own day: what the verdict
+line says of it (passed, or refused and why), its check results and rows. The run fails (the
+gate refuses some days) and no step but the gate's fails, so a day the verdict says passed is
+a day that passed as a run of its own would. A case that refuses a whole run (a reversed range,
+an ambiguous manifest), and a failing day on its own, get runs of their own."""
 
 import json
 import re
 from dataclasses import dataclass, replace
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
@@ -42,6 +43,16 @@ class Run:
     def verdict(self) -> str:
         return next(line for line in self.out.splitlines() if line.startswith("dq_assets gate"))
 
+    def passed(self) -> list[str]:
+        """The days the verdict says passed ('2025-01-01..2025-01-03, 2025-01-05 passed; ...')."""
+        said = re.search(r"^dq_assets gate FAILED: (.*?) passed; ", self.verdict)
+        days = []
+        for part in said.group(1).split(", ") if said else []:
+            first, _, last = part.partition("..")
+            a, b = date.fromisoformat(first), date.fromisoformat(last or first)
+            days += [(a + timedelta(days=i)).isoformat() for i in range((b - a).days + 1)]
+        return days
+
     def refused(self, day: str) -> str:
         """The failed checks the verdict names for a day the gate refused."""
         found = re.findall(rf"(?:: |; ){day} refused \(([^)]*)\)", self.verdict)
@@ -67,17 +78,19 @@ class Run:
                           "WHERE ingest_date = ? ORDER BY source_line", [day])
 
 
-# --- the days the gate must refuse: one range over them -------------------------------------
+# --- the days of the one range run: a case each ---------------------------------------------
 
-UNREADABLE_RANGE = ["2025-01-01", "2025-01-02", "2025-01-03"]  # the middle day's orders.csv is ragged
+FUTURE_DAY, QUOTED_DAY, SIX_DECIMALS_DAY = "2025-01-01", "2025-01-02", "2025-01-03"
+UNREADABLE_RANGE = ["2025-01-04", "2025-01-05", "2025-01-06"]  # the middle day's orders.csv is ragged
 UNREADABLE_DAY = UNREADABLE_RANGE[1]
 MALFORMED = [  # a day each: (day, field of orders.csv in the manifest, value as written, what it must be)
-    ("2025-01-04", "rows", "39.0", "a whole number of data rows"),
-    ("2025-01-05", "sha256", '"not-a-digest"', "64 hexadecimal digits"),
-    ("2025-01-06", "amount_sum", '"12,50"', "a decimal number"),
+    ("2025-01-07", "rows", "39.0", "a whole number of data rows"),
+    ("2025-01-08", "sha256", '"not-a-digest"', "64 hexadecimal digits"),
+    ("2025-01-09", "amount_sum", '"12,50"', "a decimal number"),
 ]
-HUGE_MONEY_DAY = "2025-01-07"
-REFUSED_DAYS = [*UNREADABLE_RANGE, *(day for day, *_ in MALFORMED), HUGE_MONEY_DAY]
+HUGE_MONEY_DAY = "2025-01-10"
+PASSED_DAYS = [FUTURE_DAY, QUOTED_DAY, SIX_DECIMALS_DAY, UNREADABLE_RANGE[0], UNREADABLE_RANGE[2]]
+REFUSED_DAYS = [UNREADABLE_DAY, *(day for day, *_ in MALFORMED), HUGE_MONEY_DAY]
 
 
 def land_ragged_orders(landing: Landing, day: str) -> None:
@@ -99,25 +112,6 @@ def land_huge_money(landing: Landing, day: str) -> None:
     items = DAY1["order_items"] + [["O2", "2", "P1", "10", "1" + "0" * 31, "1" + "0" * 32],
                                    ["O2", "3", "P1", "1" + "0" * 17, "1" + "0" * 17, "1"]]
     landing.write(day, {**DAY1, "payments": payments, "order_items": items})
-
-
-@pytest.fixture(scope="module")
-def refused_range(tmp_path_factory, dagster_home) -> Run:
-    run = Run.under(tmp_path_factory.mktemp("refused"))
-    for day in UNREADABLE_RANGE:
-        if day == UNREADABLE_DAY:
-            land_ragged_orders(run.landing, day)
-        else:
-            run.landing.write(day, DAY1)
-    for day, field, value, _ in MALFORMED:
-        land_malformed_manifest_value(run.landing, day, field, value)
-    land_huge_money(run.landing, HUGE_MONEY_DAY)
-    return run.materialize(dagster_home, "--partition-range", f"{REFUSED_DAYS[0]}...{REFUSED_DAYS[-1]}")
-
-
-# --- the days that must pass: one range over them --------------------------------------------
-
-FUTURE_DAY, QUOTED_DAY, SIX_DECIMALS_DAY = PASSED_DAYS = ["2025-01-01", "2025-01-02", "2025-01-03"]
 
 
 def land_event_three_days_ahead(landing: Landing, day: str) -> None:
@@ -145,12 +139,20 @@ def land_payment_with_seven_decimals(landing: Landing, day: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def passed_range(tmp_path_factory, dagster_home) -> Run:
-    run = Run.under(tmp_path_factory.mktemp("passed"))
+def range_run(tmp_path_factory, dagster_home) -> Run:
+    run = Run.under(tmp_path_factory.mktemp("range"))
     land_event_three_days_ahead(run.landing, FUTURE_DAY)
     land_padded_quoted_values(run.landing, QUOTED_DAY)
     land_payment_with_seven_decimals(run.landing, SIX_DECIMALS_DAY)
-    return run.materialize(dagster_home, "--partition-range", f"{PASSED_DAYS[0]}...{PASSED_DAYS[-1]}")
+    for day in UNREADABLE_RANGE:
+        if day == UNREADABLE_DAY:
+            land_ragged_orders(run.landing, day)
+        else:
+            run.landing.write(day, DAY1)
+    for day, field, value, _ in MALFORMED:
+        land_malformed_manifest_value(run.landing, day, field, value)
+    land_huge_money(run.landing, HUGE_MONEY_DAY)
+    return run.materialize(dagster_home, "--partition-range", f"{FUTURE_DAY}...{HUGE_MONEY_DAY}")
 
 
 # --- whole runs refused ----------------------------------------------------------------------
@@ -184,41 +186,47 @@ def test_a_file_listed_twice_with_different_totals_is_an_error(tmp_path, dagster
            "file must match is ambiguous" in run.out, run.out[-3000:]
 
 
-# --- days refused by the gate, one range ----------------------------------------------------
+# --- the days of the one range run --------------------------------------------------------
 
-def test_the_refused_range_fails_and_names_every_refused_day(refused_range):
-    assert refused_range.code == 1, refused_range.out[-3000:]
-    refused = set(re.findall(r"(\d{4}-\d\d-\d\d) refused", refused_range.verdict))
-    assert refused == set(REFUSED_DAYS) - {UNREADABLE_RANGE[0], UNREADABLE_RANGE[2]}, refused_range.verdict
+def test_the_range_fails_for_the_refused_days_alone(range_run):
+    """The days each test below expects to pass, passed; the others are refused by the gate,
+    and the gate's step is the only one that failed."""
+    run = range_run
+    assert run.code == 1, run.out[-3000:]
+    assert run.passed() == PASSED_DAYS, run.verdict
+    assert re.findall(r"(\d{4}-\d\d-\d\d) refused", run.verdict) == REFUSED_DAYS, run.verdict
+    failed_steps = re.findall(r"^\d\d:\d\d:\d\d (\S+) FAILED: ", run.out, re.M)
+    assert failed_steps == ["gate_passed"], run.out[-3000:]  # the raw step read every day
+    gate = run.query("SELECT CAST(ingest_date AS VARCHAR), gate_passed FROM quality.partition_gate ORDER BY 1")
+    assert gate == sorted([(day, True) for day in PASSED_DAYS] + [(day, False) for day in REFUSED_DAYS])
 
 
 @pytest.mark.parametrize("day, field, value, problem", MALFORMED, ids=[field for _, field, *_ in MALFORMED])
-def test_a_malformed_manifest_value_is_named_as_such(refused_range, day, field, value, problem):
+def test_a_malformed_manifest_value_is_named_as_such(range_run, day, field, value, problem):
     check = f"manifest_{field}"
-    [(passed, detail)] = refused_range.query(
+    [(passed, detail)] = range_run.query(
         "SELECT passed, detail FROM quality.check_results WHERE partition_key = ? AND check_name = ? "
         "AND asset_key = 'raw/orders'", [day, check])
     assert passed is False
     assert detail == f"_manifest.json: {field} of orders.csv is {value}, not {problem}"
     said = f"raw/orders {day}: {check} failed (ERROR): observed "
     assert any(said in line and f"the manifest's {field} is {value}" in line
-               for line in refused_range.out.splitlines()), refused_range.out[-3000:]
-    assert refused_range.refused(day) == f"raw/orders:{check}"
+               for line in range_run.out.splitlines()), range_run.out[-3000:]
+    assert range_run.refused(day) == f"raw/orders:{check}"
 
 
-def test_an_unreadable_file_fails_its_own_day_and_a_range_publishes_the_others(refused_range, dagster_home):
+def test_an_unreadable_file_fails_its_own_day_and_a_range_publishes_the_others(range_run, dagster_home):
     """A range is day-by-day runs in one pass: a file that cannot be read fails its own day at
     the gate (a check naming the file, line and reason), and the other days publish."""
-    run, days = refused_range, UNREADABLE_RANGE
+    run, days = range_run, UNREADABLE_RANGE
     said = (f"{run.landing.root}/ingest_date={UNREADABLE_DAY}/orders.csv: line 3: cannot be read as CSV: "
             "expected 7 fields as in the header, found 2")
-    # the other days of this range are refused for reasons of their own (the tests above)
+    # the run holds other cases' days too: it fails, only the gate's step failing (the raw step
+    # read the other days: test_the_range_fails_for_the_refused_days_alone), and of these days:
     assert run.code == 1
-    assert run.verdict.startswith(f"dq_assets gate FAILED: {days[0]}, {days[2]} passed; {UNREADABLE_DAY} "
-                                  "refused (raw/orders:file_readable"), run.out[-3000:]
+    assert days[0] in run.passed() and days[2] in run.passed(), run.verdict
+    assert run.refused(UNREADABLE_DAY).startswith("raw/orders:file_readable"), run.verdict
     assert f"raw/orders {UNREADABLE_DAY}: file_readable failed (ERROR): observed {said}" in run.out
-    failed_steps = re.findall(r"^\d\d:\d\d:\d\d (\S+) FAILED: ", run.out, re.M)
-    assert failed_steps == ["gate_passed"], run.out[-3000:]  # the raw step read the other days
     these = "CAST(ingest_date AS VARCHAR) IN (?, ?, ?)"
     published = run.query("SELECT DISTINCT CAST(ingest_date AS VARCHAR) FROM marts.fact_revenue_daily "
                           f"WHERE {these} ORDER BY 1", days)
@@ -248,11 +256,11 @@ def test_an_unreadable_file_fails_its_own_day_and_a_range_publishes_the_others(r
     assert f"raw/orders {UNREADABLE_DAY}: file_readable failed (ERROR): observed {said}" in alone.out
 
 
-def test_huge_money_is_quarantined_with_its_line_and_crashes_nothing(refused_range):
+def test_huge_money_is_quarantined_with_its_line_and_crashes_nothing(range_run):
     """Issue 14.3: two payments of 6x10^31 and an item of 10 x 10^31 were an overflow in raw and
     in staging. Now they are out_of_range rows with their lines, the landed totals agree with
     the manifest exactly, every check is recorded, and only the quarantine rate fails."""
-    run, day = refused_range, HUGE_MONEY_DAY
+    run, day = range_run, HUGE_MONEY_DAY
     assert run.code == 1 and "Overflow" not in run.out and "Traceback" not in run.out, run.out[-3000:]
     assert run.refused(day) == "staging/order_items:quarantine_rate, staging/payments:quarantine_rate"
     assert run.landing_check(day, "payments", "manifest_amount_sum") == (True, f"{12 * 10**31 + 25}.000000")
@@ -272,27 +280,19 @@ def test_huge_money_is_quarantined_with_its_line_and_crashes_nothing(refused_ran
     assert recorded == [(2,)]
 
 
-# --- days that pass, one range ----------------------------------------------------------------
-
-def test_the_passed_range_passes_the_gate_for_every_day(passed_range):
-    assert passed_range.code == 0, passed_range.out[-3000:]
-    assert passed_range.out.splitlines()[-1].startswith(
-        f"dq_assets gate PASSED for {PASSED_DAYS[0]}..{PASSED_DAYS[-1]}"), passed_range.out[-3000:]
-
-
-def test_an_event_three_days_ahead_is_quarantined_as_future(passed_range):
+def test_an_event_three_days_ahead_is_quarantined_as_future(range_run):
     """Contract §2: no timestamp column may be later than the partition's day end plus one hour."""
-    assert passed_range.query("SELECT event_id, reject_reason FROM quality.events_quarantine "
+    assert range_run.query("SELECT event_id, reject_reason FROM quality.events_quarantine "
                               "WHERE ingest_date = ?", [FUTURE_DAY]) == [("E9", "future_timestamp")]
-    assert passed_range.query("SELECT count(*) FROM staging.events WHERE event_id = 'E9'") == [(0,)]
+    assert range_run.query("SELECT count(*) FROM staging.events WHERE event_id = 'E9'") == [(0,)]
 
 
-def test_spaces_and_tabs_around_a_quoted_value_are_no_part_of_it(passed_range):
+def test_spaces_and_tabs_around_a_quoted_value_are_no_part_of_it(range_run):
     """Contract §1: a value may carry surrounding whitespace, and RFC 4180 quotes it. Padding
     around the quotes (DuckDB took two spaces before one as a ragged row, and a tab as text)
     is dropped and the value inside is kept; the lines of the rows after it stay right."""
-    run = passed_range
-    assert run.code == 0 and "gate PASSED" in run.out.splitlines()[-1], run.out[-3000:]
+    run = range_run
+    assert QUOTED_DAY in run.passed(), run.verdict  # the gate passed it, no step failed but the gate's
     staged = run.query("SELECT customer_id, full_name, updated_at FROM staging.customers "
                        "WHERE ingest_date = ? ORDER BY 1", [QUOTED_DAY])
     lines = run.query("SELECT customer_id, source_line FROM raw.customers WHERE ingest_date = ? ORDER BY 1",
@@ -303,11 +303,11 @@ def test_spaces_and_tabs_around_a_quoted_value_are_no_part_of_it(passed_range):
     assert lines == [("C1", 2), ("C2", 3), ("C3", 6)]
 
 
-def test_money_with_more_than_six_decimal_places_is_out_of_range_and_its_manifest_agrees(passed_range):
+def test_money_with_more_than_six_decimal_places_is_out_of_range_and_its_manifest_agrees(range_run):
     """Issue 14.3: a valid decimal that DECIMAL(38,6) cannot hold is quarantined for what it is,
     and the manifest's total, which counts it as sent, agrees: one WARN, the run passes."""
-    run, day = passed_range, SIX_DECIMALS_DAY
-    assert run.code == 0, run.out[-3000:]
+    run, day = range_run, SIX_DECIMALS_DAY
+    assert day in run.passed(), run.verdict  # the gate passed it, no step failed but the gate's
     assert run.landing_check(day, "payments", "manifest_amount_sum") == (True, "56.3456789")
     assert run.quarantined(day, "payments") == [
         (22, "out_of_range", "amount: out_of_range (more than 6 decimal places)")]
