@@ -7,6 +7,10 @@ import io
 import json
 import os
 import re
+import shutil
+import subprocess
+import sys
+import tempfile
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from pathlib import Path
 
@@ -173,9 +177,6 @@ def ram_path_factory(tmp_path_factory):
     """`mktemp(name)`: a fresh directory in memory (tmpfs) where the machine has one, else a
     temporary one. For a DAGSTER_HOME of CLI runs: Dagster's SQLite event log commits every
     event on its own (about 700 per day's run), and on a disk each commit waits for a sync."""
-    import shutil
-    import tempfile
-
     shm = Path("/dev/shm")
     made: list[Path] = []
 
@@ -313,7 +314,6 @@ class RecordedRun:
 
     def into(self, warehouse: Warehouse) -> Warehouse:
         """`warehouse` (its paths still unused) as this run left its own, the run in its instance."""
-        import shutil
 
         release_warehouse(str(self.warehouse.database))  # closed, so the file copied is whole
         shutil.copytree(self.warehouse.landing, warehouse.landing, dirs_exist_ok=True)
@@ -340,3 +340,29 @@ def recorded_day(tmp_path_factory):
         return runs[key]
 
     return record
+
+# --- the real CLI, shared by the modules that run `dagster asset materialize` -----------------
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def dagster_home(ram_path_factory) -> Path:
+    """A DAGSTER_HOME for a module's CLI runs, in memory where the machine has one (see
+    `ram_path_factory`). Each run is a run of its own in it, as on an operator's instance."""
+    home = ram_path_factory.mktemp("dagster-home")
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return home
+
+
+def materialize_cli(home: Path, landing: Path, warehouse: Path, *args: str) -> subprocess.CompletedProcess:
+    """`dagster asset materialize` of every asset with the warehouse's console (as an operator
+    runs it), on the caller's landing zone and warehouse file; `args` name the partition(s)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DQ_")}
+    env.update(DAGSTER_HOME=str(home), DQ_LANDING=str(landing), DQ_WAREHOUSE=str(warehouse),
+               DQ_ALERT_SINKS="none")
+    return subprocess.run(
+        [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "dq_assets", "--select", "*",
+         *args, "-c", str(REPO / "dq_assets" / "console.yaml")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)

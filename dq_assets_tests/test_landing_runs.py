@@ -191,20 +191,20 @@ def test_a_held_back_day_alone_is_run_again_once_the_days_before_are_loaded(held
 
 
 @pytest.fixture
-def dagster_home(ram_path_factory):
+def schedule_instance(ram_path_factory):
     """An instance on disk (a schedule context opens it again from its reference), in memory
     (/dev/shm) where there is one."""
     with dg.instance_for_test(temp_dir=str(ram_path_factory.mktemp("schedule"))) as instance:
         yield instance
 
 
-def test_the_schedule_runs_the_landed_days_not_yet_loaded_in_one_range(together, site, dagster_home):
+def test_the_schedule_runs_the_landed_days_not_yet_loaded_in_one_range(together, site, schedule_instance):
     landing = LandingZone(root=str(together.wh.landing))  # three days landed
 
     def at(day: str, loaded_into: Warehouse):
         moment = dt.datetime.fromisoformat(f"{day}T03:00:00+00:00")
         resources = {"landing": landing, "quality_store": DuckDBQualityStore(database=str(loaded_into.database))}
-        with dg.build_schedule_context(instance=dagster_home, scheduled_execution_time=moment,
+        with dg.build_schedule_context(instance=schedule_instance, scheduled_execution_time=moment,
                                        resources=resources) as ctx:
             return daily_warehouse_schedule(ctx)
 
