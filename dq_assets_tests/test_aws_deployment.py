@@ -15,6 +15,10 @@ from dq_assets_tests.conftest import DAY1, DAY2, Landing, Warehouse
 from dq_assets_tests.pg_fixtures import with_database
 from dq_assets_tests.test_landing_s3 import upload
 
+# The end-to-end tier (`-m slow`): the aws deployment (S3 and PostgreSQL) against DuckDB, day by
+# day and as a range.
+pytestmark = pytest.mark.slow
+
 DAYS = ("2025-01-01", "2025-01-02", "2025-01-03")
 DAY3 = {  # a failing day: an unknown payment (ERROR) and an invalid event (WARN)
     "orders": [["O4", "C3", "2025-01-03T10:00:00Z", "paid", "EUR", "5.00", "2025-01-03T10:00:00Z"]],

@@ -10,6 +10,10 @@ from dq_assets.duck import release_warehouse
 from dq_assets_tests.conftest import Warehouse
 from dq_assets_tests.test_pipeline import snapshot
 
+# The end-to-end tier (`-m slow`): long ranges: a single-run backfill against day-by-day runs,
+# reruns in every order, a range stopped midway.
+pytestmark = pytest.mark.slow
+
 START = dt.date(2025, 1, 1)
 DAYS = [(START + dt.timedelta(days=i)).isoformat() for i in range(6)]
 DEFECTS = [f"{DAYS[2]}:payments.unknown_reference=1",       # ERROR: this day is refused

@@ -22,6 +22,10 @@ import yaml
 
 from dq_assets_tests.pg_fixtures import PG_ENV_VARS, with_database
 
+# The end-to-end tier (`-m slow`): the production instance of deploy/ (PostgreSQL storage)
+# through the CLI.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY_YAML = REPO / "deploy" / "dagster.yaml"
 DEPLOY_README = REPO / "deploy" / "README.md"

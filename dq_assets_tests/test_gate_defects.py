@@ -9,6 +9,9 @@ import pytest
 from dq_assets.generator import generate
 from dq_assets_tests.conftest import Warehouse
 
+# The end-to-end tier (`-m slow`): a 27-day range, one generated day per defect kind.
+pytestmark = pytest.mark.slow
+
 START = dt.date(2025, 1, 1)
 WARMUP = 8  # the volume check needs 7 earlier partitions
 

@@ -8,6 +8,10 @@ import pytest
 
 from dq_assets_tests.conftest import Warehouse
 
+# The end-to-end tier (`-m slow`): the sample landing zone's fifteen days, as the README loads
+# them.
+pytestmark = pytest.mark.slow
+
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "landing"
 LOG = json.loads((SAMPLE / "_generator_log.json").read_text())
 TABLES = ("customers", "products", "orders", "order_items", "payments", "events")

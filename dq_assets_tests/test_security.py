@@ -265,6 +265,8 @@ def _cli(home: Path, env: dict, partition: str) -> subprocess.CompletedProcess:
     )
 
 
+# The end-to-end tier (`-m slow`): three CLI runs of the aws deployment, every trace they leave.
+@pytest.mark.slow
 def test_no_secret_in_logs_events_alerts_or_metadata(tmp_path, ram_path_factory, pg_role, moto_endpoint,
                                                      pg_auth_stub, monkeypatch, capfd):
     started = time.monotonic()
