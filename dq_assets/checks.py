@@ -24,10 +24,10 @@ from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
-import yaml
 
 from dq_assets.cleaning import column_failures
 from dq_assets.contracts import REJECT_REASONS, Table
+from dq_assets.settings import read_yaml
 from dq_assets.suppressions import Suppression, load_suppressions, today_utc
 
 GATE_CONFIG_ENV = "DQ_GATE_CONFIG"
@@ -59,10 +59,10 @@ class GateConfig:
 
 def load_gate_config(path: str | None = None) -> GateConfig:
     """The default gate.yaml, with `DQ_GATE_CONFIG` (or `path`) entries on top."""
-    doc = yaml.safe_load(DEFAULT_GATE_CONFIG.read_text())
+    doc = read_yaml(DEFAULT_GATE_CONFIG)
     override_path = path or os.environ.get(GATE_CONFIG_ENV)
     if override_path:
-        override = yaml.safe_load(Path(override_path).read_text()) or {}
+        override = read_yaml(Path(override_path)) or {}
         for section in ("severity", "quarantine_rate", "partial_load", "volume", "freshness"):
             doc[section] = {**doc.get(section, {}), **(override.get(section) or {})}
     rate, volume = doc["quarantine_rate"], doc["volume"]

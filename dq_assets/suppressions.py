@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-import yaml
+from dq_assets.settings import read_yaml
 
 SUPPRESSIONS_ENV = "DQ_SUPPRESSIONS"
 DEFAULT_SUPPRESSIONS = Path(__file__).with_name("suppressions.yaml")
@@ -46,7 +46,7 @@ class Suppression:
 
 def load_suppressions(path: str | None = None) -> list[Suppression]:
     source = Path(path or os.environ.get(SUPPRESSIONS_ENV) or DEFAULT_SUPPRESSIONS)
-    doc = yaml.safe_load(source.read_text()) or {}
+    doc = read_yaml(source) or {}
     entries = doc.get("suppressions") or []
     out = []
     for i, e in enumerate(entries):
