@@ -1,5 +1,6 @@
 """Partition, manifest and input edge cases through the real CLI: each is refused plainly, before
-anything is written where it is the whole run that cannot be, and named for what it is.
+anything is written where it is the whole run that cannot be, and named for what it is; a
+rejected row names its physical line, whatever empty lines or quoted newlines precede it.
 
 A CLI run is the expensive part (a process that loads Dagster and records every event), so the
 cases that concern one day share a run: each lands as a day of its own in one landing zone, one
@@ -89,8 +90,10 @@ MALFORMED = [  # a day each: (day, field of orders.csv in the manifest, value as
     ("2025-01-09", "amount_sum", '"12,50"', "a decimal number"),
 ]
 HUGE_MONEY_DAY = "2025-01-10"
+EMPTY_LINES_DAYS = {"\n": "2025-01-11", "\r\n": "2025-01-12"}  # orders.csv with empty lines, per line ending
+LAST_DAY = EMPTY_LINES_DAYS["\r\n"]
 PASSED_DAYS = [FUTURE_DAY, QUOTED_DAY, SIX_DECIMALS_DAY, UNREADABLE_RANGE[0], UNREADABLE_RANGE[2]]
-REFUSED_DAYS = [UNREADABLE_DAY, *(day for day, *_ in MALFORMED), HUGE_MONEY_DAY]
+REFUSED_DAYS = [UNREADABLE_DAY, *(day for day, *_ in MALFORMED), HUGE_MONEY_DAY, *EMPTY_LINES_DAYS.values()]
 
 
 def land_ragged_orders(landing: Landing, day: str) -> None:
@@ -131,6 +134,23 @@ def land_padded_quoted_values(landing: Landing, day: str) -> None:
                   manifest_override={"customers.csv": {"rows": 3}})
 
 
+def orders_with_empty_lines(ending: str) -> str:
+    orders = csv_text(HEADERS["orders"], DAY1["orders"] + [
+        ["O3", "C1", "2025-01-01T12:00:00Z", "pending", "EUR", "1.00", "2025-01-01T12:00:00Z"],
+        ["O4", "C1", "2025-01-01T13:00:00Z", "paid", "EUR", "2.00", "2025-01-01T13:00:00Z"],
+    ]).rstrip("\n").split("\n")
+    # header, an empty line right after it, two rows, two empty lines, a quoted newline, the
+    # invalid row: header 1, empty 2, O1 3, O2 4, empty 5-6, O2b 7-8, O3 9, O4 10
+    quoted = 'O2b,C2,2025-01-01T11:30:00Z,"pla\nced",EUR,1.00,2025-01-01T11:30:00Z'
+    return ending.join([orders[0], "", orders[1], orders[2], "", "", quoted.replace("\n", ending),
+                        orders[3], orders[4]]) + ending
+
+
+def land_orders_with_empty_lines(landing: Landing, day: str, ending: str) -> None:
+    landing.write(day, {**DAY1, "orders": orders_with_empty_lines(ending)},
+                  manifest_override={"orders.csv": {"rows": 5, "amount_sum": "39.00"}})
+
+
 def land_payment_with_seven_decimals(landing: Landing, day: str) -> None:
     pay = DAY1["payments"][0]
     more = [[f"Y{i}", "O1", pay[2], "card", "captured", "1.00", "EUR"] for i in range(2, 21)]
@@ -152,7 +172,9 @@ def range_run(tmp_path_factory, dagster_home) -> Run:
     for day, field, value, _ in MALFORMED:
         land_malformed_manifest_value(run.landing, day, field, value)
     land_huge_money(run.landing, HUGE_MONEY_DAY)
-    return run.materialize(dagster_home, "--partition-range", f"{FUTURE_DAY}...{HUGE_MONEY_DAY}")
+    for ending, day in EMPTY_LINES_DAYS.items():
+        land_orders_with_empty_lines(run.landing, day, ending)
+    return run.materialize(dagster_home, "--partition-range", f"{FUTURE_DAY}...{LAST_DAY}")
 
 
 # --- whole runs refused ----------------------------------------------------------------------
@@ -311,3 +333,18 @@ def test_money_with_more_than_six_decimal_places_is_out_of_range_and_its_manifes
     assert run.landing_check(day, "payments", "manifest_amount_sum") == (True, "56.3456789")
     assert run.quarantined(day, "payments") == [
         (22, "out_of_range", "amount: out_of_range (more than 6 decimal places)")]
+
+
+@pytest.mark.parametrize("ending", list(EMPTY_LINES_DAYS), ids=["LF", "CRLF"])
+def test_rejected_rows_name_their_physical_line_after_empty_lines(range_run, ending):
+    """Lineage names the physical line of a row, whatever empty lines or quoted newlines come
+    before it (the reader skips an empty line without counting it)."""
+    day = EMPTY_LINES_DAYS[ending]
+    assert (range_run.landing.root / f"ingest_date={day}" / "orders.csv").read_bytes().count(ending.encode()) == 10
+    # two invalid rows of five: the quarantine rate refuses the day; the rows are where they belong
+    assert "staging/orders:quarantine_rate" in range_run.refused(day)
+    quarantined = range_run.query("SELECT order_id, source_line, reject_reason FROM quality.orders_quarantine "
+                                  "WHERE ingest_date = ?", [day])
+    staged = dict(range_run.query("SELECT order_id, source_line FROM raw.orders WHERE ingest_date = ?", [day]))
+    assert sorted(quarantined) == [("O2b", 7, "invalid_value"), ("O3", 9, "invalid_value")]
+    assert staged == {"O1": 3, "O2": 4, "O2b": 7, "O3": 9, "O4": 10}
