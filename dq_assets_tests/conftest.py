@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from pathlib import Path
 
@@ -302,15 +303,20 @@ class RecordedRun:
         return self.result.run_id
 
     def replay(self, instance: dg.DagsterInstance) -> None:
-        """The run, its snapshots and every event of it, stored in `instance` as they were."""
+        """The run, its snapshots and every event of it, stored in `instance` as if it had just
+        happened there: the events keep their order and spacing and end now. (Kept at the
+        time they were recorded, a run replayed after another would seem to have finished
+        before it, and a sensor's watermark would pass it by.)"""
         source = self.warehouse.instance
         run = source.get_run_by_id(self.run_id)
         instance.run_storage.add_job_snapshot(source.get_job_snapshot(run.job_snapshot_id))
         instance.run_storage.add_execution_plan_snapshot(
             source.get_execution_plan_snapshot(run.execution_plan_snapshot_id))
         instance.add_run(run)  # finished, with its final status
-        for entry in source.all_logs(self.run_id):
-            instance.event_log_storage.store_event(entry)
+        entries = source.all_logs(self.run_id)
+        shift = time.time() - max(e.timestamp for e in entries)
+        for entry in entries:
+            instance.event_log_storage.store_event(entry._replace(timestamp=entry.timestamp + shift))
 
     def into(self, warehouse: Warehouse) -> Warehouse:
         """`warehouse` (its paths still unused) as this run left its own, the run in its instance."""
