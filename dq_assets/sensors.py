@@ -22,8 +22,13 @@ from dq_assets.freshness import CHECK_NAMES as FRESHNESS_CHECKS
 
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 RUNS_PER_TICK = 100
-DONE_MEMORY = 500  # the latest run ids handled: a run updated again after it finished is
-                   # fetched again and must not be alerted twice
+# Run storage keeps update times to the second, and a run finishing as a tick reads may commit
+# a time already passed: each tick looks this far back before its watermark, and the runs it
+# has handled (`done`) are not alerted twice.
+WATERMARK_SLACK_SECONDS = 5
+# The latest run ids handled: a run updated again after it finished (a tag), or finished within
+# the look-back, is fetched again and must not be alerted twice. More than a tick can fetch again.
+DONE_MEMORY = 500
 
 
 def failed_check_alerts(instance: dg.DagsterInstance, run_id: str) -> list[Alert]:
@@ -103,7 +108,7 @@ def check_failure_alerts(context: dg.SensorEvaluationContext):
     owed: dict[str, list[str]] = dict(cursor["owed"])  # run id -> sinks still owed
     records = context.instance.get_run_records(
         filters=dg.RunsFilter(statuses=FINISHED, updated_after=datetime.fromtimestamp(
-            cursor["watermark"], tz=timezone.utc)),
+            max(cursor["watermark"] - WATERMARK_SLACK_SECONDS, 0), tz=timezone.utc)),
         order_by="update_timestamp", ascending=True, limit=RUNS_PER_TICK,
     )
     watermark = cursor["watermark"]

@@ -302,11 +302,11 @@ class RecordedRun:
     def run_id(self) -> str:
         return self.result.run_id
 
-    def replay(self, instance: dg.DagsterInstance) -> None:
+    def replay(self, instance: dg.DagsterInstance, ends_at: float | None = None) -> None:
         """The run, its snapshots and every event of it, stored in `instance` as if it had just
-        happened there: the events keep their order and spacing and end now. (Kept at the
-        time they were recorded, a run replayed after another would seem to have finished
-        before it, and a sensor's watermark would pass it by.)"""
+        happened there: the events keep their order and spacing and end now (or at `ends_at`).
+        (Kept at the time they were recorded, a run replayed after another would seem to have
+        finished before it.)"""
         source = self.warehouse.instance
         run = source.get_run_by_id(self.run_id)
         instance.run_storage.add_job_snapshot(source.get_job_snapshot(run.job_snapshot_id))
@@ -314,7 +314,7 @@ class RecordedRun:
             source.get_execution_plan_snapshot(run.execution_plan_snapshot_id))
         instance.add_run(run)  # finished, with its final status
         entries = source.all_logs(self.run_id)
-        shift = time.time() - max(e.timestamp for e in entries)
+        shift = (ends_at or time.time()) - max(e.timestamp for e in entries)
         for entry in entries:
             instance.event_log_storage.store_event(entry._replace(timestamp=entry.timestamp + shift))
 

@@ -3,6 +3,7 @@ of a clean and of a bad day are made once (conftest's `recorded_day`) and replay
 and all, into each test's instance at the point its story has them happen."""
 
 import json
+import time
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -75,6 +76,24 @@ def test_one_alert_per_failed_check_and_none_twice(real_instance, alert_file, cl
     assert unknown["run_url"].endswith(f"/runs/{result.run_id}")
     tick(check_failure_alerts, real_instance, cursor)
     assert len(lines(alert_file)) == len(alerts)  # the next tick sends nothing again
+
+
+def test_a_run_finishing_in_the_second_a_tick_has_seen_is_still_alerted(real_instance, alert_file,
+                                                                       clean_run, bad_run):
+    """Run storage keeps update times to the second: a failed run finishing in the same second
+    as a run a tick has already handled (or committing a time a tick has passed) is alerted on
+    the next tick, once."""
+    second = float(int(time.time()))
+    clean_run.replay(real_instance, ends_at=second + 0.1)
+    cursor = tick(check_failure_alerts, real_instance)
+    assert lines(alert_file) == []
+    bad_run.replay(real_instance, ends_at=second + 0.6)  # the same second
+    cursor = tick(check_failure_alerts, real_instance, cursor)
+    alerts = lines(alert_file)
+    assert [a["kind"] for a in alerts].count("run_failed") == 1
+    assert {a["run_id"] for a in alerts} == {bad_run.run_id}
+    tick(check_failure_alerts, real_instance, cursor)
+    assert len(lines(alert_file)) == len(alerts)  # and never twice
 
 
 class Recorder(BaseHTTPRequestHandler):
@@ -156,7 +175,9 @@ def test_a_failed_run_outside_any_code_location_is_alerted_once_per_sink(
 def test_a_run_updated_after_its_alert_is_not_alerted_again(real_instance, alert_file, monkeypatch):
     """A finished run's record changes when it gets a tag (the UI, the retry daemon), so the
     sensor fetches it again: the latest runs it handled are remembered, not the greatest ids."""
-    monkeypatch.setattr(sensors, "DONE_MEMORY", 1)
+    # a memory of the two runs: both finish within the look-back before the watermark
+    # (WATERMARK_SLACK_SECONDS), so each tick fetches both again
+    monkeypatch.setattr(sensors, "DONE_MEMORY", 2)
 
     @dg.asset
     def broken():
