@@ -11,7 +11,9 @@ import pytest
 from dq_assets.contracts import REJECT_REASONS, TABLES
 
 REPO = Path(__file__).resolve().parent.parent
-PAGES = sorted([REPO / "README.md", *(REPO / "docs").glob("*.md"), *REPO.glob("*/README.md")])
+# the repository's own pages (not those of tools' hidden folders, such as .pytest_cache)
+PAGES = sorted([REPO / "README.md", *(REPO / "docs").glob("*.md"),
+                *(p for p in REPO.glob("*/README.md") if not p.parent.name.startswith("."))])
 
 # [text](target) and ![alt](target), not inside code; targets without spaces.
 LINK = re.compile(r"!?\[(?:[^\]\[]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")

@@ -2,6 +2,7 @@
 HTTP endpoint: the same partition gives the same warehouse as from a local folder."""
 
 import boto3
+import pytest
 
 from dq_assets.landing import LandingZone
 from dq_assets_tests.conftest import DAY1, DAY2, Landing, Warehouse
@@ -31,6 +32,9 @@ def test_s3_landing_lists_partitions_and_reads_manifests(tmp_path, aws_env):
         assert path is None
 
 
+# The end-to-end tier (`-m slow`): every asset over both days from S3 and from a folder (the
+# aws deployment's tests load their landing zone from S3 too).
+@pytest.mark.slow
 def test_materializing_from_s3_equals_materializing_from_a_folder(tmp_path, aws_env, instance):
     landing = Landing(tmp_path / "landing")
     landing.write("2025-01-01", DAY1)
