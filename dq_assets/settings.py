@@ -67,7 +67,6 @@ def warehouse_path() -> str:
     return os.environ.get(WAREHOUSE_ENV) or str(repo_root() / "data" / "warehouse.duckdb")
 
 
-
 def read_yaml(path: Path) -> object:
     """A YAML file's document (safe loading), through libyaml where PyYAML has it: the gate
     reads its configuration in every step, and the pure-Python parser costs a run ~0.2 s."""

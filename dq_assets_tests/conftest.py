@@ -320,7 +320,6 @@ class RecordedRun:
 
     def into(self, warehouse: Warehouse) -> Warehouse:
         """`warehouse` (its paths still unused) as this run left its own, the run in its instance."""
-
         release_warehouse(str(self.warehouse.database))  # closed, so the file copied is whole
         shutil.copytree(self.warehouse.landing, warehouse.landing, dirs_exist_ok=True)
         shutil.copyfile(self.warehouse.database, warehouse.database)
@@ -346,6 +345,7 @@ def recorded_day(tmp_path_factory):
         return runs[key]
 
     return record
+
 
 # --- the real CLI, shared by the modules that run `dagster asset materialize` -----------------
 

@@ -4,43 +4,28 @@ stack trace, and ends with a one-line gate summary (before Dagster's own exit me
 a passing one."""
 
 import datetime as dt
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from dq_assets.generator import generate
-
-REPO = Path(__file__).resolve().parent.parent
-CONSOLE = str(REPO / "dq_assets" / "console.yaml")
+from dq_assets_tests.conftest import materialize_cli
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory, ram_path_factory):
+def site(tmp_path_factory, dagster_home):
     root = tmp_path_factory.mktemp("cli")
     generate(root / "landing", dt.date(2025, 1, 1), 2, orders_per_day=40, seed=9,
              defects=["2025-01-02:payments.unknown_reference=1", "2025-01-02:orders.manifest_drift@sum"])
-    home = ram_path_factory.mktemp("cli-home")
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DQ_")}
-    env.update(DAGSTER_HOME=str(home), DQ_LANDING=str(root / "landing"),
-               DQ_WAREHOUSE=str(root / "warehouse.duckdb"), DQ_ALERT_SINKS="none")
-
 
     def run(partition: str) -> tuple[int, list[str]]:
-        done = subprocess.run(
-            [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "dq_assets", "--select", "*",
-             "--partition", partition, "-c", CONSOLE],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        done = materialize_cli(dagster_home, root / "landing", root / "warehouse.duckdb", "--partition", partition)
         lines = [x for x in (done.stdout + done.stderr).splitlines()
                  if x.strip() and "SupersessionWarning" not in x and "return callback(" not in x]
         return done.returncode, lines
 
-    return {"home": home, "clean": run("2025-01-01"), "defect": run("2025-01-02")}
+    return {"home": dagster_home, "clean": run("2025-01-01"), "defect": run("2025-01-02")}
 
 
 def test_a_passing_run_is_short_and_ends_with_the_gate_summary(site):
