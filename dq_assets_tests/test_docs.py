@@ -144,3 +144,4 @@ def test_the_contract_checker_sees_a_drift():
     drifted = text.replace("| payments | payment_id (key), order_id", "| payments | payment_id (key), order_ref")
     assert contract_tables(drifted)["payments"][0][1] == "order_ref"
     assert contract_reasons(text.replace("| `duplicate` |", "| `dupe` |"))[-1] == "dupe"
+
