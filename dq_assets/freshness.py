@@ -105,18 +105,28 @@ def due_day(now: datetime, deadline_cron: str) -> tuple[str, datetime]:
     return (deadline.date() - timedelta(days=1)).isoformat(), deadline
 
 
-def partition_state(instance: dg.DagsterInstance, check: dg.AssetCheckSpec, now: datetime) -> Freshness:
-    key = check.key
-    day, deadline = due_day(now, check.metadata["deadline_cron"])
-    threshold = f"{day} materialized by {deadline:%Y-%m-%d %H:%M} UTC"
-    if day < PARTITIONS_START:
-        return Freshness(key, PASS, threshold, "no day is due yet")
-    found = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key.asset_key, asset_partitions=[day]), limit=1).records
-    if found:
-        return Freshness(key, PASS, threshold, f"{day} is materialized", day)
-    return Freshness(key, FAIL, threshold, f"{day} is not materialized and its deadline, "
-                     f"{deadline:%Y-%m-%d %H:%M} UTC, has passed", day)
+def partition_states(instance: dg.DagsterInstance, checks: list[dg.AssetCheckSpec],
+                     now: datetime) -> list[Freshness]:
+    """partition_on_time of each check's asset. One query for the latest materialization of
+    every asset: where that is the due day's, the day is there; only the others are looked up
+    a partition at a time."""
+    latest = instance.get_latest_materialization_events([c.asset_key for c in checks])
+    states = []
+    for check in checks:
+        key = check.key
+        day, deadline = due_day(now, check.metadata["deadline_cron"])
+        threshold = f"{day} materialized by {deadline:%Y-%m-%d %H:%M} UTC"
+        event = latest.get(key.asset_key)
+        if day < PARTITIONS_START:
+            states.append(Freshness(key, PASS, threshold, "no day is due yet"))
+        elif (event is not None and event.asset_materialization.partition == day) or \
+                instance.fetch_materializations(dg.AssetRecordsFilter(
+                    asset_key=key.asset_key, asset_partitions=[day]), limit=1).records:
+            states.append(Freshness(key, PASS, threshold, f"{day} is materialized", day))
+        else:
+            states.append(Freshness(key, FAIL, threshold, f"{day} is not materialized and its "
+                                    f"deadline, {deadline:%Y-%m-%d %H:%M} UTC, has passed", day))
+    return states
 
 
 def policy_states(instance: dg.DagsterInstance, checks: list[dg.AssetCheckSpec]) -> list[Freshness]:
@@ -142,8 +152,7 @@ def evaluate(instance: dg.DagsterInstance, checks: Iterable[dg.AssetCheckSpec],
              now: datetime) -> list[Freshness]:
     checks = sorted(checks, key=lambda c: c.key.to_user_string())
     policies = policy_states(instance, [c for c in checks if c.name == POLICY_CHECK])
-    partitions = [partition_state(instance, c, now) for c in checks if c.name == PARTITION_CHECK]
-    return policies + partitions
+    return policies + partition_states(instance, [c for c in checks if c.name == PARTITION_CHECK], now)
 
 
 def result_rows(run_id: str, states: list[Freshness]):
@@ -211,19 +220,25 @@ def state_alerts(tick_id: str, changes: list[Freshness]) -> list[Alert]:
     return alerts
 
 
-def shown_state(instance: dg.DagsterInstance, key: dg.AssetCheckKey) -> str | None:
-    """The state Dagster shows for a check: that of its latest evaluation, None if there is
-    none. A run plans the check when it starts and evaluates it after its assets: while it goes
-    on it is left to do so (IN_RUN); if it failed before getting there, nothing is shown."""
-    record = instance.get_latest_asset_check_evaluation_record(key)
-    if record is None:
-        return None
-    evaluation = record.event.asset_check_evaluation if record.event else None
-    if evaluation is not None:
-        state = evaluation.metadata.get("state")
-        return getattr(state, "value", state)
-    run = instance.get_run_by_id(record.run_id)
-    return IN_RUN if run is not None and not run.is_finished else None
+def shown_states(instance: dg.DagsterInstance, keys: list[dg.AssetCheckKey]) -> dict[dg.AssetCheckKey, str | None]:
+    """The state Dagster shows for each check: that of its latest evaluation, None if there is
+    none (one query for them all). A run plans the check when it starts and evaluates it after
+    its assets: while it goes on it is left to do so (IN_RUN); if it failed before getting
+    there, nothing is shown."""
+    records = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
+    shown = {}
+    for key in keys:
+        record = records.get(key)
+        evaluation = record.event.asset_check_evaluation if record and record.event else None
+        if evaluation is not None:
+            state = evaluation.metadata.get("state")
+            shown[key] = getattr(state, "value", state)
+        elif record is not None:
+            run = instance.get_run_by_id(record.run_id)
+            shown[key] = IN_RUN if run is not None and not run.is_finished else None
+        else:
+            shown[key] = None
+    return shown
 
 
 def freshness_sensor(checks: dg.AssetChecksDefinition) -> dg.SensorDefinition:
@@ -248,7 +263,8 @@ def freshness_sensor(checks: dg.AssetChecksDefinition) -> dg.SensorDefinition:
 
         # Record: what Dagster shows catches up with the state (a run may have evaluated the
         # check earlier, or planned it and failed before evaluating it).
-        stale = [s for s in states if shown_state(context.instance, s.key) not in (s.state, IN_RUN)]
+        shown = shown_states(context.instance, [s.key for s in states])
+        stale = [s for s in states if shown[s.key] not in (s.state, IN_RUN)]
         if stale:
             try:  # a DuckDB warehouse busy with a run: recorded on a later tick, alerts go now
                 quality_store.append_from_sensor("check_results", result_rows(tick_id, stale))
