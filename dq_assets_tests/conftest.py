@@ -362,6 +362,19 @@ def dagster_home(ram_path_factory) -> Path:
     return home
 
 
+@pytest.fixture(scope="module")
+def cli_home(ram_path_factory) -> Path:
+    """A DAGSTER_HOME for CLI runs whose Dagster record no test reads afterwards: its event log
+    is Dagster's in-memory one, gone with the process. The SQLite one of `dagster_home` (an
+    operator's) costs over half of a CLI run's time (an engine and a commit per event); what is
+    tested here is what the CLI prints and leaves in the warehouse."""
+    home = ram_path_factory.mktemp("cli-home")
+    (home / "dagster.yaml").write_text(
+        "telemetry:\n  enabled: false\n"
+        "event_log_storage:\n  module: dagster._core.storage.event_log\n  class: InMemoryEventLogStorage\n")
+    return home
+
+
 def materialize_cli(home: Path, landing: Path, warehouse: Path, *args: str) -> subprocess.CompletedProcess:
     """`dagster asset materialize` of every asset with the warehouse's console (as an operator
     runs it), on the caller's landing zone and warehouse file; `args` name the partition(s)."""

@@ -2,7 +2,8 @@
 anything is written where it is the whole run that cannot be, and named for what it is; a
 rejected row names its physical line, whatever empty lines or quoted newlines precede it.
 
-A CLI run is the expensive part (a process that loads Dagster and records every event), so the
+A CLI run is the expensive part (a process that loads Dagster and records every event, here in
+Dagster's in-memory event log: `cli_home`), so the
 cases that concern one day share a run: each lands as a day of its own in one landing zone, one
 `--partition-range` run loads them all, and each test asserts on its own day: what the verdict
 line says of it (passed, or refused and why), its check results and rows. The run fails (the
@@ -159,7 +160,7 @@ def land_payment_with_seven_decimals(landing: Landing, day: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def range_run(tmp_path_factory, dagster_home) -> Run:
+def range_run(tmp_path_factory, cli_home) -> Run:
     run = Run.under(tmp_path_factory.mktemp("range"))
     land_event_three_days_ahead(run.landing, FUTURE_DAY)
     land_padded_quoted_values(run.landing, QUOTED_DAY)
@@ -174,16 +175,16 @@ def range_run(tmp_path_factory, dagster_home) -> Run:
     land_huge_money(run.landing, HUGE_MONEY_DAY)
     for ending, day in EMPTY_LINES_DAYS.items():
         land_orders_with_empty_lines(run.landing, day, ending)
-    return run.materialize(dagster_home, "--partition-range", f"{FUTURE_DAY}...{LAST_DAY}")
+    return run.materialize(cli_home, "--partition-range", f"{FUTURE_DAY}...{LAST_DAY}")
 
 
 # --- whole runs refused ----------------------------------------------------------------------
 
-def test_a_reversed_range_is_refused_before_anything_is_written(tmp_path, dagster_home):
+def test_a_reversed_range_is_refused_before_anything_is_written(tmp_path, cli_home):
     run = Run.under(tmp_path)
     run.landing.write("2025-01-01", DAY1)
     run.landing.write("2025-01-02", DAY1)
-    run = run.materialize(dagster_home, "--partition-range", "2025-01-02...2025-01-01")
+    run = run.materialize(cli_home, "--partition-range", "2025-01-02...2025-01-01")
     assert run.code == 1
     said = "partition range 2025-01-02...2025-01-01 holds no day: its first day comes after its last " \
            "(did you mean 2025-01-01...2025-01-02?)"
@@ -192,7 +193,7 @@ def test_a_reversed_range_is_refused_before_anything_is_written(tmp_path, dagste
     assert run.tables() == []  # nothing written, not even an empty raw.landing_files
 
 
-def test_a_file_listed_twice_with_different_totals_is_an_error(tmp_path, dagster_home):
+def test_a_file_listed_twice_with_different_totals_is_an_error(tmp_path, cli_home):
     run = Run.under(tmp_path)
     folder = run.landing.write("2025-01-01", DAY1)
     manifest = json.loads((folder / "_manifest.json").read_text())
@@ -202,7 +203,7 @@ def test_a_file_listed_twice_with_different_totals_is_an_error(tmp_path, dagster
     text = text.replace('"orders.csv": ' + json.dumps(entry),
                         '"orders.csv": ' + json.dumps(other) + ', "orders.csv": ' + json.dumps(entry))
     (folder / "_manifest.json").write_text(text)
-    run = run.materialize(dagster_home, "--partition", "2025-01-01")
+    run = run.materialize(cli_home, "--partition", "2025-01-01")
     assert run.code == 1
     assert "_manifest.json: lists orders.csv 2 times with different control totals; which one the " \
            "file must match is ambiguous" in run.out, run.out[-3000:]
@@ -237,7 +238,7 @@ def test_a_malformed_manifest_value_is_named_as_such(range_run, day, field, valu
     assert range_run.refused(day) == f"raw/orders:{check}"
 
 
-def test_an_unreadable_file_fails_its_own_day_and_a_range_publishes_the_others(range_run, dagster_home):
+def test_an_unreadable_file_fails_its_own_day_and_a_range_publishes_the_others(range_run, cli_home):
     """A range is day-by-day runs in one pass: a file that cannot be read fails its own day at
     the gate (a check naming the file, line and reason), and the other days publish."""
     run, days = range_run, UNREADABLE_RANGE
@@ -272,7 +273,7 @@ def test_an_unreadable_file_fails_its_own_day_and_a_range_publishes_the_others(r
     assert landed == [(days[0], 2), (days[2], 2)]  # nothing of the unreadable file
     assert conserved == [(18, True)]  # raw = staging + quarantine, every table and day
     # the day alone fails the same way
-    alone = run.materialize(dagster_home, "--partition", UNREADABLE_DAY)
+    alone = run.materialize(cli_home, "--partition", UNREADABLE_DAY)
     assert alone.code == 1 and alone.verdict.startswith(
         f"dq_assets gate FAILED: {UNREADABLE_DAY} refused (raw/orders:file_readable"), alone.out[-3000:]
     assert f"raw/orders {UNREADABLE_DAY}: file_readable failed (ERROR): observed {said}" in alone.out
