@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import date
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from pathlib import Path
 
@@ -256,6 +257,23 @@ DAY2 = {
     ],
     "events": hourly_events("2025-01-02", "D2"),
 }
+
+
+DAY1_EPOCH = "1735722000"  # an event of DAY1 at 2025-01-01T09:00:00Z, as epoch seconds
+
+
+def moved_to(day: str, files: dict | None = None) -> dict:
+    """A day's files of 2025-01-01 (DAY1 unless given) sent for `day` instead: every date in them
+    (and DAY1's epoch timestamp) moved along, rows or text alike. Cases that need a clean day
+    of their own then share one warehouse and one range run, each on its own date."""
+    shift = (date.fromisoformat(day) - date.fromisoformat("2025-01-01")).days
+    epoch = str(int(DAY1_EPOCH) + shift * 86400)
+
+    def move(value: str) -> str:
+        return value.replace("2025-01-01", day).replace(DAY1_EPOCH, epoch)
+
+    return {t: move(content) if isinstance(content, str) else [[move(v) for v in row] for row in content]
+            for t, content in (DAY1 if files is None else files).items()}
 
 
 @pytest.fixture

@@ -35,22 +35,11 @@ import pytest
 from dq_assets.contracts import TABLE_NAMES
 from dq_assets.duck import release_warehouse
 from dq_assets.landing import LandingZone
-from dq_assets_tests.conftest import DAY1, HEADERS, Landing, Warehouse, _money_sum, csv_text
+from dq_assets_tests.conftest import DAY1, HEADERS, Landing, Warehouse, _money_sum, csv_text, moved_to
 
 DAY = "2025-01-01"
 ROOT = Path(__file__).resolve().parent.parent
 GATE_FAILED = "{refused} partition(s) refused by the gate: {days}"  # filled in for the case's run
-DAY1_EPOCH = "1735722000"  # an event of DAY1 at 2025-01-01T09:00:00Z, as epoch seconds
-
-
-def shop_of(day: str) -> dict[str, list[list[str]]]:
-    """DAY1 with every date (and epoch timestamp) moved to `day`: a clean day of its own."""
-    shift = (date.fromisoformat(day) - date.fromisoformat(DAY)).days
-    moved = str(int(DAY1_EPOCH) + shift * 86400)
-    return {t: [[v.replace(DAY, day) if v != DAY1_EPOCH else moved for v in row] for row in rows]
-            for t, rows in DAY1.items()}
-
-
 def text_of(folder: Path, table: str) -> str:
     """The landed (clean) file, before the case damages it."""
     return (folder / f"{table}.csv").read_text()
@@ -330,7 +319,7 @@ def loaded(tmp_path_factory, instance):
             landing = Landing(base / "landing")
             wh = Warehouse(landing.root, base / "warehouse.duckdb", instance)
             days = [(date.fromisoformat(DAY) + timedelta(days=i)).isoformat() for i in range(len(group))]
-            folders = [landing.write(day, shop_of(day)) for day in days]
+            folders = [landing.write(day, moved_to(day)) for day in days]
             for case_name, folder in zip(group, folders):
                 CASES[case_name].damage(folder)
             result = wh.materialize(DAY) if len(group) == 1 else wh.materialize_range(days[0], days[-1])

@@ -8,7 +8,8 @@ import pytest
 
 from dq_assets.contracts import TABLE_NAMES
 from dq_assets.quality_store import APPEND_ONLY_TABLES
-from dq_assets_tests.conftest import DAY1, DAY2, Landing, Warehouse
+from dq_assets.duck import release_warehouse
+from dq_assets_tests.conftest import DAY1, DAY2, Landing, Warehouse, moved_to
 
 MARTS = ["fact_orders", "fact_revenue_daily", "revenue_by_order_date", "customer_versions", "dim_customers"]
 
@@ -156,21 +157,81 @@ def test_a_failed_gate_leaves_marts_unchanged_and_keeps_its_evidence(shop, tmp_p
     assert sorted(shop.query("SELECT * FROM marts.fact_orders"), key=repr) == marts_before["fact_orders"]
 
 
-def test_landing_defects_fail_the_right_checks(landing, warehouse):
-    day = "2025-01-01"
+# --- cases that need a clean warehouse each: a day of their own in one range run --------------
+
+LANDING_DEFECTS, QUARANTINE_ABOVE, QUARANTINE_BELOW, RECONCILIATION, AT_RISK = (
+    "2025-01-01", "2025-01-02", "2025-01-03", "2025-01-04", "2025-01-05")
+
+
+def land_landing_defects(landing: Landing, day: str) -> None:
     items_text = "order_id,line_no,product_id,quantity,unit_price\nO1,1,P1,2,10.00\n"  # no line_amount
     landing.write(
         day,
-        {**DAY1, "order_items": items_text,
-         "events": "event_id,customer_id,session_id,event_type,event_ts,platform,duration_ms,referrer\n"
-                   "E1,,S1,page_view,2025-01-01T09:00:00Z,web,100,google\n"},
+        moved_to(day, {**DAY1, "order_items": items_text,
+                       "events": "event_id,customer_id,session_id,event_type,event_ts,platform,duration_ms,referrer\n"
+                                 "E1,,S1,page_view,2025-01-01T09:00:00Z,web,100,google\n"}),
         manifest_override={"orders.csv": {"rows": 3}},
         unlisted=("products",),
         listed_absent={"refunds.csv": {"rows": 1, "sha256": "0" * 64}},
     )
-    result = warehouse.materialize(day)
-    assert not result.success
-    failed = warehouse.failed_checks(day)
+
+
+def land_quarantine_above(landing: Landing, day: str) -> None:
+    events = DAY1["events"] + [[f"X{i}", "", "S2", "page_view", "2025-01-01T09:00:00Z", "tv", "1"] for i in range(3)]
+    landing.write(day, moved_to(day, {**DAY1, "events": events}))
+
+
+def land_quarantine_below(landing: Landing, day: str) -> None:
+    events = DAY1["events"] + [["E99", "", "S2", "page_view", "2025-01-01T09:00:00Z", "tv", "1"]]  # 1 of 27
+    landing.write(day, moved_to(day, {**DAY1, "events": events}))
+
+
+def land_reconciliation(landing: Landing, day: str) -> None:
+    files = dict(DAY1)
+    files["orders"] = DAY1["orders"] + [
+        ["O3", "C1", "2025-01-01T12:00:00Z", "paid", "EUR", "99.00", "2025-01-01T12:00:00Z"],    # items say 10
+        ["O4", "C2", "2025-01-01T13:00:00Z", "shipped", "EUR", "10.00", "2025-01-01T13:00:00Z"],  # no payment
+    ]
+    files["order_items"] = DAY1["order_items"] + [["O3", "1", "P1", "1", "10.00", "10.00"],
+                                                  ["O4", "1", "P1", "1", "10.00", "10.00"]]
+    files["payments"] = DAY1["payments"] + [["Y3", "O3", "2025-01-01T12:01:00Z", "card", "captured", "99.00", "EUR"]]
+    landing.write(day, moved_to(day, files))
+
+
+def land_revenue_at_risk(landing: Landing, day: str) -> None:
+    orders = DAY1["orders"] + [
+        DAY1["orders"][0],  # O1 (paid, 25.00) sent twice: a duplicate, its order reached staging
+        ["O5", "C1", "2025-01-01T12:00:00Z", "paid", "EUR", "-5.00", "2025-01-01T12:00:00Z"],
+        ["O6", "C1", "2025-01-01T13:00:00Z", "paid", "EURO", "47.36", "2025-01-01T13:00:00Z"],
+    ]
+    landing.write(day, moved_to(day, {**DAY1, "orders": orders}))
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory, instance) -> Warehouse:
+    """The cases below, each landed as a day of its own, loaded by one range run (a range
+    behaves as day-by-day runs: test_manifest_edges); each test asserts on its own day."""
+    root = tmp_path_factory.mktemp("cases")
+    landing = Landing(root / "landing")
+    for land, day in [(land_landing_defects, LANDING_DEFECTS), (land_quarantine_above, QUARANTINE_ABOVE),
+                      (land_quarantine_below, QUARANTINE_BELOW), (land_reconciliation, RECONCILIATION),
+                      (land_revenue_at_risk, AT_RISK)]:
+        land(landing, day)
+    wh = Warehouse(landing.root, root / "warehouse.duckdb", instance)
+    assert not wh.materialize_range(LANDING_DEFECTS, AT_RISK).success  # some days are refused
+    yield wh
+    release_warehouse(str(wh.database))
+
+
+def gate_passed(wh: Warehouse, day: str) -> bool:
+    [(passed,)] = wh.query("SELECT gate_passed FROM quality.partition_gate WHERE ingest_date = ?", [day])
+    return passed
+
+
+def test_landing_defects_fail_the_right_checks(cases):
+    day = LANDING_DEFECTS
+    assert not gate_passed(cases, day)
+    failed = cases.failed_checks(day)
     assert failed["raw/orders:manifest_rows"] == ("ERROR", 1)
     assert failed["raw/products:file_listed_and_present"][0] == "ERROR"
     assert failed["raw/order_items:required_columns"] == ("ERROR", 1)
@@ -178,49 +239,39 @@ def test_landing_defects_fail_the_right_checks(landing, warehouse):
     assert failed["raw/landing_files:no_unexpected_files"] == ("ERROR", 1)
     assert "raw/orders:manifest_sha256" not in failed and "raw/payments:manifest_rows" not in failed
     # the unknown column is kept in raw, not carried to staging
-    [(extra,)] = warehouse.query("SELECT extra_columns FROM raw.events")
+    [(extra,)] = cases.query("SELECT extra_columns FROM raw.events WHERE ingest_date = ?", [day])
     assert extra == '{"referrer":"google"}'
-    assert "referrer" not in {c for (c,) in warehouse.query("SELECT column_name FROM (DESCRIBE staging.events)")}
+    assert "referrer" not in {c for (c,) in cases.query("SELECT column_name FROM (DESCRIBE staging.events)")}
 
 
-def test_quarantine_above_the_threshold_is_an_error(landing, warehouse):
-    events = DAY1["events"] + [[f"X{i}", "", "S2", "page_view", "2025-01-01T09:00:00Z", "tv", "1"] for i in range(3)]
-    landing.write("2025-01-01", {**DAY1, "events": events})
-    assert not warehouse.materialize("2025-01-01").success
-    failed = warehouse.failed_checks("2025-01-01")
+def test_quarantine_above_the_threshold_is_an_error(cases):
+    day = QUARANTINE_ABOVE
+    assert not gate_passed(cases, day)
+    failed = cases.failed_checks(day)
     # 3 of 29 events (10% > 5%); the invalid values themselves are only a WARN
     assert failed["staging/events:quarantine_rate"] == ("ERROR", 3)
     assert failed["staging/events:no_invalid_value"] == ("WARN", 3)
 
 
-def test_quarantine_below_the_threshold_is_a_warning(landing, warehouse):
-    events = DAY1["events"] + [["E99", "", "S2", "page_view", "2025-01-01T09:00:00Z", "tv", "1"]]  # 1 of 27
-    landing.write("2025-01-01", {**DAY1, "events": events})
-    result = warehouse.materialize("2025-01-01")
-    assert result.success
-    failed = warehouse.failed_checks("2025-01-01")
+def test_quarantine_below_the_threshold_is_a_warning(cases):
+    day = QUARANTINE_BELOW
+    assert gate_passed(cases, day)
+    failed = cases.failed_checks(day)
     assert failed == {"staging/events:quarantine_rate": ("WARN", 1),
                       "staging/events:no_invalid_value": ("WARN", 1)}
-    [(n,)] = warehouse.query("SELECT count(*) FROM marts.fact_orders")
+    [(n,)] = cases.query("SELECT count(*) FROM marts.fact_orders WHERE ingest_date = ?", [day])
     assert n == 2
 
 
-def test_reconciliation_flags_amount_mismatches_and_unpaid_orders(landing, warehouse):
-    day = dict(DAY1)
-    day["orders"] = DAY1["orders"] + [
-        ["O3", "C1", "2025-01-01T12:00:00Z", "paid", "EUR", "99.00", "2025-01-01T12:00:00Z"],    # items say 10
-        ["O4", "C2", "2025-01-01T13:00:00Z", "shipped", "EUR", "10.00", "2025-01-01T13:00:00Z"],  # no payment
-    ]
-    day["order_items"] = DAY1["order_items"] + [["O3", "1", "P1", "1", "10.00", "10.00"],
-                                                ["O4", "1", "P1", "1", "10.00", "10.00"]]
-    day["payments"] = DAY1["payments"] + [["Y3", "O3", "2025-01-01T12:01:00Z", "card", "captured", "99.00", "EUR"]]
-    landing.write("2025-01-01", day)
-    assert not warehouse.materialize("2025-01-01").success
-    failed = warehouse.failed_checks("2025-01-01")
+def test_reconciliation_flags_amount_mismatches_and_unpaid_orders(cases):
+    day = RECONCILIATION
+    assert not gate_passed(cases, day)
+    failed = cases.failed_checks(day)
     assert failed == {"quality/recon_row_mismatches:order_amount_matches_items": ("ERROR", 1),
                       "quality/recon_row_mismatches:orders_have_captured_payment": ("WARN", 1),
                       "quality/partition_gate:gate_passed": ("ERROR", 1)}
-    assert warehouse.query("SELECT recon, key FROM quality.recon_row_mismatches ORDER BY 1") == [
+    assert cases.query("SELECT recon, key FROM quality.recon_row_mismatches WHERE ingest_date = ? "
+                       "ORDER BY 1", [day]) == [
         ("order_amount_mismatch", "O3"), ("order_without_captured_payment", "O4")]
 
 
@@ -233,23 +284,17 @@ def test_a_payment_in_a_later_partition_settles_an_order(shop):
                          ORDER BY 1""") == [(dt.date(2025, 1, 1), "placed"), (dt.date(2025, 1, 2), "shipped")]
 
 
-def test_gate_records_health_score_and_revenue_at_risk(landing, warehouse):
-    orders = DAY1["orders"] + [
-        DAY1["orders"][0],  # O1 (paid, 25.00) sent twice: a duplicate, its order reached staging
-        ["O5", "C1", "2025-01-01T12:00:00Z", "paid", "EUR", "-5.00", "2025-01-01T12:00:00Z"],
-        ["O6", "C1", "2025-01-01T13:00:00Z", "paid", "EURO", "47.36", "2025-01-01T13:00:00Z"],
-    ]
-    landing.write("2025-01-01", {**DAY1, "orders": orders})
-    warehouse.materialize("2025-01-01")
-    [(health, at_risk, landed, staged)] = warehouse.query(
-        "SELECT health_score, revenue_at_risk, rows_landed, rows_staged FROM quality.partition_gate")
+def test_gate_records_health_score_and_revenue_at_risk(cases):
+    [(health, at_risk, landed, staged)] = cases.query(
+        "SELECT health_score, revenue_at_risk, rows_landed, rows_staged FROM quality.partition_gate "
+        "WHERE ingest_date = ?", [AT_RISK])
     # the money held back in quarantine, each amount counted whatever its sign (not 47.36 - 5.00)
     assert at_risk == Decimal("52.36")
     assert landed == staged + 3
     assert 0.5 < health < 1.0
-    [(raw_rev, clean_rev, risk)] = warehouse.query(
+    [(raw_rev, clean_rev, risk)] = cases.query(
         "SELECT revenue_raw, revenue_clean, revenue_at_risk FROM quality.partition_profiles "
-        "WHERE table_name = 'orders'")
+        "WHERE table_name = 'orders' AND partition_key = ?", [AT_RISK])
     assert (raw_rev, clean_rev, risk) == (Decimal("92.36"), Decimal("25"), Decimal("52.36"))
 
 
