@@ -1,32 +1,32 @@
 """What .ci/run relies on in the tests themselves."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
+import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+pytest_plugins = ["pytester"]
+
+SKIPS = """
+import pytest
+@pytest.mark.skip(reason='marker')
+def test_a(): pass
+def test_b(): pytest.skip('inside')
+@pytest.fixture
+def fx(): pytest.skip('fixture')
+def test_c(fx): pass
+def test_d(): pass
+"""
 
 
-def test_ci_turns_every_kind_of_skip_into_a_failure(tmp_path):
+@pytest.mark.parametrize("require_all", ["0", "1"])
+def test_ci_turns_every_kind_of_skip_into_a_failure(pytester, monkeypatch, require_all):
     """.ci/run sets DQ_TEST_REQUIRE_ALL=1: a skip by marker, inside a test or inside a fixture
     then fails the run (conftest's pytest_runtest_makereport); without it, they are skips."""
-    (tmp_path / "test_skips.py").write_text(
-        "import pytest\n"
-        "@pytest.mark.skip(reason='marker')\ndef test_a(): pass\n"
-        "def test_b(): pytest.skip('inside')\n"
-        "@pytest.fixture\ndef fx(): pytest.skip('fixture')\ndef test_c(fx): pass\n"
-        "def test_d(): pass\n")
-
-    def run(require_all: str) -> subprocess.CompletedProcess:
-        env = {**os.environ, "DQ_TEST_REQUIRE_ALL": require_all, "PYTHONPATH": str(REPO)}
-        return subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
-             "-p", "dq_assets_tests.conftest", "-o", "addopts=", str(tmp_path / "test_skips.py")],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-
-    allowed, required = run("0"), run("1")
-    assert allowed.returncode == 0 and "1 passed, 3 skipped" in allowed.stdout, allowed.stdout[-2000:]
-    assert required.returncode == 1, required.stdout[-2000:]
-    assert "1 failed, 1 passed, 2 errors" in required.stdout, required.stdout[-2000:]
-    assert required.stdout.count("forbids skips") >= 3
+    monkeypatch.setenv("DQ_TEST_REQUIRE_ALL", require_all)
+    pytester.makepyfile(test_skips=SKIPS)
+    result = pytester.runpytest_inprocess("-p", "dq_assets_tests.conftest", "-p", "no:cacheprovider",
+                                          "-p", "no:xdist", "-o", "addopts=")
+    if require_all == "0":
+        result.assert_outcomes(passed=1, skipped=3)
+    else:
+        result.assert_outcomes(passed=1, failed=1, errors=2)
+        assert result.ret == 1
+        assert str(result.stdout).count("forbids skips") >= 3
