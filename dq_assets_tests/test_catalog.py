@@ -222,13 +222,11 @@ def test_the_schema_change_check_passes_on_a_rerun_and_fails_when_a_table_change
     first = run("2025-01-01")
     # (the session's instance may already hold earlier tests' materializations of these keys)
     assert set(first) == {f"staging/{t.name}" for t in TABLES} | {f"marts/{m}" for m in MARTS}
-    second = run("2025-01-02")
-    rerun = run("2025-01-02")
-    for results in (second, rerun):
-        for name, evaluation in results.items():
-            assert evaluation.passed, (name, evaluation.description)
-            assert evaluation.description == \
-                "No changes to column schema between previous and latest materialization", name
+    rerun = run("2025-01-01")  # compared with the first materialization
+    for name, evaluation in rerun.items():
+        assert evaluation.passed, (name, evaluation.description)
+        assert evaluation.description == \
+            "No changes to column schema between previous and latest materialization", name
     # A materialization carries the columns it wrote with the contract's rules
     latest = warehouse.instance.fetch_materializations(staging_key("orders"), limit=1).records[0]
     status = column_of(latest.asset_materialization.metadata["dagster/column_schema"].value, "status")
