@@ -1,21 +1,19 @@
-"""dq_assets: a Dagster data warehouse that is a trust gate for daily e-commerce data."""
+"""dq_assets: a Dagster data warehouse that is a trust gate for daily e-commerce data.
 
-import warnings
-
-import dagster as dg
-
-# Single-run backfills and history-reaching partition mappings are deliberate here; Dagster
-# flags both arguments as beta on every load.
-for _beta in ("backfill_policy", "allow_nonexistent_upstream_partitions"):
-    warnings.filterwarnings("ignore", message=f".*{_beta}.*", category=dg.BetaWarning)
-warnings.filterwarnings("ignore", message=".*map_(resolved_)?asset_specs.*", category=dg.PreviewWarning)
-# Partition-aware asset checks are what we rely on for per-partition results (preview in 1.13).
-warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec.*", category=dg.PreviewWarning)
-
-# Beta parameters Dagster itself passes when the CLI resolves a selection or builds the job.
-for _beta in ("include_sources", "execution_type"):
-    warnings.filterwarnings("ignore", message=f".*`{_beta}`.*", category=dg.BetaWarning)
-
-from dq_assets.definitions import defs  # noqa: E402
+`defs`, the code location's Definitions, is built when it is first asked for
+(`dagster ... -m dq_assets`, `from dq_assets import defs`): a tool that needs one module, such
+as `dq-generate` (dq_assets.generator) or the DuckDB helpers, starts without loading Dagster."""
 
 __all__ = ["defs"]
+
+
+def __getattr__(name: str):
+    if name == "defs":
+        from dq_assets.definitions import defs
+
+        return defs
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:  # what Dagster's module loader lists (inspect.getmembers)
+    return sorted({*globals(), "defs"})
