@@ -9,7 +9,7 @@ cases that concern one day share a run: each lands as a day of its own in one la
 line says of it (passed, or refused and why), its check results and rows. The run fails (the
 gate refuses some days) and no step but the gate's fails, so a day the verdict says passed is
 a day that passed as a run of its own would. A case that refuses a whole run (a reversed range,
-an ambiguous manifest), and a failing day on its own, get runs of their own."""
+an ambiguous manifest), and a failing day on its own (in the slow tier), get runs of their own."""
 
 import json
 import re
@@ -238,7 +238,7 @@ def test_a_malformed_manifest_value_is_named_as_such(range_run, day, field, valu
     assert range_run.refused(day) == f"raw/orders:{check}"
 
 
-def test_an_unreadable_file_fails_its_own_day_and_a_range_publishes_the_others(range_run, cli_home):
+def test_an_unreadable_file_fails_its_own_day_and_a_range_publishes_the_others(range_run):
     """A range is day-by-day runs in one pass: a file that cannot be read fails its own day at
     the gate (a check naming the file, line and reason), and the other days publish."""
     run, days = range_run, UNREADABLE_RANGE
@@ -272,11 +272,20 @@ def test_an_unreadable_file_fails_its_own_day_and_a_range_publishes_the_others(r
         (days[2], True, "ERROR", "read", None)]
     assert landed == [(days[0], 2), (days[2], 2)]  # nothing of the unreadable file
     assert conserved == [(18, True)]  # raw = staging + quarantine, every table and day
-    # the day alone fails the same way
-    alone = run.materialize(cli_home, "--partition", UNREADABLE_DAY)
-    assert alone.code == 1 and alone.verdict.startswith(
-        f"dq_assets gate FAILED: {UNREADABLE_DAY} refused (raw/orders:file_readable"), alone.out[-3000:]
-    assert f"raw/orders {UNREADABLE_DAY}: file_readable failed (ERROR): observed {said}" in alone.out
+
+
+@pytest.mark.slow  # one more CLI run, of what the range run above shows of the day
+def test_an_unreadable_file_fails_a_run_of_its_day_alone_the_same_way(tmp_path, cli_home):
+    run, day = Run.under(tmp_path), "2025-01-01"
+    land_ragged_orders(run.landing, day)
+    run = run.materialize(cli_home, "--partition", day)
+    said = (f"{run.landing.root}/ingest_date={day}/orders.csv: line 3: cannot be read as CSV: "
+            "expected 7 fields as in the header, found 2")
+    assert run.code == 1 and run.verdict.startswith(
+        f"dq_assets gate FAILED: {day} refused (raw/orders:file_readable"), run.out[-3000:]
+    assert f"raw/orders {day}: file_readable failed (ERROR): observed {said}" in run.out
+    failed_steps = re.findall(r"^\d\d:\d\d:\d\d (\S+) FAILED: ", run.out, re.M)
+    assert failed_steps == ["gate_passed"], run.out[-3000:]  # the day is refused, nothing crashed
 
 
 def test_huge_money_is_quarantined_with_its_line_and_crashes_nothing(range_run):
