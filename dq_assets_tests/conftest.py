@@ -1,5 +1,10 @@
 """Shared fixtures: a landing zone written by hand, a throwaway warehouse, and runs of the
-real assets against both (in-process, real DuckDB files, no mocks)."""
+real assets against both (in-process, real DuckDB files, no mocks).
+
+Dagster and the code location are imported where they are used, not here: pytest-xdist's
+controller process loads this file too, and only its workers run the warehouse."""
+
+from __future__ import annotations
 
 import csv
 import hashlib
@@ -22,13 +27,15 @@ from pathlib import Path
 for _name in [n for n in os.environ if n.startswith("DQ_") and not n.startswith(("DQ_TEST_", "DQ_PROPERTY_"))]:
     del os.environ[_name]
 
-import dagster as dg  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
+
 import pytest  # noqa: E402
 
 from dq_assets.contracts import table  # noqa: E402
-from dq_assets.definitions import ALL_ASSETS  # noqa: E402
 from dq_assets.duck import release_warehouse, warehouse_connection  # noqa: E402
-from dq_assets.resources import local_resources  # noqa: E402
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 pytest_plugins = ["dq_assets_tests.pg_fixtures"]
 
@@ -106,9 +113,15 @@ class Warehouse:
 
     @property
     def resources(self) -> dict:
+        from dq_assets.resources import local_resources
+
         return local_resources(database=str(self.database), landing=str(self.landing))
 
     def materialize(self, partition: str, selection=None) -> dg.ExecuteInProcessResult:
+        import dagster as dg
+
+        from dq_assets.definitions import ALL_ASSETS
+
         return dg.materialize(
             ALL_ASSETS, partition_key=partition, resources=self.resources,
             instance=self.instance, raise_on_error=False, selection=selection,
@@ -116,6 +129,10 @@ class Warehouse:
 
     def materialize_range(self, first: str, last: str) -> dg.ExecuteInProcessResult:
         """One run over a partition range, as `--partition-range first...last` does."""
+        import dagster as dg
+
+        from dq_assets.definitions import ALL_ASSETS
+
         return dg.materialize(
             ALL_ASSETS, resources=self.resources, instance=self.instance, raise_on_error=False,
             tags={"dagster/asset_partition_range_start": first,
@@ -171,6 +188,8 @@ def pytest_runtest_makereport(item, call):
 @pytest.fixture(scope="session")
 def instance():
     # In-memory run and event storage: the tests read results from the warehouse itself.
+    import dagster as dg
+
     return dg.DagsterInstance.ephemeral()
 
 
@@ -357,6 +376,8 @@ def recorded_day(tmp_path_factory):
             root = tmp_path_factory.mktemp("recorded")
             landing = Landing(root / "landing")
             landing.write(day, files)
+            import dagster as dg
+
             wh = Warehouse(landing.root, root / "warehouse.duckdb", dg.DagsterInstance.ephemeral())
             runs[key] = RecordedRun(wh, wh.materialize(day))
             release_warehouse(str(wh.database))
