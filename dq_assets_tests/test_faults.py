@@ -530,9 +530,6 @@ def test_a_connection_killed_mid_copy_leaves_the_old_partition_and_a_rerun_conve
     after = pg_snapshot(pg)
     assert after["staging.orders"]["rows"] == orders_a  # version A, not a part of version B
     for name, t in after.items():  # every other table: version A or version B, never a mix
-        if name == "quality.raw_current":  # one row per raw table, published with its staging
-            assert set(t["rows"]) <= set(ref["rows"]), f"{name}: rows a clean run never writes"
-            continue
         if name.split(".")[1] in APPEND_ONLY_TABLES:
             continue
         assert t["rows"] in (version_a[name]["rows"], reference[name]["rows"]), name
