@@ -7,6 +7,14 @@ group of small ones) as it comes: a transaction per group on DuckDB, the output'
 transaction on PostgreSQL, one object per partition on S3. So a step holds about one
 partition at a time, however long its range. A downstream step asks for a
 `PartitionReader` instead of a frame and reads one partition at a time from the store.
+
+Raw is written as a *pending* version (`PartitionBatches.pending`): its readers downstream
+read it, but it becomes the current contents of the raw table only when the staging step of
+the same table publishes it (`PartitionBatches.publishes`) in the transaction that writes
+staging and quarantine of those partitions. So raw = staging + quarantine holds at every
+moment, whatever step a run dies in. On DuckDB the pending version is a table of its own,
+moved into `raw.<table>` by the publication; on S3 each write is a new object, and the
+publication records which object is current (see dq_assets.s3_parquet).
 """
 
 from __future__ import annotations
@@ -41,6 +49,18 @@ def run_partition_keys(context) -> list[str]:
 
 
 @dataclass
+class PendingPublication:
+    """Pending versions of partitions of `asset_key` (written by an earlier step) that become
+    current in the transaction of the output that names this publication, partition by
+    partition as that output writes them. `versions`: partition -> the version read, for a
+    store other than the output's (S3: the object; the output's store records it as current);
+    empty when the pending version is in the output's own store (DuckDB: moved in)."""
+
+    asset_key: dg.AssetKey
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
 class PartitionBatches:
     """The output of a step, produced one partition at a time by `produce(partition_key)`.
     A producer returns None for a partition whose stored contents must stay as they are.
@@ -67,21 +87,28 @@ class PartitionBatches:
     # then only recorded: their `written_with` names the output that wrote them.
     together: list[PartitionBatches] = field(default_factory=list)
     written_with: dg.AssetKey | None = None
+    # Written as a pending version of each partition: current once a later output publishes it.
+    pending: bool = False
+    # Pending partitions of other assets made current with each group of these (see PendingPublication).
+    publishes: list[PendingPublication] = field(default_factory=list)
     _done: bool = field(default=False, repr=False)
 
     @classmethod
     def for_asset(cls, context, asset_key, produce: Callable[[str], pa.Table | None],
                   describe: Callable[[str], dict] | None = None,
                   partition_keys: Sequence[str] | None = None,
-                  together: Sequence[PartitionBatches] = ()) -> PartitionBatches:
+                  together: Sequence[PartitionBatches] = (), pending: bool = False,
+                  publishes: Sequence[PendingPublication] = ()) -> PartitionBatches:
         """The output of asset `asset_key` over the step's partitions, each partition's
-        metadata recorded on that partition's materialization; `together`: see the field."""
+        metadata recorded on that partition's materialization; `together`, `pending` and
+        `publishes`: see the fields."""
         for other in together:
             other.written_with = asset_key
         return cls(list(partition_keys or run_partition_keys(context)), produce, describe,
                    report=lambda key, meta: context.add_asset_metadata(
                        meta, asset_key=asset_key, partition_key=key),
-                   asset_key=asset_key, together=list(together))
+                   asset_key=asset_key, together=list(together), pending=pending,
+                   publishes=list(publishes))
 
     @property
     def rows(self) -> int:
@@ -188,13 +215,31 @@ class PartitionReader:
     """An input read a partition (or a few) at a time: `read(key)` returns that partition's
     rows, `read_many(keys)` those of several partitions in one query, and `read_through(key)`
     those of every stored partition up to and including `key` (references resolve against
-    what this and earlier partitions received)."""
+    what this and earlier partitions received). Of an asset written as pending versions, it
+    reads the latest version written of each partition, pending or current; `publication()`
+    makes the versions it read current (see `PendingPublication`), and `published()`, called once
+    that output is committed, lets the store drop what they superseded."""
 
     def __init__(self, partition_keys: Sequence[str], read_many: Callable[[list[str]], pa.Table],
-                 read_through: Callable[[str], pa.Table]):
+                 read_through: Callable[[str], pa.Table], asset_key: dg.AssetKey | None = None,
+                 versions: dict[str, str] | None = None,
+                 published: Callable[[dict[str, str]], None] | None = None):
         self.partition_keys = list(partition_keys)
         self._read_many = read_many
         self._read_through = read_through
+        self.asset_key = asset_key
+        # partition -> version read (filled as partitions are read; a store with versions only)
+        self.versions = versions if versions is not None else {}
+        self._published = published
+
+    def publication(self) -> PendingPublication:
+        """The versions this reader reads (filled as it reads them), to make current."""
+        return PendingPublication(self.asset_key, self.versions)
+
+    def published(self) -> None:
+        """The publication was committed: older versions of those partitions may go."""
+        if self._published is not None and self.versions:
+            self._published(dict(self.versions))
 
     def read_through(self, partition_key: str) -> pa.Table:
         return self._read_through(partition_key)

@@ -204,8 +204,10 @@ def replace_partitions(conn: duckdb.DuckDBPyConnection, schema: str, table: str,
                        batches, commit_groups: bool = True) -> None:
     """Write a `PartitionBatches` into `schema.table`, replacing each partition it produces
     (by `column`), and the same partitions of the outputs written together with it (each into
-    the table of its asset key, schema.table) in the same transactions. The caller opens the
-    first transaction.
+    the table of its asset key, schema.table) in the same transactions, and publish the pending
+    versions of those partitions that it names (`publishes`, see `publish_pending`). Batches
+    written as `pending` go to the pending table instead (see `pending_table`). The caller opens
+    the first transaction.
 
     With `commit_groups`, each group of whole partitions is committed on its own: DuckDB keeps
     every Arrow table a transaction scanned alive until the transaction ends, so one transaction
@@ -214,13 +216,76 @@ def replace_partitions(conn: duckdb.DuckDBPyConnection, schema: str, table: str,
     groups before it replaced, and a rerun converges. Without, everything is the caller's one
     transaction."""
     evolved: set[tuple[str, str]] = set()  # every group has the same columns: once is enough
-    for keys, tables in batches.groups_together(schema, table):
+    target = pending_table(schema, table) if batches.pending else (schema, table)
+    for keys, tables in batches.groups_together(*target):
         for (s, t), rows in tables:
             _replace_group(conn, s, t, column, keys, rows, evolve=(s, t) not in evolved)
             evolved.add((s, t))
+        if batches.pending:
+            _mark_pending(conn, schema, table, keys)
+        for publication in batches.publishes:
+            if publication.versions:
+                raise ValueError(f"{publication.asset_key.to_user_string()} is stored elsewhere (S3): "
+                                 "the warehouse file can publish only the pending versions it holds")
+            publish_pending(conn, publication.asset_key.path[-2], publication.asset_key.path[-1],
+                            column, keys)
         if commit_groups:
             conn.commit()
             conn.begin()
+
+
+# A pending version of `schema.table` (written, not yet current: see dq_assets.batches) is kept
+# in `<schema>_pending.<table>`; the partitions that have one are listed in PENDING_MARKS there
+# (a pending partition may have no rows: a file absent that day).
+PENDING_MARKS = "pending_partitions"
+
+
+def pending_table(schema: str, table: str) -> tuple[str, str]:
+    return check_identifier(f"{schema}_pending"), table
+
+
+def _marks(schema: str) -> str:
+    return qualified(pending_table(schema, PENDING_MARKS)[0], PENDING_MARKS)
+
+
+def _mark_pending(conn, schema: str, table: str, keys: list[str]) -> None:
+    pschema = pending_table(schema, table)[0]
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(pschema)}")
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {_marks(schema)} (table_name VARCHAR, partition_date DATE)")
+    conn.execute(f"DELETE FROM {_marks(schema)} WHERE table_name = ? "
+                 "AND list_contains(CAST(? AS DATE[]), partition_date)", [table, keys])
+    conn.execute(f"INSERT INTO {_marks(schema)} SELECT ?, unnest(CAST(? AS DATE[]))", [table, keys])
+
+
+def pending_partitions(conn, schema: str, table: str, keys: list[str] | None = None) -> list[str]:
+    """The partitions of `schema.table` (of `keys`, default all) that have a pending version."""
+    if not table_exists(conn, pending_table(schema, table)[0], PENDING_MARKS):
+        return []
+    sql, params = f"SELECT DISTINCT CAST(partition_date AS VARCHAR) FROM {_marks(schema)} WHERE table_name = ?", [table]
+    if keys is not None:
+        sql, params = sql + " AND list_contains(CAST(? AS DATE[]), partition_date)", params + [keys]
+    return sorted(r[0] for r in conn.execute(sql, params).fetchall())
+
+
+def publish_pending(conn, schema: str, table: str, column: str, keys: list[str]) -> None:
+    """The pending versions of `keys` (those that have one) become the partitions of
+    `schema.table`, in the caller's transaction: replaced there, removed from pending."""
+    keys = pending_partitions(conn, schema, table, keys)
+    if not keys:
+        return
+    pschema, _ = pending_table(schema, table)
+    name, pending = qualified(schema, table), qualified(pschema, table)
+    where = f"list_contains(CAST(? AS DATE[]), {quote(column)})"
+    if table_exists(conn, schema, table):
+        add_missing_columns(conn, schema, table, fetch_arrow(conn, f"SELECT * FROM {pending} LIMIT 0"))
+        conn.execute(f"DELETE FROM {name} WHERE {where}", [keys])
+    else:
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
+        conn.execute(f"CREATE TABLE {name} AS SELECT * FROM {pending} LIMIT 0")
+    conn.execute(f"INSERT INTO {name} BY NAME SELECT * FROM {pending} WHERE {where}", [keys])
+    conn.execute(f"DELETE FROM {pending} WHERE {where}", [keys])
+    conn.execute(f"DELETE FROM {_marks(schema)} WHERE table_name = ? "
+                 "AND list_contains(CAST(? AS DATE[]), partition_date)", [table, keys])
 
 
 def _replace_group(conn, schema: str, table: str, column: str, keys: list[str], data,

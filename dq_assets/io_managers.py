@@ -27,7 +27,9 @@ from dq_assets.contracts import check_table_slice
 from dq_assets.duck import (
     add_missing_columns,
     fetch_arrow,
+    PENDING_MARKS,
     partition_query,
+    pending_table,
     qualified,
     quote,
     replace_partitions,
@@ -143,23 +145,40 @@ class PartitionBatchesTypeHandler(DbTypeHandler):
         context.add_output_metadata(written_column_schema(context, obj.schema, DUCKDB))
 
     def load_input(self, context, table_slice: TableSlice, connection) -> PartitionReader:
-        if not table_exists(connection, table_slice.schema, table_slice.table):
+        schema, table = table_slice.schema, table_slice.table
+        pschema, _ = pending_table(schema, table)
+        published, pending = table_exists(connection, schema, table), table_exists(connection, pschema, table)
+        if not published and not pending:
             raise dg.Failure(
-                f"{table_slice.schema}.{table_slice.table} does not exist in the warehouse yet: "
-                "materialize it first."
+                f"{schema}.{table} does not exist in the warehouse yet: materialize it first."
             )
         cols = ", ".join(quote(c) for c in table_slice.columns) if table_slice.columns else "*"
-        column = table_slice.partition_dimensions[0].partition_expr
-        select = f"SELECT {cols} FROM {qualified(table_slice.schema, table_slice.table)} WHERE "
+        column = quote(table_slice.partition_dimensions[0].partition_expr)
 
         def read(where: str, param):
+            # The latest version written of each partition: its pending version where it has
+            # one (written by a raw step, not yet published by its staging step), else the
+            # current one.
+            parts, params = [], []
+            if pending:
+                parts.append(f"SELECT {cols} FROM {qualified(pschema, table)} WHERE {where}")
+                params.append(param)
+            if published:
+                sql = f"SELECT {cols} FROM {qualified(schema, table)} WHERE {where}"
+                params.append(param)
+                if pending:
+                    sql += (f" AND {column} NOT IN (SELECT partition_date FROM "
+                            f"{qualified(pschema, PENDING_MARKS)} WHERE table_name = ?)")
+                    params.append(table)
+                parts.append(sql)
             with warehouse_connection(self.database) as conn:
-                return fetch_arrow(conn, select + where, [param])
+                return fetch_arrow(conn, " UNION ALL BY NAME ".join(parts), params)
 
         return PartitionReader(
             context.asset_partition_keys,
-            read_many=lambda keys: read(f"list_contains(CAST(? AS DATE[]), {quote(column)})", keys),
-            read_through=lambda key: read(f"{quote(column)} <= CAST(? AS DATE)", key),
+            read_many=lambda keys: read(f"list_contains(CAST(? AS DATE[]), {column})", keys),
+            read_through=lambda key: read(f"{column} <= CAST(? AS DATE)", key),
+            asset_key=context.asset_key,
         )
 
 

@@ -37,7 +37,7 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import NamedTuple
 from urllib.parse import quote as url_quote
 
@@ -671,10 +671,34 @@ def replace_partitions(conn: psycopg.Connection, schema: str, table: str, column
     """Write a `PartitionBatches` into `schema.table`, replacing each partition it produces (by
     the DATE `column`), and the same partitions of the outputs written together with it (each
     into the table of its asset key, schema.table), all in the caller's one transaction."""
+    if batches.pending:
+        raise ValueError(f"{schema}.{table}: PostgreSQL does not keep pending versions; the raw "
+                         "layer goes to S3 (aws) or the DuckDB warehouse (local)")
     for keys, tables in batches.groups_together(schema, table):
         replace = Where(sql.SQL("{} = ANY(%s::date[])").format(_q(column)), (keys,))
         for (s, t), rows in tables:
             write_table(conn, s, t, rows, index=[column], evolve=True, replace=replace)
+        for publication in batches.publishes:
+            record_current(conn, publication, keys)
+
+
+RAW_CURRENT = ("quality", "raw_current")  # the current S3 object of each raw partition
+
+
+def record_current(conn: psycopg.Connection, publication, keys: list[str]) -> None:
+    """The versions of `keys` that a publication read (S3 objects of the raw layer, written as
+    pending by the raw step) become current: recorded in `quality.raw_current`, in the caller's
+    transaction, the one that writes the staging and quarantine made from them."""
+    versions = {k: publication.versions[k] for k in keys if k in publication.versions}
+    if not versions:
+        return
+    name = publication.asset_key.to_user_string()
+    rows = pa.table({"asset_key": pa.array([name] * len(versions), pa.string()),
+                     "ingest_date": pa.array([date.fromisoformat(k) for k in versions], pa.date32()),
+                     "current_object": pa.array(list(versions.values()), pa.string())})
+    write_table(conn, *RAW_CURRENT, rows, index=["ingest_date"],
+                replace=Where(sql.SQL("asset_key = %s AND ingest_date = ANY(%s::date[])"),
+                              (name, list(versions))))
 
 
 def _naive(moment: datetime) -> datetime:

@@ -7,13 +7,21 @@ old or the new partition, never half of one. Arrow types survive the round trip,
 decimals and UTC timestamps stay what they are. Outputs that must become visible together
 (`PartitionBatches.together`) cannot be stored here: there is no transaction over objects.
 In the aws deployment S3 holds the raw layer, one output per step.
+
+An output written as pending versions (the raw layer, `PartitionBatches.pending`) puts each
+partition as a new object, `.../ingest_date=YYYY-MM-DD/data-<version>.parquet` (the version:
+when, and by which run); the pipeline's readers read the newest. Which one is *current* (the
+one that staging and quarantine were made from) is recorded by the staging step's transaction
+in the other store (PostgreSQL's `quality.raw_current`); once that committed, the objects it
+superseded are deleted. So a folder holds one object, except after a run that died between its
+raw and staging steps: then the newer one is not current until a run stages it.
 """
 
 import io
 import random
 import re
 import time
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 import botocore.exceptions
 import dagster as dg
@@ -32,6 +40,8 @@ from dq_assets.duck import to_arrow, to_pandas
 PARTITION_COLUMN = "ingest_date"
 PREFIX_PART = re.compile(r"[A-Za-z0-9._=-]{1,200}")  # one folder of DQ_S3_PREFIX
 OBJECT_NAME = "data.parquet"
+# A pending version of a partition: data-<UTC time>-<run>.parquet; the newest sorts last.
+VERSIONED_NAME = re.compile(r"data-(\d{8}T\d{12}Z-[0-9a-z]{1,12})\.parquet")
 BODY_READ_ATTEMPTS = 5
 _BROKEN_BODY = (botocore.exceptions.ResponseStreamingError, botocore.exceptions.IncompleteReadError,
                 botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectionClosedError)
@@ -56,12 +66,12 @@ class S3ParquetIOManager(dg.ConfigurableIOManager):
                              f"{PREFIX_PART.pattern} and not be . or ..; refusing {bad}")
         return "/".join(parts + [check_identifier(layer), check_identifier(table)]) + "/"
 
-    def _key(self, asset_key: dg.AssetKey, partition: str | None) -> str:
+    def _key(self, asset_key: dg.AssetKey, partition: str | None, name: str = OBJECT_NAME) -> str:
         base = self._table_prefix(asset_key)
         if partition is None:
-            return base + OBJECT_NAME
+            return base + name
         date.fromisoformat(partition)
-        return f"{base}{PARTITION_COLUMN}={partition}/{OBJECT_NAME}"
+        return f"{base}{PARTITION_COLUMN}={partition}/{name}"
 
     def _where(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
@@ -82,9 +92,10 @@ class S3ParquetIOManager(dg.ConfigurableIOManager):
                 "and cannot do that; store these outputs with a transactional IO manager (the "
                 "warehouse's DuckDB or PostgreSQL)", allow_retries=False)
         if isinstance(obj, PartitionBatches):  # one partition at a time, one object each
+            name = _version_name(context.run_id) if obj.pending else OBJECT_NAME
             for key, data in obj:
-                self._put(client, self._key(context.asset_key, key), data)
-            obj.finish(lambda key: {"storage": self._where(self._key(context.asset_key, key))})
+                self._put(client, self._key(context.asset_key, key, name), data)
+            obj.finish(lambda key: {"storage": self._where(self._key(context.asset_key, key, name))})
             context.add_output_metadata({"storage": self.table_location(context.asset_key),
                                          **written_column_schema(context, obj.schema, S3_PARQUET)})
             return
@@ -127,7 +138,10 @@ class S3ParquetIOManager(dg.ConfigurableIOManager):
             raise dg.Failure(f"{asset_key.to_user_string()} does not exist at "
                              f"{self.table_location(asset_key)} yet: materialize it first.")
         if context.dagster_type.typing_type is PartitionReader:
+            versions: dict[str, str] = {}
+
             def read_many(partition_keys: list[str]) -> pa.Table:
+                versions.update((k, self._where(existing[k])) for k in partition_keys if k in existing)
                 tables = [self._get(client, existing[k], columns) for k in partition_keys if k in existing]
                 if not tables:  # nothing stored: no rows, the same columns
                     return self._get(client, next(iter(existing.values())), columns).schema.empty_table()
@@ -136,7 +150,11 @@ class S3ParquetIOManager(dg.ConfigurableIOManager):
             def read_through(partition_key: str) -> pa.Table:
                 return read_many(sorted(k for k in existing if k is not None and k <= partition_key))
 
-            return PartitionReader(context.asset_partition_keys, read_many, read_through)
+            def published(current: dict[str, str]) -> None:
+                self._drop_superseded(client, asset_key, current)
+
+            return PartitionReader(context.asset_partition_keys, read_many, read_through,
+                                   asset_key=asset_key, versions=versions, published=published)
         if context.has_asset_partitions:
             if not context.asset_partition_keys:
                 wanted = []
@@ -155,20 +173,52 @@ class S3ParquetIOManager(dg.ConfigurableIOManager):
         return to_pandas(pa.concat_tables(tables, promote_options="default"))
 
     def _list(self, client, asset_key: dg.AssetKey) -> dict:
-        """partition (or None) -> object key, for every stored part of the table."""
-        prefix = self._table_prefix(asset_key)
-        found = {}
+        """partition (or None) -> object key, for every stored part of the table: of a
+        partition with several versions, the newest."""
+        newest: dict = {}
+        for partition, version, key in self._objects(client, self._table_prefix(asset_key)):
+            if partition not in newest or version > newest[partition][0]:
+                newest[partition] = (version, key)
+        return {partition: key for partition, (_, key) in newest.items()}
+
+    def _objects(self, client, prefix: str, within: str = "") -> list[tuple[str | None, str, str]]:
+        """(partition or None, version, key) of every object of the table at `prefix` (of its
+        folder `within` only, when given); the version of a plain data.parquet is "" (older
+        than any other)."""
+        found = []
         try:
-            for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix + within):
                 for obj in page.get("Contents", []):
                     rest = obj["Key"][len(prefix):]
                     if rest == OBJECT_NAME:
-                        found[None] = obj["Key"]
-                    elif rest.startswith(f"{PARTITION_COLUMN}=") and rest.endswith("/" + OBJECT_NAME):
-                        found[rest[len(PARTITION_COLUMN) + 1:-len(OBJECT_NAME) - 1]] = obj["Key"]
+                        found.append((None, "", obj["Key"]))
+                    elif rest.startswith(f"{PARTITION_COLUMN}=") and "/" in rest:
+                        folder, name = rest[len(PARTITION_COLUMN) + 1:].split("/", 1)
+                        version = VERSIONED_NAME.fullmatch(name)
+                        if name == OBJECT_NAME or version:
+                            found.append((folder, version.group(1) if version else "", obj["Key"]))
         except Exception as e:  # noqa: BLE001
             raise s3_error("list", self._where(prefix), e) from None
         return found
+
+    def _drop_superseded(self, client, asset_key: dg.AssetKey, current: dict[str, str]) -> None:
+        """Delete the objects of each partition older than its current one (`current`:
+        partition -> s3:// location, committed as current elsewhere). Newer ones stay: another
+        run's, not yet published."""
+        prefix = self._table_prefix(asset_key)
+        for partition, location in current.items():
+            key = location.removeprefix(f"s3://{self.bucket}/")
+            objects = self._objects(client, prefix, f"{PARTITION_COLUMN}={partition}/")
+            mine = [(v, k) for p, v, k in objects if p == partition]
+            kept = dict((k, v) for v, k in mine).get(key)
+            if kept is None:
+                continue
+            for version, other in mine:
+                if version < kept:
+                    try:
+                        client.delete_object(Bucket=self.bucket, Key=other)
+                    except Exception as e:  # noqa: BLE001
+                        raise s3_error("delete", self._where(other), e) from None
 
     def _get(self, client, key: str, columns) -> pa.Table:
         # botocore retries errors and throttling up to the response headers; a connection
@@ -184,6 +234,12 @@ class S3ParquetIOManager(dg.ConfigurableIOManager):
             except Exception as e:  # noqa: BLE001
                 raise s3_error("read", self._where(key), e) from None
         return pq.read_table(io.BytesIO(body), columns=list(columns) if columns else None)
+
+
+def _version_name(run_id: str) -> str:
+    """The object name of a new pending version written by run `run_id`."""
+    now = datetime.now(timezone.utc)
+    return f"data-{now:%Y%m%dT%H%M%S%f}Z-{run_id.replace('-', '')[:8].lower()}.parquet"
 
 
 def _days(start: date, end: date) -> list[date]:

@@ -2,6 +2,7 @@
 endpoint), staging, marts and quality on a real PostgreSQL. Same landing data, same results
 as the embedded DuckDB warehouse: marts, quarantine counts and check outcomes."""
 
+import re
 from decimal import Decimal
 
 import boto3
@@ -115,14 +116,27 @@ def test_check_outcomes_are_equal(both):
 def test_raw_lives_on_s3_as_parquet(both):
     _, aws, _ = both
     keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="aws-warehouse", Prefix="wh/raw/orders/")["Contents"]]
-    assert keys == [f"wh/raw/orders/ingest_date={d}/data.parquet" for d in DAYS]
+    # one object per partition, named after the version that wrote it (dq_assets.s3_parquet)
+    assert [re.sub(r"/data-\d{8}T\d{12}Z-[0-9a-z]{8}\.parquet$", "/data.parquet", k) for k in keys] == [
+        f"wh/raw/orders/ingest_date={d}/data.parquet" for d in DAYS]
     schemas = {r[0] for r in aws.query("SELECT schema_name FROM information_schema.schemata")}
     assert {"staging", "marts", "quality"} <= schemas and "raw" not in schemas
+    # PostgreSQL records the current object of each raw partition: the one on S3
+    current = aws.query("SELECT CAST(ingest_date AS VARCHAR), current_object FROM quality.raw_current "
+                        "WHERE asset_key = 'raw/orders' ORDER BY 1")
+    assert current == [(d, f"s3://aws-warehouse/{k}") for d, k in zip(DAYS, keys)]
 
 
 RERUN_NAMES = [f"marts.{m}" for m in MARTS] + [f"staging.{t}" for t in TABLE_NAMES] + [
     f"quality.{t}_quarantine" for t in TABLE_NAMES]
-RERUN_RAW_KEY = f"wh/raw/orders/ingest_date={DAYS[1]}/data.parquet"
+RERUN_RAW_FOLDER = f"wh/raw/orders/ingest_date={DAYS[1]}/"
+
+
+def raw_object(folder: str) -> bytes:
+    """The one object of a raw partition's folder."""
+    s3 = boto3.client("s3")
+    [key] = [o["Key"] for o in s3.list_objects_v2(Bucket="aws-warehouse", Prefix=folder)["Contents"]]
+    return s3.get_object(Bucket="aws-warehouse", Key=key)["Body"].read()
 
 
 @pytest.fixture(scope="module")
@@ -130,12 +144,9 @@ def rerun(both):
     """Day 2 materialized again on aws: (the run, every table and day 2's raw orders object
     before and after it)."""
     _, aws, _ = both
-    s3 = boto3.client("s3")
-    before = ({n: contents(aws, n) for n in RERUN_NAMES},
-              s3.get_object(Bucket="aws-warehouse", Key=RERUN_RAW_KEY)["Body"].read())
+    before = ({n: contents(aws, n) for n in RERUN_NAMES}, raw_object(RERUN_RAW_FOLDER))
     result = aws.materialize(DAYS[1])
-    after = ({n: contents(aws, n) for n in RERUN_NAMES},
-             s3.get_object(Bucket="aws-warehouse", Key=RERUN_RAW_KEY)["Body"].read())
+    after = ({n: contents(aws, n) for n in RERUN_NAMES}, raw_object(RERUN_RAW_FOLDER))
     return result, before, after
 
 
@@ -182,7 +193,6 @@ def test_the_published_columns_are_what_postgresql_and_the_parquet_objects_hold(
 
     _, aws, _ = both
     catalog = with_catalog(dg.Definitions(assets=ALL_ASSETS, resources=aws.resources))
-    s3 = boto3.client("s3")
     result = rerun[0]  # a run of every asset on aws (day 2 again)
     assert result.success
     written = {m.asset_key: m.metadata["dagster/column_schema"].value for m in
@@ -196,8 +206,7 @@ def test_the_published_columns_are_what_postgresql_and_the_parquet_objects_hold(
             assert spec.kinds == {"s3", "parquet"}
             prefix = spec.metadata["storage"]
             assert prefix == f"s3://aws-warehouse/wh/raw/{name}/"
-            key = f"wh/raw/{name}/ingest_date={DAYS[-1]}/data.parquet"
-            body = s3.get_object(Bucket="aws-warehouse", Key=key)["Body"].read()
+            body = raw_object(f"wh/raw/{name}/ingest_date={DAYS[-1]}/")
             held = [(f.name, column_type(f.type, S3_PARQUET)) for f in pq.read_schema(io.BytesIO(body))]
         else:
             assert spec.kinds == {"postgres"}

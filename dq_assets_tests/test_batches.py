@@ -160,3 +160,49 @@ def test_a_chunk_producer_reads_and_computes_once_per_chunk(monkeypatch):
         "2025-01-01": (2, "2025-01-01", 1), "2025-01-02": (2, "2025-01-02", 2),
         "2025-01-03": (2, "2025-01-03", 2), "2025-01-04": (2, "2025-01-04", 2),
         "2025-01-05": (2, "2025-01-05", 2)}
+
+
+def test_a_pending_version_is_read_downstream_and_current_once_published(tmp_path):
+    """A raw partition written as pending (dq_assets.batches) is what the step downstream reads,
+    even with no rows; it becomes the partition of raw.<table> only in the transaction of the
+    output that publishes it, and leaves nothing pending behind."""
+    import dagster as dg
+    import duckdb
+
+    from dq_assets.batches import PartitionReader
+    from dq_assets.duck import release_warehouse
+    from dq_assets.io_managers import WarehouseIOManager
+    from dq_assets.settings import DAILY
+
+    day, sent = "2025-01-01", {"rows": 2}
+
+    @dg.asset(key=["raw", "numbers"], partitions_def=DAILY, metadata={"partition_expr": "ingest_date"})
+    def numbers(context):
+        return PartitionBatches.for_asset(context, context.asset_key, lambda k: rows(*[k] * sent["rows"]),
+                                          pending=True)
+
+    @dg.asset(key=["staging", "numbers"], partitions_def=DAILY, metadata={"partition_expr": "ingest_date"},
+              ins={"raw": dg.AssetIn(key=["raw", "numbers"], dagster_type=PartitionReader)})
+    def staged(context, raw: PartitionReader):
+        return PartitionBatches.for_asset(context, context.asset_key, raw.read, publishes=[raw.publication()])
+
+    database = str(tmp_path / "wh.duckdb")
+
+    def run(*assets) -> dict:
+        result = dg.materialize([numbers, staged], selection=list(assets), partition_key=day,
+                                resources={"io_manager": WarehouseIOManager(database=database)})
+        assert result.success
+        release_warehouse(database)
+        with duckdb.connect(database, read_only=True) as conn:
+            count = lambda name: conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0]  # noqa: E731
+            return {name: count(name) for name in ("raw.numbers", "staging.numbers", "raw_pending.numbers",
+                                                   "raw_pending.pending_partitions")}
+
+    assert run(numbers, staged) == {"raw.numbers": 2, "staging.numbers": 2, "raw_pending.numbers": 0,
+                                    "raw_pending.pending_partitions": 0}
+    sent["rows"] = 0  # the day sent again, without the file: raw written, its staging not yet
+    assert run(numbers) == {"raw.numbers": 2, "staging.numbers": 2, "raw_pending.numbers": 0,
+                            "raw_pending.pending_partitions": 1}
+    # staging alone reads the pending version (no rows, not the current two) and publishes it
+    assert run(staged) == {"raw.numbers": 0, "staging.numbers": 0, "raw_pending.numbers": 0,
+                           "raw_pending.pending_partitions": 0}

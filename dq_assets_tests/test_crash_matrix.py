@@ -1,12 +1,15 @@
 """The crash matrix: the CLI SIGKILLed right after each output boundary of every multi-output
-step (between staging and quarantine of each table, and the marts of `publish_marts`), on DuckDB and on
-the aws deployment (raw on S3, the rest on PostgreSQL; test_crash_matrix_aws.py).
+step (between a table's raw step and its staging step, between staging and quarantine of each
+table, and the marts of `publish_marts`), on DuckDB and on the aws deployment (raw on S3, the
+rest on PostgreSQL; test_crash_matrix_aws.py).
 
 The scenario is the one that broke (issue 14.1): a day is loaded in a first version that has a
 quarantined row in every table (and fails the gate, so no mart has it), then a clean re-sent
 version lands and is loaded by runs that die one after the other, each at the next boundary
 (every run starts from scratch, so each reaches its boundary). After each death:
-- raw rows = staging rows + quarantined rows, for every table of the partition;
+- raw rows = staging rows + quarantined rows, for every table of the partition (the raw that a
+  reader sees: `raw.<table>` on DuckDB, the current object on S3), whether its staging step ran
+  or not;
 - each table's staging and quarantine are both of the same version, never one old and one new;
 - the marts are all of one publication: none of them, or all of the new version's.
 The run after the last death succeeds and leaves exactly what a clean run of the new version
@@ -45,11 +48,13 @@ pytestmark = pytest.mark.slow  # the end-to-end tier: a CLI run killed at every 
 
 HOOK = Path(__file__).resolve().parent / "crash_hook"
 MARTS = [spec.key.path[-1] for spec in MART_SPECS]
-# Between the two outputs of every staging step; after the last output of one (the checks not
-# yet recorded: the same code for every table); after the first and after the last mart recorded
-# (the marts are committed together before Dagster records any of them).
+# After every raw step wrote its table (its staging step not run yet); between the two outputs
+# of every staging step; after the last output of one (the checks not yet recorded: the same
+# code for every table); after the first and after the last mart recorded (the marts are
+# committed together before Dagster records any of them).
 BOUNDARIES = (
-    [f'stage_{t.name}|HANDLED_OUTPUT|"staging"' for t in TABLES]
+    [f'raw__{t.name}|HANDLED_OUTPUT|"result"' for t in TABLES]
+    + [f'stage_{t.name}|HANDLED_OUTPUT|"staging"' for t in TABLES]
     + ['stage_orders|HANDLED_OUTPUT|"quarantine"']
     + [f"publish_marts|ASSET_MATERIALIZATION|Materialized value marts {m}." for m in (MARTS[0], MARTS[-1])]
 )
@@ -90,21 +95,19 @@ def tables_of(snap: dict, raw: dict[str, int] | None = None) -> dict:
 
 
 def assert_consistent(boundary: str, staged: set[str], now: dict, before: dict, new: dict) -> None:
-    """Every table the killed run staged (the killed step's own included): staging and
-    quarantine both of the new version, and raw = staging + quarantine; every other table's
-    staging and quarantine as they were before the run. The marts all as before or all of the
-    new version. (A table whose staging step had not run yet has its new raw rows beside its
-    earlier staging: raw is ahead until a run stages it, and the gate refuses the day meanwhile,
-    since its write marks are newer than its checks.)"""
+    """Every table: raw = staging + quarantine. Every table the killed run staged (the killed
+    step's own included): staging and quarantine both of the new version. Every other table (its
+    raw step may have run, its staging step did not): raw, staging and quarantine as they were
+    before the run. The marts all as before or all of the new version."""
     for t in TABLES:
         raw, staging, quarantine = now["tables"][t.name]
+        assert raw == len(staging) + len(quarantine), (
+            f"after {boundary}: {t.name}: raw {raw} != staging {len(staging)} + quarantine {len(quarantine)}")
         if t.name in staged:
             assert (staging, quarantine) == new["tables"][t.name][1:], (
                 f"after {boundary}: {t.name}: staging and quarantine are not both of the new version")
-            assert raw == len(staging) + len(quarantine), (
-                f"after {boundary}: {t.name}: raw {raw} != staging {len(staging)} + quarantine {len(quarantine)}")
         else:
-            assert (staging, quarantine) == before["tables"][t.name][1:], (
+            assert now["tables"][t.name] == before["tables"][t.name], (
                 f"after {boundary}: {t.name} changed, but its staging step did not run")
     assert now["marts"] in (before["marts"], new["marts"]), f"after {boundary}: the marts are half published"
 

@@ -4,7 +4,11 @@ backends run on two workers at once.)"""
 
 from __future__ import annotations
 
+import io
+
 import boto3
+import psycopg
+import pyarrow.parquet as pq
 import pytest
 
 from dq_assets_tests.test_aws_deployment import AwsWarehouse
@@ -43,7 +47,7 @@ def test_crash_matrix_on_aws(tmp_path, bucket, moto_endpoint, instance, new_db):
     ref.resources_prefix = "matrix-clean"
     assert ref.materialize(DAY).success
     new_snap = pg_snapshot(clean_pg)
-    new = tables_of(new_snap, raw_counts("matrix-clean"))
+    new = tables_of(new_snap, raw_counts("matrix-clean", clean_pg))
 
     work = tmp_path / "work"
     work.mkdir()
@@ -51,19 +55,31 @@ def test_crash_matrix_on_aws(tmp_path, bucket, moto_endpoint, instance, new_db):
            "PYTHONPATH": str(HOOK)}
 
     def state() -> dict:
-        return tables_of(pg_snapshot(pg), raw_counts("matrix"))
+        return tables_of(pg_snapshot(pg), raw_counts("matrix", pg))
 
     for boundary, staged, before in crash_chain(work, env, state):
         assert_consistent(boundary, staged, state(), before, new)
     rerun = CliRun(env, DAY)
     assert rerun.wait() == 0, rerun.output()[-3000:]
     assert kept(pg_snapshot(pg)) == kept(new_snap)
+    # one object per raw partition again (the superseded ones deleted), as after a clean run
     assert s3_raw(BUCKET, "matrix") == s3_raw(BUCKET, "matrix-clean")
     assert latest_rows(pg) == latest_rows(clean_pg)
 
 
-def raw_counts(prefix: str) -> dict[str, int]:
-    """Rows of DAY in each raw table on S3."""
-    objects = s3_raw(BUCKET, prefix)
-    return {t.name: len(objects.get(f"raw/{t.name}/ingest_date={DAY}/data.parquet", []))
-            for t in TABLES}
+def raw_counts(prefix: str, pg: str) -> dict[str, int]:
+    """Rows of DAY in each raw table on S3: in its current object, the one that
+    quality.raw_current names (a newer one, written by a run that died before staging it, is
+    not current)."""
+    with psycopg.connect(pg) as conn:
+        current = dict(conn.execute(
+            "SELECT asset_key, current_object FROM quality.raw_current WHERE ingest_date = %s",
+            [DAY]).fetchall()) if conn.execute("SELECT to_regclass('quality.raw_current')").fetchone()[0] else {}
+    s3, counts = boto3.client("s3"), {}
+    for t in TABLES:
+        location = current.get(f"raw/{t.name}")
+        assert location is None or location.startswith(f"s3://{BUCKET}/{prefix}/raw/{t.name}/ingest_date={DAY}/")
+        body = (s3.get_object(Bucket=BUCKET, Key=location.removeprefix(f"s3://{BUCKET}/"))["Body"].read()
+                if location else None)
+        counts[t.name] = pq.read_metadata(io.BytesIO(body)).num_rows if body else 0
+    return counts

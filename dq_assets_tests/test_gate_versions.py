@@ -63,9 +63,11 @@ def test_a_run_that_failed_before_the_gate_leaves_nothing_publishable(site, reco
     assert not failed.success
     assert "orders.csv: resolves outside the landing root" in str(
         [e.step_failure_data.error.message for e in failed.get_step_failure_events()])
-    # raw customers were rewritten before the run failed; the gate did not run again, so its
-    # latest decision is still the earlier "passed"
-    assert wh.query("SELECT DISTINCT email FROM raw.customers WHERE ingest_date = ?", [DAY]) == [("not-an-email",)]
+    # raw customers were rewritten before the run failed, as a pending version (no staging step
+    # ran to make it current: raw.customers still adds up to staging and quarantine); the gate
+    # did not run again, so its latest decision is still the earlier "passed"
+    assert wh.query("SELECT DISTINCT email FROM raw_pending.customers WHERE ingest_date = ?", [DAY]) == [("not-an-email",)]
+    assert wh.query("SELECT DISTINCT email FROM raw.customers WHERE ingest_date = ?", [DAY]) != [("not-an-email",)]
     assert wh.query("SELECT gate_passed FROM quality.partition_gate WHERE ingest_date = ?", [DAY]) == [(True,)]
 
     # the marts job alone: refused, with the reason, and nothing published

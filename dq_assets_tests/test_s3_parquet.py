@@ -202,3 +202,43 @@ def test_outputs_that_must_be_visible_together_are_refused_on_s3(bucket):
         "dagster._core.definitions.events.Failure: raw/pair_a must become visible together with "
         "raw/pair_b: S3 writes one object at a time and cannot do that")
     assert stored(bucket) == []
+
+
+def test_pending_versions_are_new_objects_the_newest_read_the_superseded_dropped_once_published(bucket):
+    """A raw partition written as pending (dq_assets.batches): a new object per write, the newest
+    one read downstream, and the older ones deleted only once the step that read it says its
+    publication was committed (on aws: quality.raw_current in PostgreSQL)."""
+    import re
+
+    from dq_assets.batches import PartitionBatches, PartitionReader
+
+    day, sent, seen = "2025-01-01", {"rows": 2}, {}
+
+    @dg.asset(key=["raw", "pnums"], partitions_def=DAILY, metadata={"partition_expr": "ingest_date"})
+    def pnums(context):
+        return PartitionBatches.for_asset(
+            context, context.asset_key, lambda k: pa.Table.from_pandas(frame(k, sent["rows"]), preserve_index=False),
+            pending=True)
+
+    @dg.asset(key=["staging", "pnums"], partitions_def=DAILY,
+              ins={"raw": dg.AssetIn(key=["raw", "pnums"], dagster_type=PartitionReader)})
+    def staged(raw: PartitionReader) -> None:
+        seen["rows"] = raw.read(day).num_rows
+        seen["current"] = dict(raw.publication().versions)
+        if seen.get("commit"):
+            raw.published()
+
+    def materialize(*assets):
+        assert dg.materialize([pnums, staged], selection=list(assets), partition_key=day,
+                              resources={"io_manager": io_manager(bucket)}).success
+        return stored(bucket)
+
+    [first] = materialize(pnums)
+    assert re.fullmatch(rf"dq/test/raw/pnums/ingest_date={day}/data-\d{{8}}T\d{{12}}Z-[0-9a-z]{{8}}\.parquet", first)
+    sent["rows"] = 3
+    first_again, second = materialize(pnums)  # a second version beside the first
+    assert first_again == first and second > first
+    assert materialize(staged) == [first, second]  # read, not published: both kept
+    assert seen == {"rows": 3, "current": {day: f"s3://{bucket}/{second}"}}
+    seen["commit"] = True
+    assert materialize(staged) == [second]  # published: the superseded version is gone

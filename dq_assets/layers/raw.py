@@ -85,8 +85,11 @@ def build_raw_asset(t: Table) -> dg.AssetsDefinition:
             return data
 
         mark_writes(context, quality_store, [key])
-        # The IO manager stores each partition as it is read: one file in memory at a time.
-        yield dg.Output(PartitionBatches.for_asset(context, key, produce))
+        # The IO manager stores each partition as it is read: one file in memory at a time. As
+        # a pending version: the table's staging step publishes it together with staging and
+        # quarantine (dq_assets.batches), so raw = staging + quarantine even if the run dies
+        # in between.
+        yield dg.Output(PartitionBatches.for_asset(context, key, produce, pending=True))
         yield from report(context, quality_store, outcomes)
 
     return raw_table

@@ -116,18 +116,20 @@ def build_staging_asset(t: Table) -> dg.AssetsDefinition:
             return result.staging
 
         # Written one group of partitions at a time (dq_assets.batches), staging and quarantine
-        # of each group in one transaction: readers never see a day's staging without its
-        # quarantine, even after a crash between the two. The staging output's IO manager
-        # writes both.
+        # of each group in one transaction, which also makes the raw version they were made
+        # from current (the raw step wrote it as pending): readers never see a day's staging
+        # without its quarantine, nor its raw without both, even after a crash between two
+        # steps or two outputs. The staging output's IO manager writes them all.
         quarantine = PartitionBatches.for_asset(context, qkey, quarantined.pop)
         yield dg.Output(
             PartitionBatches.for_asset(
                 context, skey, chunk_producer(keys, raw_rows, validate_chunk),
                 describe=lambda k: staging_metadata(counts[k], revenues[k], profiles[k]),
-                together=[quarantine]),
+                together=[quarantine], publishes=[raw_rows.publication()]),
             output_name="staging",
         )
         yield dg.Output(quarantine, output_name="quarantine")
+        raw_rows.published()  # committed: the store may drop the raw versions superseded
         quality_store.append("partition_profiles", profile_rows(context.run.run_id, t, counts, revenues))
         cfg = load_gate_config()
         history = quality_store.raw_rows_history(t.name)
