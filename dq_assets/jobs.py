@@ -13,7 +13,9 @@ daily_warehouse = dg.define_asset_job(
 # One job per layer, for reruns of a part of the flow from the UI.
 raw_layer = dg.define_asset_job(
     "raw_layer", selection=dg.AssetSelection.groups("raw"),
-    description="Read the landing zone into raw and check it against the manifest.")
+    description="Read the landing zone into raw and check it against the manifest. The new raw "
+                "rows wait in raw_pending until staging_layer makes them current together with "
+                "staging and quarantine.")
 staging_layer = dg.define_asset_job(
     "staging_layer", selection=dg.AssetSelection.groups("staging", "quality"),
     description="Clean, deduplicate, quarantine, reconcile and decide the gate.")
