@@ -6,6 +6,7 @@ controller process loads this file too, and only its workers run the warehouse."
 
 from __future__ import annotations
 
+import atexit
 import csv
 import hashlib
 import io
@@ -193,24 +194,28 @@ def instance():
     return dg.DagsterInstance.ephemeral()
 
 
+def ram_dir(name: str) -> Path | None:
+    """A fresh directory in memory (tmpfs) where the machine has one, removed when the test
+    process ends; None where there is none. For a DAGSTER_HOME of CLI runs: Dagster's SQLite
+    event log commits every event on its own (about 700 per day's run), and on a disk each
+    commit waits for a sync."""
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        return None
+    path = Path(tempfile.mkdtemp(prefix=f"dq-{name}-", dir=shm))
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
 @pytest.fixture(scope="session")
 def ram_path_factory(tmp_path_factory):
-    """`mktemp(name)`: a fresh directory in memory (tmpfs) where the machine has one, else a
-    temporary one. For a DAGSTER_HOME of CLI runs: Dagster's SQLite event log commits every
-    event on its own (about 700 per day's run), and on a disk each commit waits for a sync."""
-    shm = Path("/dev/shm")
-    made: list[Path] = []
+    """`mktemp(name)`: `ram_dir(name)`, else a temporary directory on disk."""
 
     class RamPathFactory:
         def mktemp(self, name: str) -> Path:
-            if shm.is_dir() and os.access(shm, os.W_OK):
-                made.append(Path(tempfile.mkdtemp(prefix=f"dq-{name}-", dir=shm)))
-                return made[-1]
-            return tmp_path_factory.mktemp(name)
+            return ram_dir(name) or tmp_path_factory.mktemp(name)
 
-    yield RamPathFactory()
-    for path in made:
-        shutil.rmtree(path, ignore_errors=True)
+    return RamPathFactory()
 
 
 @pytest.fixture

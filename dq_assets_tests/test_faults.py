@@ -38,7 +38,7 @@ from dq_assets.aws import s3_client
 from dq_assets.freshness import CHECK_NAMES as FRESHNESS_CHECKS
 from dq_assets.quality_store import APPEND_ONLY_TABLES
 from dq_assets.sensors import check_failure_alerts
-from dq_assets_tests.conftest import DAY1, DAY2, Landing, Warehouse, hourly_events
+from dq_assets_tests.conftest import DAY1, DAY2, Landing, Warehouse, hourly_events, ram_dir
 from dq_assets_tests.fault_proxy import INTERNAL_ERROR, TRUNCATED, FaultProxy, always, every, first
 from dq_assets_tests.pg_fixtures import with_database
 from dq_assets_tests.test_aws_deployment import AwsWarehouse
@@ -220,7 +220,7 @@ def step_start(step: str) -> str:
 def base_env(tmp: Path, landing: Path) -> dict:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("DQ_", "AWS_", "PG", "DAGSTER_"))}
-    home = tmp / "dagster_home"
+    home = ram_dir("dagster-home") or tmp / "dagster_home"  # in memory where there is /dev/shm
     home.mkdir(parents=True, exist_ok=True)
     env.update(DAGSTER_HOME=str(home), DQ_LANDING=str(landing), DQ_ALERT_SINKS="jsonl",
                DQ_ALERT_FILE=str(tmp / "alerts.jsonl"), PYTHONUNBUFFERED="1")
