@@ -181,13 +181,12 @@ class S3ParquetIOManager(dg.ConfigurableIOManager):
                 newest[partition] = (version, key)
         return {partition: key for partition, (_, key) in newest.items()}
 
-    def _objects(self, client, prefix: str, within: str = "") -> list[tuple[str | None, str, str]]:
-        """(partition or None, version, key) of every object of the table at `prefix` (of its
-        folder `within` only, when given); the version of a plain data.parquet is "" (older
-        than any other)."""
+    def _objects(self, client, prefix: str) -> list[tuple[str | None, str, str]]:
+        """(partition or None, version, key) of every object of the table at `prefix`; the
+        version of a plain data.parquet is "" (older than any other)."""
         found = []
         try:
-            for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix + within):
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
                 for obj in page.get("Contents", []):
                     rest = obj["Key"][len(prefix):]
                     if rest == OBJECT_NAME:
@@ -204,21 +203,16 @@ class S3ParquetIOManager(dg.ConfigurableIOManager):
     def _drop_superseded(self, client, asset_key: dg.AssetKey, current: dict[str, str]) -> None:
         """Delete the objects of each partition older than its current one (`current`:
         partition -> s3:// location, committed as current elsewhere). Newer ones stay: another
-        run's, not yet published."""
-        prefix = self._table_prefix(asset_key)
-        for partition, location in current.items():
-            key = location.removeprefix(f"s3://{self.bucket}/")
-            objects = self._objects(client, prefix, f"{PARTITION_COLUMN}={partition}/")
-            mine = [(v, k) for p, v, k in objects if p == partition]
-            kept = dict((k, v) for v, k in mine).get(key)
-            if kept is None:
-                continue
-            for version, other in mine:
-                if version < kept:
-                    try:
-                        client.delete_object(Bucket=self.bucket, Key=other)
-                    except Exception as e:  # noqa: BLE001
-                        raise s3_error("delete", self._where(other), e) from None
+        run's, not yet published. One listing of the table for all the partitions."""
+        current_keys = {p: loc.removeprefix(f"s3://{self.bucket}/") for p, loc in current.items()}
+        objects = [o for o in self._objects(client, self._table_prefix(asset_key)) if o[0] in current_keys]
+        kept = {p: v for p, v, k in objects if k == current_keys[p]}  # the current one's version
+        for partition, version, other in objects:
+            if partition in kept and version < kept[partition]:
+                try:
+                    client.delete_object(Bucket=self.bucket, Key=other)
+                except Exception as e:  # noqa: BLE001
+                    raise s3_error("delete", self._where(other), e) from None
 
     def _get(self, client, key: str, columns) -> pa.Table:
         # botocore retries errors and throttling up to the response headers; a connection
