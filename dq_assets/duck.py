@@ -248,12 +248,16 @@ def _marks(schema: str) -> str:
     return qualified(pending_table(schema, PENDING_MARKS)[0], PENDING_MARKS)
 
 
+def _unmark(conn, schema: str, table: str, keys: list[str]) -> None:
+    conn.execute(f"DELETE FROM {_marks(schema)} WHERE table_name = ? "
+                 "AND list_contains(CAST(? AS DATE[]), partition_date)", [table, keys])
+
+
 def _mark_pending(conn, schema: str, table: str, keys: list[str]) -> None:
     pschema = pending_table(schema, table)[0]
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(pschema)}")
     conn.execute(f"CREATE TABLE IF NOT EXISTS {_marks(schema)} (table_name VARCHAR, partition_date DATE)")
-    conn.execute(f"DELETE FROM {_marks(schema)} WHERE table_name = ? "
-                 "AND list_contains(CAST(? AS DATE[]), partition_date)", [table, keys])
+    _unmark(conn, schema, table, keys)
     conn.execute(f"INSERT INTO {_marks(schema)} SELECT ?, unnest(CAST(? AS DATE[]))", [table, keys])
 
 
@@ -284,8 +288,7 @@ def publish_pending(conn, schema: str, table: str, column: str, keys: list[str])
         conn.execute(f"CREATE TABLE {name} AS SELECT * FROM {pending} LIMIT 0")
     conn.execute(f"INSERT INTO {name} BY NAME SELECT * FROM {pending} WHERE {where}", [keys])
     conn.execute(f"DELETE FROM {pending} WHERE {where}", [keys])
-    conn.execute(f"DELETE FROM {_marks(schema)} WHERE table_name = ? "
-                 "AND list_contains(CAST(? AS DATE[]), partition_date)", [table, keys])
+    _unmark(conn, schema, table, keys)
 
 
 def _replace_group(conn, schema: str, table: str, column: str, keys: list[str], data,
