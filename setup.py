@@ -10,7 +10,7 @@ setup(
     version="0.1.0",
     description="A Dagster data warehouse that is a trust gate for daily e-commerce data",
     packages=find_packages(exclude=["dq_assets_tests", "dq_assets_tests.*"]),
-    package_data={"dq_assets": ["gate.yaml", "suppressions.yaml"]},
+    package_data={"dq_assets": ["contract/gate.yaml", "contract/suppressions.yaml", "console.yaml"]},
     # only what the suite runs on (CI has Python 3.11); the dev extras have wheels for 3.10-3.14
     python_requires=">=3.11,<3.12",
     install_requires=[
@@ -52,7 +52,7 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "dq-generate=dq_assets.generator:main",
+            "dq-generate=dq_assets.generator.day:main",
         ],
     },
 )

@@ -1,7 +1,7 @@
 """The check suite alone: dq_assets vs hand-written DuckDB SQL vs pandera vs Great Expectations.
 
 Every tool gets the SAME input, the raw rows of a table as dq_assets reads them
-(`dq_assets.landing.read_csv_file`: every value as untrimmed text, plus lineage) and the keys
+(`dq_assets.landing.zone.read_csv_file`: every value as untrimmed text, plus lineage) and the keys
 received in the referenced tables, and evaluates the SAME rules, the contract's (§2, §3):
 
   missing_required    a required value null or blank after trimming
@@ -14,7 +14,7 @@ received in the referenced tables, and evaluates the SAME rules, the contract's 
   duplicate           rows beyond the first of a key (among rows that pass every other rule)
 
 A rule's result is its failing-row count; the run FAILS (exit 1) unless every tool finds the
-same count for every rule. dq_assets runs its own `dq_assets.cleaning.validate`, which also
+same count for every rule. dq_assets runs its own `dq_assets.rules.cleaning.validate`, which also
 builds the typed staging rows and the quarantine (that is its job in the warehouse); the
 hand-written SQL only counts, so it is the practical lower limit for the same rules in DuckDB.
 GE and pandera get the raw table as a pandas DataFrame (the conversion is part of their time);
@@ -46,10 +46,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from dq_assets import contracts as C
-from dq_assets.cleaning import validate
-from dq_assets.duck import connect_duckdb
-from dq_assets.landing import read_csv_file
+from dq_assets.contract import tables as C
+from dq_assets.rules.cleaning import validate
+from dq_assets.storage.duckdb.warehouse import connect_duckdb
+from dq_assets.landing.zone import read_csv_file
 
 TABLES = ("orders", "order_items", "customers")
 

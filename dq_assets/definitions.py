@@ -18,17 +18,17 @@ for _beta in ("include_sources", "execution_type"):
     warnings.filterwarnings("ignore", message=f".*`{_beta}`.*", category=dg.BetaWarning)
 
 # (the warehouse's modules after the filters: they define assets as they are imported)
-from dq_assets.catalog import with_catalog
-from dq_assets.console import gate_console
-from dq_assets.freshness import freshness_checks, freshness_sensor, with_freshness_policies
-from dq_assets.jobs import jobs
-from dq_assets.landing_runs import daily_warehouse_schedule, landing_sensor
+from dq_assets.catalog.docs import with_catalog
+from dq_assets.operations.console import gate_console
+from dq_assets.operations.freshness import freshness_checks, freshness_sensor, with_freshness_policies
+from dq_assets.operations.jobs import jobs
+from dq_assets.operations.landing_runs import daily_warehouse_schedule, landing_sensor
 from dq_assets.layers.marts import mart_assets
 from dq_assets.layers.quality import quality_assets
 from dq_assets.layers.raw import raw_assets
 from dq_assets.layers.staging import staging_assets
 from dq_assets.resources import build_resources
-from dq_assets.sensors import sensors
+from dq_assets.operations.failure_alerts import sensors
 
 ALL_ASSETS = [*raw_assets, *staging_assets, *quality_assets, *mart_assets]
 
@@ -42,7 +42,7 @@ defs = dg.Definitions(
     sensors=[*sensors, landing_sensor, freshness_sensor(FRESHNESS_CHECKS)],
     # DQ_DEPLOYMENT (local | aws) picks the resource map when the code location loads.
     resources=build_resources(),
-    # Each failure once and a one-line gate summary on the console (dq_assets.console).
+    # Each failure once and a one-line gate summary on the console (dq_assets.operations.console).
     loggers={"console": gate_console},
     # One process for the whole run: no per-step subprocess start-up, and one DuckDB writer.
     executor=dg.in_process_executor,

@@ -11,9 +11,9 @@ import os
 
 from dagster_aws.s3 import S3Resource
 
-from dq_assets.io_managers import WarehouseIOManager
-from dq_assets.landing import LandingZone
-from dq_assets.quality_store import DuckDBQualityStore
+from dq_assets.storage.duckdb.io_manager import WarehouseIOManager
+from dq_assets.landing.zone import LandingZone
+from dq_assets.storage.quality_store import DuckDBQualityStore
 
 DEPLOYMENT_ENV = "DQ_DEPLOYMENT"
 DEPLOYMENTS = ("local", "aws")
@@ -42,9 +42,9 @@ def aws_resources(
     `bucket`/`prefix` default to DQ_S3_BUCKET/DQ_S3_PREFIX; S3 region and endpoint to
     AWS_REGION/AWS_ENDPOINT_URL; credentials always come from the standard AWS chain
     (environment, profile, instance role), never from here. PostgreSQL settings: see
-    `dq_assets.postgres`."""
-    from dq_assets.postgres import PostgresConnection, PostgresIOManager, PostgresQualityStore
-    from dq_assets.s3_parquet import S3ParquetIOManager
+    `dq_assets.storage.postgres.tables`."""
+    from dq_assets.storage.postgres.tables import PostgresConnection, PostgresIOManager, PostgresQualityStore
+    from dq_assets.storage.s3.io_manager import S3ParquetIOManager
 
     bucket = bucket or os.environ.get("DQ_S3_BUCKET")
     if not bucket:

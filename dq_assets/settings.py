@@ -1,5 +1,6 @@
-"""Where things are: resolved from the environment when used, never at import time, except the
-first daily partition, which every asset's partitions are built from when the code location loads."""
+"""Where things are: resolved from the environment when used, never at import time (the first
+daily partition is read once, by `dq_assets.partitions`, when the code location loads). No Dagster:
+the contract and the storage backends read their settings here."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import re
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-import dagster as dg
 import yaml
 
 # The repository root when running from a checkout (editable install); otherwise the working
@@ -44,14 +44,9 @@ def partitions_start(value: str | None = None) -> str:
     return day.isoformat()
 
 
-# Read once, when the code location loads (every asset's partitions are built from it): set
-# DQ_PARTITIONS_START before `dagster dev` or `dagster asset materialize`. The last partition is
-# today (UTC), so a day can be loaded as soon as it lands.
-PARTITIONS_START = partitions_start()
-DAILY = dg.DailyPartitionsDefinition(start_date=PARTITIONS_START, end_offset=1)
-
 
 def repo_root() -> Path:
+    """The checkout's root (where data/ is) when running from one, else the working directory."""
     if (_PACKAGE_PARENT / "pyproject.toml").exists():
         return _PACKAGE_PARENT
     return Path.cwd()

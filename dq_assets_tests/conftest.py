@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING  # noqa: E402
 
 import pytest  # noqa: E402
 
-from dq_assets.contracts import table  # noqa: E402
-from dq_assets.duck import release_warehouse, warehouse_connection  # noqa: E402
+from dq_assets.contract.tables import table  # noqa: E402
+from dq_assets.storage.duckdb.warehouse import release_warehouse, warehouse_connection  # noqa: E402
 
 if TYPE_CHECKING:
     import dagster as dg

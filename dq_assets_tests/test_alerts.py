@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from dq_assets import alerts as al
-from dq_assets.alerts import Alert, AlertDeliveryError, deliver, sinks_from_env
+from dq_assets.operations.alerts import sinks as al
+from dq_assets.operations.alerts.sinks import Alert, AlertDeliveryError, deliver, sinks_from_env
 
 FIELDS = {f.name for f in dataclasses.fields(Alert)}
 SECRET_PATH = "/services/T0SECRET/B0SECRET/xoxSECRETwebhookPATH"
@@ -304,7 +304,7 @@ def test_sns_publish_reaches_a_subscribed_queue(moto_endpoint, monkeypatch):
 def test_sinks_from_env_default_is_jsonl_in_the_repository():
     sinks = sinks_from_env({})
     assert [s.name for s in sinks] == ["jsonl"]
-    assert sinks[0].path == Path(al.__file__).resolve().parent.parent / "data" / "alerts.jsonl"
+    assert sinks[0].path == Path(__file__).resolve().parents[1] / "data" / "alerts.jsonl"
     assert [s.name for s in sinks_from_env({"DQ_ALERT_SINKS": "  "})] == ["jsonl"]
     assert sinks_from_env({"DQ_ALERT_SINKS": "none"}) == []
 

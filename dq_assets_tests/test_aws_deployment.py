@@ -9,8 +9,8 @@ import boto3
 import psycopg
 import pytest
 
-from dq_assets.contracts import TABLE_NAMES
-from dq_assets.postgres import PostgresConnection
+from dq_assets.contract.tables import TABLE_NAMES
+from dq_assets.storage.postgres.tables import PostgresConnection
 from dq_assets.resources import aws_resources
 from dq_assets_tests.conftest import DAY1, DAY2, Landing, Warehouse
 from dq_assets_tests.pg_fixtures import with_database
@@ -116,7 +116,7 @@ def test_check_outcomes_are_equal(both):
 def test_raw_lives_on_s3_as_parquet(both):
     _, aws, _ = both
     keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="aws-warehouse", Prefix="wh/raw/orders/")["Contents"]]
-    # one object per partition, named after the version that wrote it (dq_assets.s3_parquet)
+    # one object per partition, named after the version that wrote it (dq_assets.storage.s3.io_manager)
     assert [re.sub(r"/data-\d{8}T\d{12}Z-[0-9a-z]{8}\.parquet$", "/data.parquet", k) for k in keys] == [
         f"wh/raw/orders/ingest_date={d}/data.parquet" for d in DAYS]
     schemas = {r[0] for r in aws.query("SELECT schema_name FROM information_schema.schemata")}
@@ -181,14 +181,15 @@ def test_a_range_on_aws_equals_day_by_day_on_duckdb(both, pg_url, instance):
 
 
 def test_the_published_columns_are_what_postgresql_and_the_parquet_objects_hold(both, rerun):
-    """The catalog of the aws deployment (dq_assets/catalog.py) against what the runs left:
+    """The catalog of the aws deployment (dq_assets/catalog/docs.py) against what the runs left:
     PostgreSQL's own spelling of each column type, the Arrow schema of each parquet object."""
     import io
 
     import dagster as dg
     import pyarrow.parquet as pq
 
-    from dq_assets.catalog import S3_PARQUET, column_type, with_catalog
+    from dq_assets.catalog.docs import with_catalog
+    from dq_assets.storage.column_schema import S3_PARQUET, column_type
     from dq_assets.definitions import ALL_ASSETS
 
     _, aws, _ = both

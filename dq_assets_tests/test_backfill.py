@@ -5,8 +5,8 @@ import datetime as dt
 
 import pytest
 
-from dq_assets.generator import generate
-from dq_assets.duck import release_warehouse
+from dq_assets.generator.day import generate
+from dq_assets.storage.duckdb.warehouse import release_warehouse
 from dq_assets_tests.conftest import Warehouse
 from dq_assets_tests.test_pipeline import snapshot
 
@@ -133,7 +133,7 @@ def test_a_long_range_records_one_result_per_check(two_days, warehouse, monkeypa
 
 
 def test_a_range_stopped_midway_leaves_whole_days_and_a_rerun_converges(tmp_path, instance, monkeypatch):
-    import dq_assets.batches as batches
+    import dq_assets.storage.batches as batches
 
     monkeypatch.setattr(batches, "CHUNK_ROWS", 1)  # every day a group, and a transaction, of its own
     days = DAYS[:3]
@@ -147,7 +147,7 @@ def test_a_range_stopped_midway_leaves_whole_days_and_a_rerun_converges(tmp_path
         assert not stopped.materialize_range(days[0], days[-1]).success
         assert [daily.materialize(d).success for d in days[:2]] == [True, True]
         # The raw steps wrote the first two days, as pending versions: no staging step ran to
-        # publish them (dq_assets.batches), so raw.<table> holds nothing of them, as staging
+        # publish them (dq_assets.storage.batches), so raw.<table> holds nothing of them, as staging
         stopped_then = tables(stopped)
         assert not {k for k in stopped_then if k.startswith(("raw.", "staging."))} - {"raw.landing_files"}
         raw_then = {k.replace("raw_pending.", "raw."): v for k, v in stopped_then.items()

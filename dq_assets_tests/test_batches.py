@@ -5,7 +5,7 @@ from datetime import date
 import pyarrow as pa
 import pytest
 
-from dq_assets.batches import PartitionBatches
+from dq_assets.storage.batches import PartitionBatches
 
 
 def rows(*days: str) -> pa.Table:
@@ -40,9 +40,9 @@ def test_a_range_run_records_each_partitions_own_metadata(tmp_path):
     """What the UI shows on a partition's page after a range run is that partition's figures."""
     import dagster as dg
 
-    from dq_assets.duck import release_warehouse
-    from dq_assets.io_managers import WarehouseIOManager
-    from dq_assets.settings import DAILY
+    from dq_assets.storage.duckdb.warehouse import release_warehouse
+    from dq_assets.storage.duckdb.io_manager import WarehouseIOManager
+    from dq_assets.partitions import DAILY
 
     sizes = {"2025-01-01": 1, "2025-01-02": 4, "2025-01-03": 2}
 
@@ -81,7 +81,7 @@ def test_an_output_is_written_once():
 
 
 def test_small_partitions_are_grouped_and_a_group_closes_at_the_row_budget(monkeypatch):
-    import dq_assets.batches as batches
+    import dq_assets.storage.batches as batches
 
     monkeypatch.setattr(batches, "CHUNK_ROWS", 3)
     days = ["2025-01-01", "2025-01-02", "2025-01-03", "2025-01-04"]
@@ -99,10 +99,10 @@ def test_a_range_written_to_duckdb_holds_one_group_at_a_time(tmp_path, monkeypat
 
     import dagster as dg
 
-    import dq_assets.batches as batches
-    from dq_assets.duck import release_warehouse, warehouse_connection
-    from dq_assets.io_managers import WarehouseIOManager
-    from dq_assets.settings import DAILY
+    import dq_assets.storage.batches as batches
+    from dq_assets.storage.duckdb.warehouse import release_warehouse, warehouse_connection
+    from dq_assets.storage.duckdb.io_manager import WarehouseIOManager
+    from dq_assets.partitions import DAILY
 
     monkeypatch.setattr(batches, "CHUNK_ROWS", 2)  # each day (2 rows) is a group of its own
     days = ["2025-01-01", "2025-01-02", "2025-01-03", "2025-01-04"]
@@ -137,8 +137,8 @@ def test_a_range_written_to_duckdb_holds_one_group_at_a_time(tmp_path, monkeypat
 
 
 def test_a_chunk_producer_reads_and_computes_once_per_chunk(monkeypatch):
-    import dq_assets.batches as batches
-    from dq_assets.batches import PartitionReader, chunk_producer
+    import dq_assets.storage.batches as batches
+    from dq_assets.storage.batches import PartitionReader, chunk_producer
 
     monkeypatch.setattr(batches, "CHUNK_ROWS", 4)  # 2 rows a day: chunks of 1, then 2 days
     days = ["2025-01-01", "2025-01-02", "2025-01-03", "2025-01-04", "2025-01-05"]
@@ -163,16 +163,16 @@ def test_a_chunk_producer_reads_and_computes_once_per_chunk(monkeypatch):
 
 
 def test_a_pending_version_is_read_downstream_and_current_once_published(tmp_path):
-    """A raw partition written as pending (dq_assets.batches) is what the step downstream reads,
+    """A raw partition written as pending (dq_assets.storage.batches) is what the step downstream reads,
     even with no rows; it becomes the partition of raw.<table> only in the transaction of the
     output that publishes it, and leaves nothing pending behind."""
     import dagster as dg
     import duckdb
 
-    from dq_assets.batches import PartitionReader
-    from dq_assets.duck import release_warehouse
-    from dq_assets.io_managers import WarehouseIOManager
-    from dq_assets.settings import DAILY
+    from dq_assets.storage.batches import PartitionReader
+    from dq_assets.storage.duckdb.warehouse import release_warehouse
+    from dq_assets.storage.duckdb.io_manager import WarehouseIOManager
+    from dq_assets.partitions import DAILY
 
     day, sent = "2025-01-01", {"rows": 2}
 

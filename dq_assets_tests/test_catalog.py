@@ -1,4 +1,4 @@
-"""The catalog (dq_assets/catalog.py): what each asset's page says about its table, against
+"""The catalog (dq_assets/catalog/docs.py): what each asset's page says about its table, against
 the tables a real run leaves behind, in both deployments."""
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import dagster as dg
 import pytest
 
 from dq_assets import defs
-from dq_assets.catalog import (
+from dq_assets.catalog.docs import (
     SCHEMA_CHANGE_CHECK,
     column_schema_change_checks,
     with_catalog,
 )
-from dq_assets.contracts import ENUM, TABLES, table
+from dq_assets.contract.tables import ENUM, TABLES, table
 from dq_assets.definitions import ALL_ASSETS
 from dq_assets.layers.raw import raw_assets
 from dq_assets.layers.staging import build_staging_asset, quarantine_key, staging_key
@@ -57,7 +57,7 @@ def test_every_asset_has_kinds_owners_code_references_a_table_name_and_columns()
         path = Path(code.file_path)
         assert path.parent == REPO / "dq_assets" / "layers", (name, code)
         assert path.read_text().splitlines()[code.line_number - 1].strip().startswith("@dg."), (name, code)
-        contract = [r for r in refs[1:] if "contracts.py" in r.file_path]
+        contract = [r for r in refs[1:] if r.file_path.endswith("contract/tables.py")]
         if key.path[0] in ("raw", "staging") and key.path[-1] != "landing_files" or key.path[-1].endswith("_quarantine"):
             t = key.path[-1].removesuffix("_quarantine")
             assert len(contract) == 1 and contract[0].label == f"the {t} contract", (name, refs)
@@ -185,7 +185,7 @@ def test_owners_and_repository_links_are_configurable(monkeypatch):
     line = next(i for i, text in enumerate(staging_py, 1) if text.strip().startswith("@dg.multi_asset("))
     urls = [r.url for r in spec.metadata["dagster/code_references"].code_references]
     assert urls[0] == f"https://github.com/acme/dq_assets/tree/release/dq_assets/layers/staging.py#L{line}"
-    assert urls[1].startswith("https://github.com/acme/dq_assets/tree/release/dq_assets/contracts.py#L")
+    assert urls[1].startswith("https://github.com/acme/dq_assets/tree/release/dq_assets/contract/tables.py#L")
 
     monkeypatch.setenv("DQ_ASSET_OWNERS", "finance")  # neither an email nor team:
     with pytest.raises(dg.DagsterInvalidDefinitionError, match="Invalid owner 'finance'"):

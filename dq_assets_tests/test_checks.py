@@ -2,8 +2,8 @@
 
 import dagster as dg
 
-from dq_assets.checks import PartitionCounts, evaluate_landing, evaluate_staging, evaluate_volume, load_gate_config
-from dq_assets.contracts import table
+from dq_assets.checks.core import PartitionCounts, evaluate_landing, evaluate_staging, evaluate_volume, load_gate_config
+from dq_assets.contract.tables import table
 
 ASSET = dg.AssetKey(["staging", "orders"])
 CFG = load_gate_config()
@@ -95,7 +95,7 @@ def test_a_deployment_overrides_severities_and_thresholds(tmp_path, monkeypatch)
 def test_mart_totals_must_equal_staging_per_currency():
     from decimal import Decimal as D
 
-    from dq_assets.checks import evaluate_mart_totals
+    from dq_assets.checks.core import evaluate_mart_totals
 
     same = evaluate_mart_totals(ASSET, "2025-01-08", CFG, {"EUR": (2, D("5"))}, {"EUR": (2, D("5.000"))})
     assert same.passed and len(same.recons) == 2
@@ -106,7 +106,7 @@ def test_mart_totals_must_equal_staging_per_currency():
 def test_suppressions_file_is_validated_and_the_default_is_empty(tmp_path):
     import pytest
 
-    from dq_assets.suppressions import load_suppressions
+    from dq_assets.contract.suppressions import load_suppressions
 
     assert load_suppressions() == []
     bad = tmp_path / "s.yaml"
@@ -121,8 +121,8 @@ def test_the_reproducing_sql_is_shown_clause_by_clause():
     import re
     from decimal import Decimal as D
 
-    from dq_assets.checks import check_result, evaluate_mart_totals, readable_sql
-    from dq_assets.contracts import TABLES
+    from dq_assets.checks.core import check_result, evaluate_mart_totals, readable_sql
+    from dq_assets.contract.tables import TABLES
     from dq_assets.layers.quality import recon_outcomes
 
     outcomes = []
@@ -152,7 +152,7 @@ def test_the_reproducing_sql_is_shown_clause_by_clause():
 
 def test_the_reproducing_sql_as_shown_returns_what_it_reproduces(two_days, warehouse):
     """Every reproducing SQL a real run recorded, run as recorded and as the UI shows it."""
-    from dq_assets.checks import readable_sql
+    from dq_assets.checks.core import readable_sql
 
     assert warehouse.materialize("2025-01-01").success
     sqls = [r[0] for r in warehouse.query(

@@ -9,7 +9,7 @@ import re
 import dagster as dg
 import pytest
 
-from dq_assets.generator import generate
+from dq_assets.generator.day import generate
 from dq_assets_tests.conftest import materialize_cli
 
 
@@ -71,7 +71,7 @@ def test_a_failed_cli_run_is_alerted_once(site, tmp_path, monkeypatch):
     location launched it) is alerted once, and a second tick sends nothing."""
     import json
 
-    from dq_assets.sensors import check_failure_alerts
+    from dq_assets.operations.failure_alerts import check_failure_alerts
 
     alerts = tmp_path / "alerts.jsonl"
     monkeypatch.setenv("DQ_ALERT_SINKS", "jsonl")

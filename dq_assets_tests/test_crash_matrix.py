@@ -29,9 +29,9 @@ from pathlib import Path
 
 import pytest
 
-from dq_assets.contracts import TABLES
+from dq_assets.contract.tables import TABLES
 from dq_assets.layers.marts import MART_SPECS
-from dq_assets.quality_store import APPEND_ONLY_TABLES
+from dq_assets.storage.quality_store import APPEND_ONLY_TABLES
 from dq_assets_tests.conftest import Warehouse
 from dq_assets_tests.test_faults import (
     DAY,
@@ -144,7 +144,7 @@ def test_crash_matrix_on_duckdb(tmp_path, instance):
     clean.mkdir()
     ref = Warehouse(landing_at(clean, 2), clean / "warehouse.duckdb", instance)
     assert ref.materialize(DAY).success
-    from dq_assets.duck import release_warehouse
+    from dq_assets.storage.duckdb.warehouse import release_warehouse
 
     release_warehouse(str(ref.database))
     new_snap = duck_snapshot(ref.database)

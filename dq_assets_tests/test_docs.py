@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dq_assets.contracts import REJECT_REASONS, TABLES
+from dq_assets.contract.tables import REJECT_REASONS, TABLES
 
 REPO = Path(__file__).resolve().parent.parent
 # the repository's own pages (not those of tools' hidden folders, such as .pytest_cache)
@@ -122,7 +122,7 @@ def contract_reasons(text: str) -> list[str]:
 
 
 def test_the_shipped_contract_is_the_one_the_code_declares():
-    """docs/contract.md and dq_assets/contracts.py name the same tables, columns (in order),
+    """docs/contract.md and dq_assets/contract/tables.py name the same tables, columns (in order),
     accepted values and reject reasons (in order): neither drifts from the other."""
     text = (REPO / "docs" / "contract.md").read_text(encoding="utf-8")
     documented = contract_tables(text)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from dq_assets.duck import memory_limit
+from dq_assets.storage.duckdb.warehouse import memory_limit
 
 
 def test_the_memory_limit_comes_from_the_environment(monkeypatch):
@@ -20,14 +20,14 @@ def test_a_memory_limit_that_is_not_a_size_is_refused(monkeypatch, value):
 
 
 def test_the_in_memory_database_runs_with_the_limit():
-    from dq_assets.duck import connect_duckdb
+    from dq_assets.storage.duckdb.warehouse import connect_duckdb
 
     # opened once per process, with the default 256MB (the suite sets no other)
     assert connect_duckdb().execute("SELECT current_setting('memory_limit')").fetchall() == [("244.1 MiB",)]
 
 
 def test_fetch_arrow_streams_every_batch_in_order(monkeypatch):
-    import dq_assets.duck as duck
+    import dq_assets.storage.duckdb.warehouse as duck
 
     monkeypatch.setattr(duck, "ARROW_BATCH_ROWS", 1000)
     conn = duck.connect_duckdb()
@@ -44,9 +44,9 @@ def test_a_record_table_gains_the_columns_new_records_bring(tmp_path):
 
     import pyarrow as pa
 
-    from dq_assets.batches import PartitionBatches
-    from dq_assets.duck import release_warehouse, warehouse_connection
-    from dq_assets.quality_store import DuckDBQualityStore
+    from dq_assets.storage.batches import PartitionBatches
+    from dq_assets.storage.duckdb.warehouse import release_warehouse, warehouse_connection
+    from dq_assets.storage.quality_store import DuckDBQualityStore
 
     database = str(tmp_path / "wh.duckdb")
     store = DuckDBQualityStore(database=database)

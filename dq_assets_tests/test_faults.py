@@ -34,10 +34,10 @@ import pyarrow.parquet as pq
 import pytest
 from dagster._core.events import DagsterEventType
 
-from dq_assets.aws import s3_client
-from dq_assets.freshness import CHECK_NAMES as FRESHNESS_CHECKS
-from dq_assets.quality_store import APPEND_ONLY_TABLES
-from dq_assets.sensors import check_failure_alerts
+from dq_assets.storage.s3.client import s3_client
+from dq_assets.operations.freshness import CHECK_NAMES as FRESHNESS_CHECKS
+from dq_assets.storage.quality_store import APPEND_ONLY_TABLES
+from dq_assets.operations.failure_alerts import check_failure_alerts
 from dq_assets_tests.conftest import DAY1, DAY2, Landing, Warehouse, hourly_events, ram_dir
 from dq_assets_tests.fault_proxy import INTERNAL_ERROR, TRUNCATED, FaultProxy, always, every, first
 from dq_assets_tests.pg_fixtures import with_database
@@ -441,7 +441,7 @@ def test_a_body_cut_off_mid_read_is_read_again(s3, proxy):
     IO manager reads the object again instead of failing the step."""
     from dagster_aws.s3 import S3Resource
 
-    from dq_assets.s3_parquet import S3ParquetIOManager
+    from dq_assets.storage.s3.io_manager import S3ParquetIOManager
 
     frame = pd.DataFrame({"n": list(range(20_000)), "s": [f"row {i}" for i in range(20_000)]})
 
@@ -576,7 +576,7 @@ def duck_reference(tmp_path_factory, instance):
     wh = Warehouse(sample_landing(tmp), tmp / "warehouse.duckdb", instance)
     result = wh.materialize(DAY)
     assert result.success
-    from dq_assets.duck import release_warehouse
+    from dq_assets.storage.duckdb.warehouse import release_warehouse
 
     release_warehouse(str(wh.database))
     evaluations = {(e.asset_key.to_user_string(), e.check_name, e.partition, e.passed, e.severity.value)
@@ -718,7 +718,7 @@ def pair_landing(tmp_path_factory) -> Path:
 def test_two_partitions_at_once_on_duckdb_one_waits_for_the_lock(tmp_path, pair_landing, instance):
     seq = Warehouse(pair_landing, tmp_path / "sequential.duckdb", instance)
     assert [seq.materialize(d).success for d in PAIR] == [True, True]
-    from dq_assets.duck import release_warehouse
+    from dq_assets.storage.duckdb.warehouse import release_warehouse
 
     release_warehouse(str(seq.database))
     reference = duck_snapshot(seq.database)
@@ -754,7 +754,7 @@ def test_two_partitions_at_once_on_aws(tmp_path, pair_landing, s3, new_db, moto_
     instance_at(env).dispose()
     # The day after reads a landing zone of its own that holds only itself: started together,
     # it would otherwise (rightly) be held back until the day before is loaded
-    # (dq_assets.history); what is tested here is two writers at once on the same warehouse.
+    # (dq_assets.rules.history); what is tested here is two writers at once on the same warehouse.
     alone = tmp_path / "alone"
     shutil.copytree(pair_landing / "ingest_date=2025-01-02", alone / "ingest_date=2025-01-02")
     runs = [CliRun(env, "2025-01-01"), CliRun({**env, "DQ_LANDING": str(alone)}, "2025-01-02")]

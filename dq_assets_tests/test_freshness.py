@@ -13,11 +13,11 @@ import dagster as dg
 import pytest
 from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange  # no public API
 
-from dq_assets import freshness
+from dq_assets.operations import freshness
 from dq_assets.definitions import ALL_ASSETS, FRESHNESS_CHECKS, defs
-from dq_assets.freshness import PARTITION_CHECK, POLICY_CHECK, due_day
-from dq_assets.quality_store import DuckDBQualityStore
-from dq_assets.sensors import check_failure_alerts
+from dq_assets.operations.freshness import PARTITION_CHECK, POLICY_CHECK, due_day
+from dq_assets.storage.quality_store import DuckDBQualityStore
+from dq_assets.operations.failure_alerts import check_failure_alerts
 from dq_assets_tests.conftest import DAY1, DAY2, Landing, RecordedRun, Warehouse
 from dq_assets_tests.pg_fixtures import free_port
 from dq_assets_tests.test_sensors import Recorder
@@ -245,7 +245,7 @@ def test_a_warehouse_busy_with_a_run_delays_the_record_not_the_alert(day, monkey
     import subprocess
     import sys
 
-    from dq_assets import quality_store
+    from dq_assets.storage import quality_store
 
     monkeypatch.setattr(quality_store, "SENSOR_LOCK_WAIT", 0.5)
     path = str(day.warehouse.database)
@@ -274,7 +274,7 @@ def test_the_aws_deployment_records_freshness_in_postgresql(day, pg_database):
     have no partition, so the per-partition gate never counts them."""
     import psycopg
 
-    from dq_assets.postgres import PostgresConnection, PostgresQualityStore
+    from dq_assets.storage.postgres.tables import PostgresConnection, PostgresQualityStore
 
     store = PostgresQualityStore(connection=PostgresConnection(url=pg_database))
     with dg.build_sensor_context(instance=day.instance, resources={"quality_store": store}) as ctx:

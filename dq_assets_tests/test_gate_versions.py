@@ -11,7 +11,7 @@ import dagster as dg
 import pytest
 
 from dq_assets.definitions import defs
-from dq_assets.duck import release_warehouse
+from dq_assets.storage.duckdb.warehouse import release_warehouse
 from dq_assets_tests.conftest import DAY1, Landing, Warehouse
 
 DAY = "2025-01-01"

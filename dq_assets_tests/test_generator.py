@@ -2,7 +2,7 @@
 defects that yield exactly what the log says.
 
 The validator here is written independently of the generator (plain pandas + regex + Decimal),
-from docs/contract.md; it only borrows the table declarations of dq_assets.contracts.
+from docs/contract.md; it only borrows the table declarations of dq_assets.contract.tables.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dq_assets import contracts as C
-from dq_assets import generator as G
+from dq_assets.contract import tables as C
+from dq_assets.generator import day as G
 
 START = date(2025, 1, 1)
 D2 = date(2025, 1, 2)

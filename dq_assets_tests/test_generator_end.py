@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from dq_assets import generator as G
+from dq_assets.generator import day as G
 
 
 def tree(root) -> dict[str, bytes]:

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from dq_assets.contracts import table
-from dq_assets.duck import connect_duckdb
-from dq_assets.landing import LandingError, LandingZone, _has_padded_quotes, read_csv_file
+from dq_assets.contract.tables import table
+from dq_assets.storage.duckdb.warehouse import connect_duckdb
+from dq_assets.landing.zone import LandingError, LandingZone, _has_padded_quotes, read_csv_file
 
 
 def read(tmp_path, text: str | bytes, name="orders"):
@@ -150,7 +150,7 @@ def test_a_changed_file_gets_a_new_sha256(tmp_path):
     import hashlib
     import os
 
-    from dq_assets.landing import sha256_of
+    from dq_assets.landing.zone import sha256_of
 
     path = tmp_path / "orders.csv"
     path.write_bytes(b"a,b\n1,2\n")

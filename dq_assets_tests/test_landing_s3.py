@@ -4,7 +4,7 @@ HTTP endpoint: the same partition gives the same warehouse as from a local folde
 import boto3
 import pytest
 
-from dq_assets.landing import LandingZone
+from dq_assets.landing.zone import LandingZone
 from dq_assets_tests.conftest import DAY1, DAY2, Landing, Warehouse
 from dq_assets_tests.test_pipeline import snapshot
 

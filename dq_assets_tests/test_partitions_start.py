@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dq_assets import settings
+from dq_assets import partitions, settings
 from dq_assets.definitions import ALL_ASSETS
 from dq_assets.layers.raw import history_advice
 
@@ -52,7 +52,7 @@ def started_on_the_5th(tmp_path_factory) -> subprocess.CompletedProcess:
         "from dq_assets.definitions import ALL_ASSETS, FRESHNESS_CHECKS\n"
         "firsts = {a.partitions_def.get_first_partition_key() for a in ALL_ASSETS if a.partitions_def}\n"
         "print(sorted(firsts))\n"
-        "from dq_assets import freshness, landing_runs\n"
+        "from dq_assets.operations import freshness, landing_runs\n"
         "print(freshness.PARTITIONS_START, landing_runs.DAILY.get_first_partition_key(), flush=True)\n"
         "import runpy, sys\n"
         f"sys.argv = ['dagster', *{MATERIALIZE!r}, '2025-01-01']\n"
@@ -64,7 +64,7 @@ def test_the_default_is_the_samples_first_day(monkeypatch):
     assert settings.partitions_start() == "2025-01-01" == settings.DEFAULT_PARTITIONS_START
     # this process was started without the variable (a developer's shell may carry one: the
     # sample-based tests then fail; unset it)
-    assert settings.PARTITIONS_START == "2025-01-01"
+    assert partitions.PARTITIONS_START == "2025-01-01"
     assert {a.partitions_def.get_first_partition_key() for a in ALL_ASSETS if a.partitions_def} == {
         "2025-01-01"}
 

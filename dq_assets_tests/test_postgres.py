@@ -21,9 +21,9 @@ import pyarrow as pa
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from dq_assets.duck import to_pandas
-from dq_assets.io_managers import WarehouseIOManager
-from dq_assets.postgres import (
+from dq_assets.storage.duckdb.warehouse import to_pandas
+from dq_assets.storage.duckdb.io_manager import WarehouseIOManager
+from dq_assets.storage.postgres.tables import (
     PostgresConnection,
     PostgresConnectionError,
     PostgresIOManager,
@@ -33,7 +33,7 @@ from dq_assets.postgres import (
     redact,
     resolve_settings,
 )
-from dq_assets.quality_store import DuckDBQualityStore
+from dq_assets.storage.quality_store import DuckDBQualityStore
 
 from dq_assets_tests.pg_fixtures import create_secret, free_port, with_database
 
@@ -271,7 +271,7 @@ def test_missing_table_and_changed_columns_fail_clearly(pg_database):
 
 
 def test_unsupported_identifiers_and_types_are_refused():
-    from dq_assets.postgres import _qualified
+    from dq_assets.storage.postgres.tables import _qualified
 
     with pytest.raises(ValueError, match="not a valid SQL identifier"):
         _qualified("staging", 'x"; DROP TABLE y; --')
@@ -357,7 +357,7 @@ def test_connection_killed_mid_copy_keeps_previous_partition(pg_database):
         assert not result.success
         message = run_error(result)
         first = message.splitlines()[0]
-        assert first.startswith("dq_assets.postgres.PostgresError: PostgreSQL at ")
+        assert first.startswith("dq_assets.storage.postgres.tables.PostgresError: PostgreSQL at ")
         # The server's FATAL notice, or (if the client was blocked sending) libpq's own words.
         assert re.search(r"writing staging\.big failed: (terminating connection due to administrator "
                          r"command|server closed the connection unexpectedly)$", first), first
@@ -374,7 +374,7 @@ def test_connection_killed_mid_copy_keeps_previous_partition(pg_database):
 # ------------------------------------------------------------------------------------------
 
 def _quality_batches():
-    from dq_assets.checks import CHECK_RESULTS_SCHEMA, RECON_SUMMARY_SCHEMA
+    from dq_assets.checks.core import CHECK_RESULTS_SCHEMA, RECON_SUMMARY_SCHEMA
     from dq_assets.layers.staging import PROFILE_SCHEMA
 
     t0 = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc)
@@ -467,7 +467,7 @@ def test_quality_store_answers_like_duckdb(pg_database, tmp_path):
             == {"staging/orders": {"2025-01-01"}, "raw/orders": {"2025-01-02"}, "raw/nope": set()})
 
     # Published tables: partitions replaced, the others kept; a table replaced as a whole.
-    from dq_assets.batches import PartitionBatches
+    from dq_assets.storage.batches import PartitionBatches
 
     def day(d, n):
         return pa.table({"ingest_date": pa.array([date(2025, 1, d)] * n, pa.date32()),
@@ -494,7 +494,7 @@ def test_quality_store_answers_like_duckdb(pg_database, tmp_path):
     assert read(pg, "nope") is None and read(duck, "nope") is None
 
     # Append-only: every row of every batch is still there; a batch with fewer columns appends too.
-    from dq_assets.quality_store import APPEND_ONLY_TABLES
+    from dq_assets.storage.quality_store import APPEND_ONLY_TABLES
 
     pg.append("check_results", batches[0][1].select(["run_id", "partition_key", "asset_key", "check_name", "evaluated_at"]))
     with psycopg.connect(pg_database) as conn:

@@ -5,9 +5,9 @@ from decimal import Decimal
 
 import pyarrow as pa
 
-from dq_assets.contracts import table
-from dq_assets.duck import connect_duckdb
-from dq_assets.profiling import column_profiles, profile_markdown
+from dq_assets.contract.tables import table
+from dq_assets.storage.duckdb.warehouse import connect_duckdb
+from dq_assets.rules.profiling import column_profiles, profile_markdown
 
 
 def test_profile_counts_nulls_distinct_values_and_ranges_of_one_partition():

@@ -23,14 +23,14 @@ from decimal import Decimal, InvalidOperation
 import pyarrow as pa
 import pytest
 
-from dq_assets.batches import partition_slice
-from dq_assets.cleaning import validate
-from dq_assets.contracts import (
+from dq_assets.storage.batches import partition_slice
+from dq_assets.rules.cleaning import validate
+from dq_assets.contract.tables import (
     COUNTRY, CURRENCY, DECIMAL, EMAIL, ENUM, ID, INTEGER, REJECT_REASONS, SAME_PARTITION, TABLES,
     TEXT, TIMESTAMP, Column, Table,
 )
-from dq_assets.duck import connect_duckdb
-from dq_assets.landing import read_csv_file
+from dq_assets.storage.duckdb.warehouse import connect_duckdb
+from dq_assets.landing.zone import read_csv_file
 
 
 def seeds(spec: str) -> list[int]:

@@ -10,9 +10,9 @@ import pyarrow as pa
 import pytest
 from dagster_aws.s3 import S3Resource
 
-from dq_assets.duck import to_pandas
-from dq_assets.s3_parquet import S3ParquetIOManager
-from dq_assets.settings import DAILY
+from dq_assets.storage.duckdb.warehouse import to_pandas
+from dq_assets.storage.s3.io_manager import S3ParquetIOManager
+from dq_assets.partitions import DAILY
 
 UTC = dt.timezone.utc
 
@@ -183,7 +183,7 @@ def test_a_nested_prefix_is_kept():
           "b": dg.AssetOut(key=["raw", "pair_b"], metadata={"partition_expr": "ingest_date"})},
     partitions_def=DAILY)
 def pair(context):
-    from dq_assets.batches import PartitionBatches
+    from dq_assets.storage.batches import PartitionBatches
 
     b = PartitionBatches.for_asset(context, dg.AssetKey(["raw", "pair_b"]), lambda k: pa.Table.from_pandas(frame(k, 1)))
     yield dg.Output(PartitionBatches.for_asset(context, dg.AssetKey(["raw", "pair_a"]),
@@ -205,12 +205,12 @@ def test_outputs_that_must_be_visible_together_are_refused_on_s3(bucket):
 
 
 def test_pending_versions_are_new_objects_the_newest_read_the_superseded_dropped_once_published(bucket):
-    """A raw partition written as pending (dq_assets.batches): a new object per write, the newest
+    """A raw partition written as pending (dq_assets.storage.batches): a new object per write, the newest
     one read downstream, and the older ones deleted only once the step that read it says its
     publication was committed (on aws: quality.raw_current in PostgreSQL)."""
     import re
 
-    from dq_assets.batches import PartitionBatches, PartitionReader
+    from dq_assets.storage.batches import PartitionBatches, PartitionReader
 
     day, sent, seen = "2025-01-01", {"rows": 2}, {}
 

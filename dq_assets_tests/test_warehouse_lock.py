@@ -4,11 +4,11 @@ import subprocess
 import sys
 import time
 
-from dq_assets.duck import release_warehouse, warehouse_connection
+from dq_assets.storage.duckdb.warehouse import release_warehouse, warehouse_connection
 
 HOLDER = """
 import sys, time
-from dq_assets.duck import release_warehouse, warehouse_connection
+from dq_assets.storage.duckdb.warehouse import release_warehouse, warehouse_connection
 with warehouse_connection(sys.argv[1]) as c:
     c.execute("CREATE TABLE t AS SELECT 42 AS answer")
 print("holding", flush=True)

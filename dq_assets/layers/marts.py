@@ -2,7 +2,7 @@
 
 One step publishes every mart. It reads the gate decision of each partition of the run and
 publishes a partition only when the decision passed and the partition's write marks are still
-the ones the gate judged (dq_assets.quality_store); the others keep their previous contents.
+the ones the gate judged (dq_assets.storage.quality_store); the others keep their previous contents.
 
 What Dagster records is what was published. The marts are written by the step itself (through
 the deployment's store), all of a run in one transaction, and a partition gets a materialization, with its own figures, only
@@ -21,15 +21,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dq_assets.batches import PartitionBatches, PartitionReader, chunk_producer, run_partition_keys
-from dq_assets.catalog import published_column_schema, store_of
-from dq_assets.checks import check_output, evaluate_mart_totals, load_gate_config, report
-from dq_assets.duck import partition_query, query_tables
+from dq_assets.storage.batches import PartitionBatches, PartitionReader, chunk_producer, run_partition_keys
+from dq_assets.catalog.docs import published_column_schema
+from dq_assets.storage.column_schema import store_of
+from dq_assets.checks.core import check_output, evaluate_mart_totals, load_gate_config, report
+from dq_assets.storage.duckdb.warehouse import partition_query, query_tables
 from dq_assets.layers.quality import GATE_KEY, by_partition, inputs_version
 from dq_assets.layers.staging import staging_key
-from dq_assets.profiling import REVENUE_IN
-from dq_assets.quality_store import Publication, QualityStore
-from dq_assets.settings import DAILY
+from dq_assets.rules.profiling import REVENUE_IN
+from dq_assets.storage.quality_store import Publication, QualityStore
+from dq_assets.partitions import DAILY
 
 MARTS_GROUP = "marts"
 MARTS_SCHEMA = "marts"

@@ -3,7 +3,7 @@
 `quality.partition_gate` runs after every raw and staging step of its partition and reads the
 latest result of every check of that partition from `quality.check_results`. A partition passes
 unless an ERROR-severity check failed, a gated asset has no check results, or a gated asset was
-rewritten without its checks (dq_assets.quality_store: write marks). The decision records the
+rewritten without its checks (dq_assets.storage.quality_store: write marks). The decision records the
 write marks it judged (`inputs_version`); the marts publish a partition only while those marks
 are unchanged, so what changed after the gate is never published ungated.
 
@@ -22,18 +22,18 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dq_assets.contracts import TABLE_NAMES
-from dq_assets.history import day_ranges
-from dq_assets.batches import PartitionBatches, PartitionReader, chunked, run_partition_keys
-from dq_assets.checks import (
+from dq_assets.contract.tables import TABLE_NAMES
+from dq_assets.rules.history import day_ranges
+from dq_assets.storage.batches import PartitionBatches, PartitionReader, chunked, run_partition_keys
+from dq_assets.checks.core import (
     ERROR, SAMPLE_KEYS, Outcome, Recon, load_gate_config, report,
 )
 from dq_assets.layers.raw import LANDING_FILES_KEY, mark_writes, partition_asset_args, raw_key
 from dq_assets.layers.staging import quarantine_key, staging_key
-from dq_assets.reconcile import amount_totals, first_captured, row_mismatches
-from dq_assets.suppressions import load_suppressions, today_utc
-from dq_assets.quality_store import QualityStore
-from dq_assets.settings import DAILY
+from dq_assets.rules.reconcile import amount_totals, first_captured, row_mismatches
+from dq_assets.contract.suppressions import load_suppressions, today_utc
+from dq_assets.storage.quality_store import QualityStore
+from dq_assets.partitions import DAILY
 
 GATE_KEY = dg.AssetKey(["quality", "partition_gate"])
 RECON_KEY = dg.AssetKey(["quality", "recon_row_mismatches"])
@@ -61,7 +61,7 @@ GATE_SCHEMA = pa.schema(
         ("rows_staged", pa.int64()),
         # mean of the share of landed rows that reached staging and the share of checks passed
         ("health_score", pa.float64()),
-        # absolute amounts of the revenue rows held back in quarantine (dq_assets.profiling)
+        # absolute amounts of the revenue rows held back in quarantine (dq_assets.rules.profiling)
         ("revenue_at_risk", pa.decimal128(38, 6)),
         ("run_id", pa.string()),
         # the write marks of the gated assets this decision judged (see inputs_version)

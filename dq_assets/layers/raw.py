@@ -7,8 +7,8 @@ from datetime import date
 import dagster as dg
 import pyarrow as pa
 
-from dq_assets.batches import PartitionBatches, run_partition_keys
-from dq_assets.checks import (
+from dq_assets.storage.batches import PartitionBatches, run_partition_keys
+from dq_assets.checks.core import (
     SAMPLE_KEYS,
     Outcome,
     evaluate_landing,
@@ -17,11 +17,11 @@ from dq_assets.checks import (
     raw_check_defs,
     report,
 )
-from dq_assets.cleaning import money_sum
-from dq_assets.contracts import TABLES, Table, table
-from dq_assets.duck import connect_duckdb
-from dq_assets.history import HISTORY_CHECK, day_ranges, loaded_history, missing_days
-from dq_assets.landing import (
+from dq_assets.rules.cleaning import money_sum
+from dq_assets.contract.tables import TABLES, Table, table
+from dq_assets.storage.duckdb.warehouse import connect_duckdb
+from dq_assets.rules.history import HISTORY_CHECK, day_ranges, loaded_history, missing_days
+from dq_assets.landing.zone import (
     FileSchema,
     LandingError,
     LandingZone,
@@ -31,8 +31,9 @@ from dq_assets.landing import (
     sha256_of,
     table_of_file,
 )
-from dq_assets.quality_store import QualityStore
-from dq_assets.settings import DAILY, PARTITIONS_START, PARTITIONS_START_ENV
+from dq_assets.storage.quality_store import QualityStore
+from dq_assets.partitions import DAILY, PARTITIONS_START
+from dq_assets.settings import PARTITIONS_START_ENV
 
 RAW_GROUP = "raw"
 RAW_IO_MANAGER = "raw_io_manager"  # S3 in the aws deployment, the warehouse otherwise
@@ -87,7 +88,7 @@ def build_raw_asset(t: Table) -> dg.AssetsDefinition:
         mark_writes(context, quality_store, [key])
         # The IO manager stores each partition as it is read: one file in memory at a time. As
         # a pending version: the table's staging step publishes it together with staging and
-        # quarantine (dq_assets.batches), so raw = staging + quarantine even if the run dies
+        # quarantine (dq_assets.storage.batches), so raw = staging + quarantine even if the run dies
         # in between.
         yield dg.Output(PartitionBatches.for_asset(context, key, produce, pending=True))
         yield from report(context, quality_store, outcomes)
@@ -225,7 +226,7 @@ def evaluate_history(asset: dg.AssetKey, partition_keys: list[str], cfg, landed:
 
 def mark_writes(context, quality_store: QualityStore, asset_keys: list[dg.AssetKey]) -> None:
     """Before writing: mark the asset partitions this run is about to replace (see
-    dq_assets.quality_store), so a gate decision taken before is no longer theirs."""
+    dq_assets.storage.quality_store), so a gate decision taken before is no longer theirs."""
     quality_store.mark_writes(context.run.run_id, [k.to_user_string() for k in asset_keys],
                               list(context.partition_keys))
 

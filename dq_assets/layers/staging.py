@@ -11,10 +11,10 @@ from datetime import datetime, timezone
 import dagster as dg
 import pyarrow as pa
 
-from dq_assets.batches import (
+from dq_assets.storage.batches import (
     PartitionBatches, PartitionReader, chunk_producer, partition_slice, run_partition_keys,
 )
-from dq_assets.checks import (
+from dq_assets.checks.core import (
     SAMPLE_KEYS,
     PartitionCounts,
     evaluate_staging,
@@ -22,13 +22,13 @@ from dq_assets.checks import (
     report,
     staging_check_defs,
 )
-from dq_assets.cleaning import trimmed, validate
-from dq_assets.contracts import SAME_PARTITION, TABLES, Table
-from dq_assets.duck import connect_duckdb, fetch_arrow
+from dq_assets.rules.cleaning import trimmed, validate
+from dq_assets.contract.tables import SAME_PARTITION, TABLES, Table
+from dq_assets.storage.duckdb.warehouse import connect_duckdb, fetch_arrow
 from dq_assets.layers.raw import LANDING_FILES_KEY, mark_writes, raw_key
-from dq_assets.profiling import column_profiles, profile_markdown, revenue
-from dq_assets.quality_store import QualityStore
-from dq_assets.settings import DAILY
+from dq_assets.rules.profiling import column_profiles, profile_markdown, revenue
+from dq_assets.storage.quality_store import QualityStore
+from dq_assets.partitions import DAILY
 
 STAGING_GROUP = "staging"
 
@@ -60,7 +60,7 @@ def build_staging_asset(t: Table) -> dg.AssetsDefinition:
         name=f"stage_{t.name}",
         ins=ins,
         # after the landing audit: its blocking history check holds staging back while the
-        # days before the partition are not loaded (dq_assets.history)
+        # days before the partition are not loaded (dq_assets.rules.history)
         deps=[LANDING_FILES_KEY],
         outs={
             "staging": dg.AssetOut(
@@ -115,7 +115,7 @@ def build_staging_asset(t: Table) -> dg.AssetsDefinition:
             quarantined.update((k, partition_slice(result.quarantine, k)) for k in chunk)
             return result.staging
 
-        # Written one group of partitions at a time (dq_assets.batches), staging and quarantine
+        # Written one group of partitions at a time (dq_assets.storage.batches), staging and quarantine
         # of each group in one transaction, which also makes the raw version they were made
         # from current (the raw step wrote it as pending): readers never see a day's staging
         # without its quarantine, nor its raw without both, even after a crash between two

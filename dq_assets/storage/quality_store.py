@@ -17,16 +17,8 @@ from datetime import datetime, timezone
 import dagster as dg
 import pyarrow as pa
 
-from dq_assets.duck import (
-    add_missing_columns,
-    fetch_arrow,
-    qualified,
-    quote,
-    release_warehouse,
-    replace_partitions,
-    table_exists,
-    warehouse_connection,
-)
+from dq_assets.storage.duckdb.warehouse import add_missing_columns, fetch_arrow, release_warehouse, replace_partitions, table_exists, warehouse_connection
+from dq_assets.storage.sql import qualified, quote
 from dq_assets.settings import warehouse_path
 
 QUALITY_SCHEMA = "quality"

@@ -6,7 +6,7 @@ every asset:
   holds them, nullability, the contract's rules as column constraints (key, accepted values,
   shapes, ranges, references, future timestamps, row rules) and, in each column's
   description, which reject reason a row gets for which rule. Raw, staging and quarantine
-  tables are derived from the contracts (`dq_assets.contracts`), the quality tables from the
+  tables are derived from the contracts (`dq_assets.contract.tables`), the quality tables from the
   Arrow schemas their code writes, the marts from `mart_docs` (their columns are fixed in
   their SQL);
 - `dagster/table_name`: the table's SQL name (`staging.orders`), never a file path; raw on S3
@@ -32,15 +32,13 @@ import re
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from functools import cache
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pyarrow as pa
 
-from dq_assets import contracts
-from dq_assets.contracts import (
+from dq_assets.contract import tables as contracts
+from dq_assets.contract.tables import (
     COUNTRY,
     CURRENCY,
     DECIMAL,
@@ -60,87 +58,26 @@ from dq_assets.contracts import (
     Column,
     Table,
 )
-from dq_assets.reconcile import RECONS
+from dq_assets.rules.reconcile import RECONS
+from dq_assets.storage.column_schema import (
+    COLUMN_SCHEMA,
+    S3_PARQUET,
+    STORE_KINDS,
+    column_type,
+    columns_written,
+    store_of,
+)
 
 OWNERS_ENV = "DQ_ASSET_OWNERS"
 DEFAULT_OWNERS = ("team:data-platform",)
 GIT_URL_ENV = "DQ_GIT_URL"
 GIT_BRANCH_ENV = "DQ_GIT_BRANCH"
 
-COLUMN_SCHEMA = "dagster/column_schema"
 TABLE_NAME = "dagster/table_name"
 CODE_REFERENCES = "dagster/code_references"
 STORAGE = "storage"  # where a table that is no SQL table lives (an s3:// prefix)
 SCHEMA_CHANGE_CHECK = "column_schema_change"  # the name Dagster's builder gives its checks
 SCHEMA_CHECKED_GROUPS = ("staging", "marts")
-
-# ---------------------------------------------------------------- stores and kinds
-
-DUCKDB, POSTGRES, S3_PARQUET = "duckdb", "postgres", "s3_parquet"
-STORE_KINDS: dict[str, set[str]] = {
-    DUCKDB: {"duckdb"},
-    POSTGRES: {"postgres"},
-    S3_PARQUET: {"s3", "parquet"},
-}
-# The IO managers of `resources.py` and the store behind each (by class name, so this module
-# does not import psycopg or boto3 to find out).
-_STORE_OF_IO_MANAGER = {
-    "WarehouseIOManager": DUCKDB,
-    "PostgresIOManager": POSTGRES,
-    "S3ParquetIOManager": S3_PARQUET,
-    # where the marts step writes the marts itself
-    "DuckDBQualityStore": DUCKDB,
-    "PostgresQualityStore": POSTGRES,
-    "DuckDBPublication": DUCKDB,
-    "PostgresPublication": POSTGRES,
-}
-
-
-def store_of(io_manager) -> str | None:
-    """The store behind an IO manager resource, or None for one this module does not know."""
-    for cls in type(io_manager).__mro__:
-        if cls.__name__ in _STORE_OF_IO_MANAGER:
-            return _STORE_OF_IO_MANAGER[cls.__name__]
-    return None
-
-
-def column_type(t: pa.DataType, store: str | None) -> str:
-    """The type name of an Arrow column as the store holds it, as its own catalog spells it:
-    DuckDB's information_schema, PostgreSQL's `format_type` (of what `postgres.pg_type` has
-    its IO manager create), or the Arrow type of the parquet file (also for an unknown store)."""
-    if pa.types.is_dictionary(t):
-        t = t.value_type
-    if store == DUCKDB:
-        return _duckdb_type(t)
-    if store == POSTGRES:
-        from dq_assets.postgres import pg_type
-
-        created = pg_type(t)
-        return _PG_SPELLING.get(created, created.lower())
-    return _arrow_type(t)
-
-
-_PG_SPELLING = {"TIMESTAMPTZ": "timestamp with time zone", "TIMESTAMP": "timestamp without time zone"}
-
-
-@cache
-def _duckdb_type(t: pa.DataType) -> str:
-    """DuckDB's name for the column type it creates from this Arrow type (as its
-    information_schema reports it), asked from DuckDB itself."""
-    with duckdb.connect() as conn:
-        return str(conn.from_arrow(pa.table({"c": pa.array([], type=t)})).types[0])
-
-
-_UTC = ("UTC", "Etc/UTC", "+00:00", "Z")
-
-
-def _arrow_type(t: pa.DataType) -> str:
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or str(t) == "string_view":
-        return "string"
-    if pa.types.is_timestamp(t) and t.tz in _UTC:
-        return str(pa.timestamp(t.unit, tz="UTC"))
-    return str(t)
-
 
 # ---------------------------------------------------------------- declared tables
 
@@ -282,7 +219,7 @@ def raw_doc(t: Table) -> TableDoc:
 
 
 def staging_doc(t: Table) -> TableDoc:
-    from dq_assets.cleaning import staging_columns
+    from dq_assets.rules.cleaning import staging_columns
 
     typed = {c.name: staged_col(t, c) for c in t.columns}
     names = [n.strip('"') for n in staging_columns(t)]
@@ -293,8 +230,8 @@ def staging_doc(t: Table) -> TableDoc:
 
 
 def quarantine_doc(t: Table) -> TableDoc:
-    from dq_assets.checks import table_reasons
-    from dq_assets.cleaning import quarantine_columns
+    from dq_assets.checks.core import table_reasons
+    from dq_assets.rules.cleaning import quarantine_columns
 
     reasons = ", ".join(table_reasons(t))
     own = {
@@ -387,7 +324,7 @@ REVENUE = Col("revenue", MONEY, "amount of the orders that are paid, shipped or 
 def mart_docs() -> dict[dg.AssetKey, TableDoc]:
     """The marts' columns are fixed in their SQL (dq_assets/layers/marts.py); a test compares
     these with the tables a real run leaves behind."""
-    from dq_assets.cleaning import staging_columns
+    from dq_assets.rules.cleaning import staging_columns
 
     customers = contracts.table("customers")
     fact_orders_cols = ("order_id", "customer_id", "order_ts", "status", "currency", "amount",
@@ -467,33 +404,10 @@ def table_name(key: dg.AssetKey) -> str:
 # ---------------------------------------------------------------- at materialization
 
 
-def written_column_schema(context: dg.OutputContext, schema: pa.Schema | None, store: str) -> dict:
-    """Output metadata for the columns an IO manager wrote: names and types as `store` holds
-    them, with the descriptions and constraints of the asset's declared schema for the
-    columns it declares. Dagster's column-schema-change check compares these."""
-    declared_value = (context.definition_metadata or {}).get(COLUMN_SCHEMA)
-    return _written(schema, store, getattr(declared_value, "schema", declared_value))
-
-
 def published_column_schema(key: dg.AssetKey, schema: pa.Schema | None, store: str) -> dict:
     """The same for a table a step writes itself (the marts), declared in `table_docs`."""
     doc = table_docs().get(key)
-    return _written(schema, store, doc.table_schema(store) if doc else None)
-
-
-def _written(schema: pa.Schema | None, store: str, declared) -> dict:
-    if schema is None:
-        return {}
-    by_name = {c.name: c for c in declared.columns} if isinstance(declared, dg.TableSchema) else {}
-    columns = []
-    for field in schema:
-        known = by_name.get(field.name)
-        columns.append(dg.TableColumn(
-            name=field.name, type=column_type(field.type, store),
-            description=known.description if known else None,
-            constraints=known.constraints if known else None))
-    constraints = declared.constraints if isinstance(declared, dg.TableSchema) else None
-    return {COLUMN_SCHEMA: dg.TableSchema(columns=columns, constraints=constraints)}
+    return columns_written(schema, store, doc.table_schema(store) if doc else None)
 
 
 # ---------------------------------------------------------------- owners and code
@@ -542,7 +456,7 @@ def code_references(assets: Iterable) -> dict[dg.AssetKey, dg.CodeReferencesMeta
     referenced = [a.map_asset_specs(add_contract) for a in referenced]
     git_url = os.environ.get(GIT_URL_ENV, "").strip().rstrip("/")
     if git_url:
-        package = Path(contracts.__file__).resolve().parent
+        package = Path(contracts.__file__).resolve().parent.parent  # dq_assets/
         referenced = dg.link_code_references_to_git(
             referenced, git_url=git_url,
             git_branch=os.environ.get(GIT_BRANCH_ENV, "").strip() or "main",

@@ -10,7 +10,7 @@ spelling, surrounding whitespace, mixed case codes, shuffled columns, header nam
 case, quoted fields, BOM, CRLF, late-arriving rows). Defects are injected on request
 (`--defect` every day, `--on` one day); each injected row carries exactly one defect.
 
-Table and column names, enum values and manifest sum fields come from `dq_assets.contracts`.
+Table and column names, enum values and manifest sum fields come from `dq_assets.contract.tables`.
 Everything is derived from (seed, ingest date): no wall clock, so the same arguments give
 byte-identical output (`--end yesterday` reads the clock for the dates only). Generation is vectorised (numpy + pyarrow) so that a day of 1,000,000
 orders (2.5M items, 10M events) takes well under two minutes.
@@ -37,7 +37,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dq_assets import contracts as C
+from dq_assets.contract import tables as C
 
 # ----------------------------------------------------------------------------- constants
 

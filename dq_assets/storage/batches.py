@@ -14,7 +14,7 @@ the same table publishes it (`PartitionBatches.publishes`) in the transaction th
 staging and quarantine of those partitions. So raw = staging + quarantine holds at every
 moment, whatever step a run dies in. On DuckDB the pending version is a table of its own,
 moved into `raw.<table>` by the publication; on S3 each write is a new object, and the
-publication records which object is current (see dq_assets.s3_parquet).
+publication records which object is current (see dq_assets.storage.s3.io_manager).
 """
 
 from __future__ import annotations

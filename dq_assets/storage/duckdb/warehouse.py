@@ -15,26 +15,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from dq_assets.contracts import check_identifier
-
-
-def quote(identifier: str) -> str:
-    """A validated, quoted SQL identifier."""
-    return f'"{check_identifier(identifier)}"'
-
-
-def qualified(schema: str, table: str) -> str:
-    return f"{quote(schema)}.{quote(table)}"
-
-
-def sql_str(value: str) -> str:
-    """A SQL string literal (for values fixed in code; data values go as parameters)."""
-    return "'" + value.replace("'", "''") + "'"
-
-
-def sql_list(values) -> str:
-    """A parenthesised list of string literals, for IN (...)."""
-    return "(" + ", ".join(sql_str(v) for v in sorted(values)) + ")"
+from dq_assets.storage.sql import check_identifier, qualified, quote, sql_str
 
 
 _MEMORY: list[duckdb.DuckDBPyConnection] = []
@@ -234,7 +215,7 @@ def replace_partitions(conn: duckdb.DuckDBPyConnection, schema: str, table: str,
             conn.begin()
 
 
-# A pending version of `schema.table` (written, not yet current: see dq_assets.batches) is kept
+# A pending version of `schema.table` (written, not yet current: see dq_assets.storage.batches) is kept
 # in `<schema>_pending.<table>`; the partitions that have one are listed in PENDING_MARKS there
 # (a pending partition may have no rows: a file absent that day).
 PENDING_MARKS = "pending_partitions"

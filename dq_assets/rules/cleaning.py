@@ -13,8 +13,9 @@ from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 import duckdb
 import pyarrow as pa
 
-from dq_assets.duck import fetch_arrow, quote, sql_list, sql_str
-from dq_assets.contracts import (
+from dq_assets.storage.duckdb.warehouse import fetch_arrow
+from dq_assets.storage.sql import quote, sql_list, sql_str
+from dq_assets.contract.tables import (
     COUNTRY,
     CURRENCY,
     DECIMAL,

@@ -21,23 +21,11 @@ from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, Tabl
 from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasTypeHandler
 
-from dq_assets.batches import PartitionBatches, PartitionReader, written_by_another_output
-from dq_assets.catalog import DUCKDB, written_column_schema
-from dq_assets.contracts import check_table_slice
-from dq_assets.duck import (
-    add_missing_columns,
-    fetch_arrow,
-    PENDING_MARKS,
-    partition_query,
-    pending_table,
-    qualified,
-    quote,
-    replace_partitions,
-    table_exists,
-    to_arrow,
-    to_pandas,
-    warehouse_connection,
-)
+from dq_assets.storage.batches import PartitionBatches, PartitionReader, written_by_another_output
+from dq_assets.storage.column_schema import DUCKDB, written_column_schema
+from dq_assets.storage.sql import check_table_slice
+from dq_assets.storage.duckdb.warehouse import add_missing_columns, fetch_arrow, PENDING_MARKS, partition_query, pending_table, replace_partitions, table_exists, to_arrow, to_pandas, warehouse_connection
+from dq_assets.storage.sql import qualified, quote
 from dq_assets.settings import warehouse_path
 
 
@@ -128,7 +116,7 @@ def _partition_metadata(context, rows: int) -> None:
 
 class PartitionBatchesTypeHandler(DbTypeHandler):
     """Writes a step's output one partition at a time and reads inputs the same way, so a
-    step over a long range holds one partition in memory (see `dq_assets.batches`)."""
+    step over a long range holds one partition in memory (see `dq_assets.storage.batches`)."""
 
     def __init__(self, database: str):
         self.database = database

@@ -25,13 +25,13 @@ from pathlib import Path
 import dagster as dg
 import pyarrow as pa
 
-from dq_assets.cleaning import column_failures
-from dq_assets.contracts import REJECT_REASONS, Table
+from dq_assets.rules.cleaning import column_failures
+from dq_assets.contract.tables import REJECT_REASONS, Table
 from dq_assets.settings import read_yaml
-from dq_assets.suppressions import Suppression, load_suppressions, today_utc
+from dq_assets.contract.suppressions import Suppression, load_suppressions, today_utc
 
 GATE_CONFIG_ENV = "DQ_GATE_CONFIG"
-DEFAULT_GATE_CONFIG = Path(__file__).with_name("gate.yaml")
+DEFAULT_GATE_CONFIG = Path(__file__).parent.parent / "contract" / "gate.yaml"
 ERROR, WARN = "ERROR", "WARN"
 SAMPLE_KEYS = 10
 

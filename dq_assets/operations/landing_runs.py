@@ -1,6 +1,6 @@
 """Runs for landed days, in order: the landing sensor and the daily schedule.
 
-A day's checks rely on the days before it (dq_assets.history), so landed days are run in
+A day's checks rely on the days before it (dq_assets.rules.history), so landed days are run in
 order and together: every tick asks for at most one run, over the range from the earliest day
 that needs one to the latest (days between are run again, which is idempotent), and none while
 an earlier run of the warehouse job is still queued or running. Days that land together are
@@ -14,11 +14,11 @@ from datetime import timedelta
 
 import dagster as dg
 
-from dq_assets.history import HISTORY_CHECK, loaded_history, missing_days
-from dq_assets.jobs import daily_warehouse
-from dq_assets.landing import LandingError, LandingZone
-from dq_assets.quality_store import QualityStore
-from dq_assets.settings import DAILY
+from dq_assets.rules.history import HISTORY_CHECK, loaded_history, missing_days
+from dq_assets.operations.jobs import daily_warehouse
+from dq_assets.landing.zone import LandingError, LandingZone
+from dq_assets.storage.quality_store import QualityStore
+from dq_assets.partitions import DAILY
 
 LANDING_FILES = "raw/landing_files"
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,

@@ -12,8 +12,8 @@ Row level, one row per mismatching key in `quality.recon_row_mismatches`:
 
 import pyarrow as pa
 
-from dq_assets.profiling import REVENUE_IN
-from dq_assets.duck import query_tables
+from dq_assets.rules.profiling import REVENUE_IN
+from dq_assets.storage.duckdb.warehouse import query_tables
 
 AMOUNT_TOLERANCE = "0.01"
 

@@ -53,11 +53,12 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import Field
 
-from dq_assets.batches import PartitionBatches, PartitionReader, written_by_another_output
-from dq_assets.catalog import POSTGRES, written_column_schema
-from dq_assets.contracts import check_identifier, check_table_slice
-from dq_assets.duck import partition_query, to_arrow, to_pandas
-from dq_assets.quality_store import APPEND_ONLY_TABLES, QUALITY_SCHEMA, Publication, QualityStore
+from dq_assets.storage.batches import PartitionBatches, PartitionReader, written_by_another_output
+from dq_assets.storage.column_schema import POSTGRES, written_column_schema
+from dq_assets.storage.sql import check_identifier, check_table_slice
+from dq_assets.storage.duckdb.warehouse import partition_query, to_arrow, to_pandas
+from dq_assets.storage.quality_store import APPEND_ONLY_TABLES, QUALITY_SCHEMA, Publication, QualityStore
+from dq_assets.redaction import redact
 
 __all__ = [
     "APPEND_ONLY_TABLES",
@@ -92,7 +93,7 @@ DEFAULT_CONNECT_TIMEOUT = 10
 
 COPY_BATCH_ROWS = 50_000
 
-_log = dg.get_dagster_logger("dq_assets.postgres")
+_log = dg.get_dagster_logger("dq_assets.storage.postgres.tables")
 
 
 # --------------------------------------------------------------------------------------------
@@ -113,23 +114,6 @@ class PostgresError(dg.Failure):
 
 class PostgresConnectionError(PostgresError):
     """No connection could be opened (after the configured attempts)."""
-
-
-_URL_USERINFO = re.compile(r"(?P<pre>\b[a-z][a-z0-9+.\-]*://[^:/?#@\s]*:)[^@\s/]*@", re.IGNORECASE)
-_KV_PASSWORD = re.compile(r"(?P<pre>\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", re.IGNORECASE)
-_JSON_PASSWORD = re.compile(r'(?P<pre>["\']password["\']\s*:\s*)(["\'])(?:(?!\2)[^\\]|\\.)*\2', re.IGNORECASE)
-
-
-def redact(text: object, secrets: Sequence[str | None] = ()) -> str:
-    """`text` with every known secret and every password-looking part replaced by `***`:
-    the password of a URL (`scheme://user:***@host`), `password=***` pairs and JSON fields."""
-    out = str(text)
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        out = out.replace(secret, "***")
-    out = _URL_USERINFO.sub(lambda m: f"{m.group('pre')}***@", out)
-    out = _KV_PASSWORD.sub(lambda m: f"{m.group('pre')}***", out)
-    out = _JSON_PASSWORD.sub(lambda m: f'{m.group("pre")}"***"', out)
-    return out
 
 
 def _one_line(message: str) -> str:
@@ -811,7 +795,7 @@ class PostgresPandasTypeHandler(DbTypeHandler[pd.DataFrame]):
 
 
 class PostgresBatchesTypeHandler(DbTypeHandler):
-    """One partition at a time (see `dq_assets.batches`): each partition is COPYed as it is
+    """One partition at a time (see `dq_assets.storage.batches`): each partition is COPYed as it is
     produced, all inside the output's one transaction; inputs are read per partition."""
 
     def __init__(self, connection: PostgresConnection):

@@ -38,6 +38,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from dq_assets.redaction import first_line, redact, redact_url
+from dq_assets.settings import repo_root
+
 log = logging.getLogger(__name__)
 
 SINKS_ENV = "DQ_ALERT_SINKS"
@@ -60,8 +63,6 @@ _SECTION_LIMIT = 2900         # Slack: section text <= 3000 characters
 _TEXT_LIMIT = 3500            # fallback `text`: keep notifications readable
 _SNS_SUBJECT_LIMIT = 99       # SNS: "less than 100 characters", no line breaks
 _SNS_MESSAGE_LIMIT = 250_000  # SNS: 256 KiB per message
-
-_PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 
 
 # --------------------------------------------------------------------------------------------
@@ -144,7 +145,7 @@ def deliver(alerts: list[Alert], sinks: list[Sink]) -> list[tuple[str, str, Exce
             except AlertDeliveryError as e:
                 err: Exception = e
             except Exception as e:  # a foreign sink: keep one line, type first
-                err = AlertDeliveryError(f"{name}: {type(e).__name__}: {_first_line(e)}")
+                err = AlertDeliveryError(f"{name}: {type(e).__name__}: {first_line(e, 200)}")
             else:
                 log.debug("alerts: run %s (%d alert(s)) delivered to %s", run_id, len(group), name)
                 continue
@@ -176,30 +177,6 @@ def sinks_from_env(environ: Mapping[str, str] = os.environ) -> list[Sink]:
 
 # --------------------------------------------------------------------------------------------
 # Formatting shared by the sinks
-
-
-def _first_line(e: BaseException, limit: int = 200) -> str:
-    text = str(e).strip().splitlines()
-    line = text[0] if text else ""
-    return line[:limit]
-
-
-def redact_url(url: str) -> str:
-    """A secret URL as it may be shown: scheme and host only (`https://hooks.slack.com/***`);
-    its user, password, port, path, query and fragment can all carry the secret."""
-    try:
-        parts = urllib.parse.urlsplit(str(url))
-        host = parts.hostname
-    except ValueError:
-        host = None
-    return f"{parts.scheme}://{host}/***" if host else "***"
-
-
-def _redact(text: str, secrets: list[str]) -> str:
-    for s in secrets:
-        if s and len(s) >= 4:
-            text = text.replace(s, "***")
-    return text
 
 
 def _now() -> str:
@@ -307,10 +284,6 @@ def slack_message(run_id: str, alerts: list[Alert]) -> dict[str, Any]:
 # Sinks
 
 
-def repo_root() -> Path:
-    if (_PACKAGE_PARENT / "pyproject.toml").exists():
-        return _PACKAGE_PARENT
-    return Path.cwd()
 
 
 class JsonlSink:
@@ -411,7 +384,7 @@ class WebhookSink:
         except OSError as e:
             problem = f"{type(e).__name__}: {e.strerror or ''}".strip(": ")
         if problem:
-            raise AlertDeliveryError(f"{where}: {_redact(problem, self._secrets())}") from None
+            raise AlertDeliveryError(f"{where}: {redact(problem, self._secrets(), shortest=4)}") from None
 
     def _secrets(self) -> list[str]:
         parts = urllib.parse.urlsplit(self._url)
@@ -462,12 +435,12 @@ class SlackSink:
             text = "connection refused" if isinstance(reason, ConnectionRefusedError) else str(
                 getattr(reason, "strerror", None) or reason)
             raise AlertDeliveryError(f"{where}: cannot reach the Slack API: "
-                                     f"{_redact(text, [self._token])}") from None
+                                     f"{redact(text, [self._token], shortest=4)}") from None
         except (TimeoutError, socket.timeout):
             raise AlertDeliveryError(f"{where}: timed out after {self.timeout} s") from None
         except Exception as e:
             raise AlertDeliveryError(
-                f"{where}: {type(e).__name__}: {_redact(_first_line(e), [self._token])}") from None
+                f"{where}: {type(e).__name__}: {redact(first_line(e, 200), [self._token], shortest=4)}") from None
         if not ok:
             hint = {
                 "not_authed": f" (set {SLACK_TOKEN_ENV})",
@@ -477,7 +450,7 @@ class SlackSink:
                 "channel_not_found": f" (check {SLACK_CHANNEL_ENV}; is the bot invited?)",
                 "not_in_channel": " (invite the bot to the channel)",
             }.get(str(error), "")
-            raise AlertDeliveryError(f"{where}: {_redact(str(error), [self._token])}{hint}")
+            raise AlertDeliveryError(f"{where}: {redact(str(error), [self._token], shortest=4)}{hint}")
 
 
 _ARN = re.compile(r"^arn:aws[a-z-]*:sns:([a-z0-9-]+):\d{12}:[A-Za-z0-9_.-]{1,256}$")
@@ -536,7 +509,7 @@ class SnsSink:
         except bx.NoRegionError:
             raise AlertDeliveryError(f"{where}: no AWS region (set AWS_REGION)") from None
         except Exception as e:
-            raise AlertDeliveryError(f"{where}: {type(e).__name__}: {_first_line(e)}") from None
+            raise AlertDeliveryError(f"{where}: {type(e).__name__}: {first_line(e, 200)}") from None
 
 
 def _sns_subject(title: str) -> str:

@@ -6,12 +6,13 @@ Raw, staging and quarantine assets, the marts' inputs and the checks are all der
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
 
 import pycountry
+
+from dq_assets.storage.sql import check_identifier
 
 # Reject reasons in the contract's order: `reject_reason` is the first that applies.
 REJECT_REASONS: tuple[str, ...] = (
@@ -49,31 +50,6 @@ TOO_EARLY = "before 0001-01-01T00:00:00Z"
 # Reference scopes: where a referenced key may have been received.
 SAME_PARTITION = "same_partition"
 UP_TO_PARTITION = "up_to_partition"  # this partition or any earlier one
-
-IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-
-
-def check_identifier(name: str, what: str = "") -> str:
-    """Every schema, table and column name ends up in SQL, so it must be a plain identifier
-    (the allow-list `IDENTIFIER`; the callers also quote it). `fullmatch`: `$` alone would let
-    a trailing newline through. `what` says where the name came from, for the message."""
-    if not isinstance(name, str) or not IDENTIFIER.fullmatch(name):
-        where = f" ({what})" if what else ""
-        raise ValueError(f"not a valid SQL identifier: {name!r}{where}; allowed: {IDENTIFIER.pattern}")
-    return name
-
-
-def check_table_slice(table_slice) -> None:
-    """The identifiers of a Dagster `TableSlice` (schema from the asset key or its `schema`
-    metadata, table, selected columns, `partition_expr`), checked before an IO manager opens
-    a connection, so a bad name in configuration is refused before any SQL runs."""
-    check_identifier(table_slice.schema, "schema")
-    check_identifier(table_slice.table, "table")
-    for column in table_slice.columns or ():
-        check_identifier(column, "column")
-    for dim in table_slice.partition_dimensions or ():
-        check_identifier(dim.partition_expr, "partition_expr")
-
 
 @dataclass(frozen=True)
 class Reference:

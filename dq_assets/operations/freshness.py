@@ -1,7 +1,7 @@
 """Freshness: a policy on every asset, two WARN checks per asset, and the sensor that alerts.
 
 Windows and the partition deadline come from the `freshness` section of the gate config
-(dq_assets/gate.yaml, overridable with DQ_GATE_CONFIG), read when the code location loads.
+(dq_assets/contract/gate.yaml, overridable with DQ_GATE_CONFIG), read when the code location loads.
 
 - `freshness_policy` (every asset): the state Dagster's freshness daemon gives the asset's
   `FreshnessPolicy` (PASS, WARN or FAIL). The daemon only writes a state when it changes, so a
@@ -32,10 +32,10 @@ import dagster as dg
 # own cron FreshnessPolicy and time-partition freshness checks use.
 from dagster._utils.schedules import get_latest_completed_cron_tick
 
-from dq_assets.alerts import Alert, deliver, sinks_from_env, ui_base_url
-from dq_assets.checks import WARN, Outcome, check_results_rows, load_gate_config
-from dq_assets.quality_store import QualityStore
-from dq_assets.settings import DAILY, PARTITIONS_START
+from dq_assets.operations.alerts.sinks import Alert, deliver, sinks_from_env, ui_base_url
+from dq_assets.checks.core import WARN, Outcome, check_results_rows, load_gate_config
+from dq_assets.storage.quality_store import QualityStore
+from dq_assets.partitions import DAILY, PARTITIONS_START
 
 POLICY_CHECK = "freshness_policy"
 PARTITION_CHECK = "partition_on_time"

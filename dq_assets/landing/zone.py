@@ -28,9 +28,11 @@ from dagster_aws.s3 import S3Resource
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dq_assets.aws import s3_client, s3_error
-from dq_assets.contracts import MANIFEST_FILE, TABLE_NAMES, Table
-from dq_assets.duck import fetch_arrow, sql_str
+from dq_assets.storage.s3.client import s3_client, s3_error
+from dq_assets.contract.tables import MANIFEST_FILE, TABLE_NAMES, Table
+from dq_assets.storage.duckdb.warehouse import fetch_arrow
+from dq_assets.storage.sql import sql_str
+from dq_assets.redaction import first_line
 from dq_assets.settings import landing_root
 
 PARTITION_DIR = re.compile(r"^ingest_date=(\d{4}-\d{2}-\d{2})$")
@@ -532,14 +534,14 @@ def _csv_error(path: Path, e: duckdb.Error) -> LandingError:
         line, offset = _record_start(path, int(record[1]))
         if "unterminated quote" in text and offset is not None and _text_after_quote(path, offset):
             what = "text follows the closing quote of a quoted value (only spaces or tabs may)"
-        return LandingError(f"{path}: line {line}: cannot be read as CSV: {what or _first_line(e)}")
+        return LandingError(f"{path}: line {line}: cannot be read as CSV: {what or (first_line(e) or type(e).__name__)}")
     mixed = _mixed_line_ending(path)
     if mixed:
-        line, ending, first_line, first = mixed
+        line, ending, first_ending_line, first = mixed
         return LandingError(f"{path}: line {line}: cannot be read as CSV: mixed line endings "
-                            f"({_ENDINGS[ending]} here, {_ENDINGS[first]} at line {first_line}); "
+                            f"({_ENDINGS[ending]} here, {_ENDINGS[first]} at line {first_ending_line}); "
                             "a file uses one kind")
-    return LandingError(f"{path}: cannot be read as CSV: {what or _first_line(e)}")
+    return LandingError(f"{path}: cannot be read as CSV: {what or (first_line(e) or type(e).__name__)}")
 
 
 def _record_ends(path: Path) -> Iterator[tuple[int, bytes, int, int]]:
@@ -617,10 +619,6 @@ def _empty_raw(conn, t: Table, partition_key: str, file_name: str) -> pa.Table:
 
 def empty_raw(conn, t: Table) -> pa.Table:
     return _empty_raw(conn, t, "2000-01-01", t.file_name)
-
-
-def _first_line(e: Exception) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def table_of_file(file_name: str) -> str | None:

@@ -26,7 +26,7 @@ from datetime import date, datetime, timedelta
 
 import dagster as dg
 
-from dq_assets.history import day_ranges
+from dq_assets.rules.history import day_ranges
 
 LOG_LEVEL_ENV = "DQ_LOG_LEVEL"
 NAME = "dq_assets"

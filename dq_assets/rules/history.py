@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from dq_assets.contracts import SAME_PARTITION, TABLES
+from dq_assets.contract.tables import SAME_PARTITION, TABLES
 
 HISTORY_CHECK = "history_complete"
 

@@ -1,0 +1,1 @@
+"""Running the warehouse: jobs, the schedule and sensors, alerts, freshness, the console."""

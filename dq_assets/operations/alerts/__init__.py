@@ -1,0 +1,1 @@
+"""Alerts: the model, delivery, and the sinks (jsonl, webhook, Slack, SNS)."""

@@ -1,0 +1,2 @@
+"""Pure rules: the cleaning SQL generated from a contract, reconciliation and profiling.
+No Dagster."""

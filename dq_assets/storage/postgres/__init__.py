@@ -1,0 +1,1 @@
+"""PostgreSQL (RDS in production): the IO manager and the quality store."""
