@@ -11,7 +11,7 @@ import dagster as dg
 import pytest
 
 from dq_assets.operations import failure_alerts as sensors
-from dq_assets.layers.raw import raw_key
+from dq_assets.keys import raw_key
 from dq_assets.operations.failure_alerts import check_failure_alerts
 from dq_assets_tests.conftest import DAY1, Landing, Warehouse
 from dq_assets_tests.pg_fixtures import free_port

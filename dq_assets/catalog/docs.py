@@ -58,6 +58,13 @@ from dq_assets.contract.tables import (
     Column,
     Table,
 )
+from dq_assets.keys import (
+    CUSTOMER_VERSIONS_KEY,
+    DIM_CUSTOMERS_KEY,
+    FACT_ORDERS_KEY,
+    FACT_REVENUE_KEY,
+    REVENUE_BY_ORDER_DATE_KEY,
+)
 from dq_assets.rules.reconcile import RECONS
 from dq_assets.storage.column_schema import (
     COLUMN_SCHEMA,
@@ -332,29 +339,29 @@ def mart_docs() -> dict[dg.AssetKey, TableDoc]:
     fact = [LINEAGE_COLS["ingest_date"], *(checked_col("orders", n) for n in fact_orders_cols)]
     fact.insert(4, ORDER_DATE)
     return {
-        dg.AssetKey(["marts", "fact_orders"]): TableDoc(
+        FACT_ORDERS_KEY: TableDoc(
             tuple(fact),
             rules=("orders of each ingest date that passed the gate, the latest version "
                    "within the partition: one row per (ingest_date, order_id)",)),
-        dg.AssetKey(["marts", "fact_revenue_daily"]): TableDoc(
+        FACT_REVENUE_KEY: TableDoc(
             (LINEAGE_COLS["ingest_date"], ORDER_DATE, CURRENCY_COL,
              replace(ORDER_COUNT, description="distinct orders received in the partition"),
              REVENUE),
             rules=("one row per (ingest_date, order_date, currency)",
                    "order_count and revenue per currency equal staging.orders' (check "
                    "matches_staging)")),
-        dg.AssetKey(["marts", "revenue_by_order_date"]): TableDoc(
+        REVENUE_BY_ORDER_DATE_KEY: TableDoc(
             (ORDER_DATE, CURRENCY_COL,
              replace(ORDER_COUNT, description="distinct orders, each in its current version "
                      "(newer updated_at, then later ingest date)"),
              REVENUE),
             rules=("one row per (order_date, currency) over every gated partition: a re-sent "
                    "order counts once, in its current version",)),
-        dg.AssetKey(["marts", "customer_versions"]): TableDoc(
+        CUSTOMER_VERSIONS_KEY: TableDoc(
             tuple(LINEAGE_COLS.get(n) or checked_col("customers", n)  # staging's columns
                   for n in (c.strip('"') for c in staging_columns(customers))),
             rules=("customer versions received in each ingest date that passed the gate",)),
-        dg.AssetKey(["marts", "dim_customers"]): TableDoc(
+        DIM_CUSTOMERS_KEY: TableDoc(
             (*(checked_col("customers", n) for n in
                ("customer_id", "email", "full_name", "country_code", "signup_ts")),
              Col("valid_from", UTC_TIMESTAMP, "updated_at of this version", nullable=False),
@@ -370,9 +377,9 @@ def mart_docs() -> dict[dg.AssetKey, TableDoc]:
 
 def table_docs() -> dict[dg.AssetKey, TableDoc]:
     """Every table asset's declared columns, by asset key."""
-    from dq_assets.layers.quality import GATE_KEY, GATE_SCHEMA, RECON_KEY, RECON_SCHEMA
-    from dq_assets.layers.raw import LANDING_FILES_KEY, LANDING_FILES_SCHEMA, raw_key
-    from dq_assets.layers.staging import quarantine_key, staging_key
+    from dq_assets.keys import GATE_KEY, LANDING_FILES_KEY, RECON_KEY, quarantine_key, raw_key, staging_key
+    from dq_assets.layers.quality import GATE_SCHEMA, RECON_SCHEMA
+    from dq_assets.layers.raw import LANDING_FILES_SCHEMA
 
     docs: dict[dg.AssetKey, TableDoc] = {}
     for t in TABLES:

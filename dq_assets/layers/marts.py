@@ -26,21 +26,24 @@ from dq_assets.catalog.docs import published_column_schema
 from dq_assets.storage.column_schema import store_of
 from dq_assets.checks.core import check_output, evaluate_mart_totals, load_gate_config, report
 from dq_assets.storage.duckdb.warehouse import partition_query, query_tables
-from dq_assets.layers.quality import GATE_KEY, by_partition, inputs_version
-from dq_assets.layers.staging import staging_key
+from dq_assets.layers.quality import by_partition, inputs_version
 from dq_assets.rules.profiling import REVENUE_IN
 from dq_assets.storage.quality_store import Publication, QualityStore
+from dq_assets.keys import (
+    CUSTOMER_VERSIONS_KEY,
+    DIM_CUSTOMERS_KEY,
+    FACT_ORDERS_KEY,
+    FACT_REVENUE_KEY,
+    GATE_KEY,
+    MARTS_GROUP,
+    MARTS_SCHEMA,
+    REVENUE_BY_ORDER_DATE_KEY,
+    staging_key,
+)
 from dq_assets.partitions import DAILY
 
-MARTS_GROUP = "marts"
-MARTS_SCHEMA = "marts"
 PARTITION_COLUMN = "ingest_date"
 
-FACT_ORDERS_KEY = dg.AssetKey([MARTS_SCHEMA, "fact_orders"])
-FACT_REVENUE_KEY = dg.AssetKey([MARTS_SCHEMA, "fact_revenue_daily"])
-REVENUE_BY_ORDER_DATE_KEY = dg.AssetKey([MARTS_SCHEMA, "revenue_by_order_date"])
-CUSTOMER_VERSIONS_KEY = dg.AssetKey([MARTS_SCHEMA, "customer_versions"])
-DIM_CUSTOMERS_KEY = dg.AssetKey([MARTS_SCHEMA, "dim_customers"])
 MATCHES_STAGING = dg.AssetCheckKey(FACT_REVENUE_KEY, "matches_staging")
 
 FACT_ORDERS_SQL = """

@@ -28,15 +28,13 @@ from dq_assets.storage.batches import PartitionBatches, PartitionReader, chunked
 from dq_assets.checks.core import (
     ERROR, SAMPLE_KEYS, Outcome, Recon, load_gate_config, report,
 )
-from dq_assets.layers.raw import LANDING_FILES_KEY, mark_writes, partition_asset_args, raw_key
-from dq_assets.layers.staging import quarantine_key, staging_key
+from dq_assets.keys import GATE_KEY, LANDING_FILES_KEY, QUALITY_GROUP, RECON_KEY, quarantine_key, raw_key, staging_key
+from dq_assets.layers.raw import mark_writes, partition_asset_args
 from dq_assets.rules.reconcile import amount_totals, first_captured, row_mismatches
 from dq_assets.contract.suppressions import load_suppressions, today_utc
 from dq_assets.storage.quality_store import QualityStore
 from dq_assets.partitions import DAILY
 
-GATE_KEY = dg.AssetKey(["quality", "partition_gate"])
-RECON_KEY = dg.AssetKey(["quality", "recon_row_mismatches"])
 GATE_CHECK = "gate_passed"
 # The gated assets that carry checks: each must have results of the run that last wrote it.
 CHECKED_ASSETS = (
@@ -161,7 +159,7 @@ def _at_risk(profile: dict):
             description="Every entry of the suppressions file is still in force.",
         ),
     ],
-    **partition_asset_args("quality"),
+    **partition_asset_args(QUALITY_GROUP),
 )
 def partition_gate(context: dg.AssetExecutionContext, quality_store: QualityStore):
     keys = run_partition_keys(context)
@@ -268,7 +266,7 @@ RECON_CHECKS = {
         dg.AssetCheckSpec(name, asset=RECON_KEY, description=text, partitions_def=DAILY)
         for name, (_, text) in RECON_CHECKS.items()
     ],
-    **partition_asset_args("quality"),
+    **partition_asset_args(QUALITY_GROUP),
 )
 def recon_row_mismatches(
     context: dg.AssetExecutionContext,

@@ -32,16 +32,11 @@ from dq_assets.landing.zone import (
     table_of_file,
 )
 from dq_assets.storage.quality_store import QualityStore
+from dq_assets.keys import LANDING_FILES_KEY, RAW_GROUP, raw_key
 from dq_assets.partitions import DAILY, PARTITIONS_START
 from dq_assets.settings import PARTITIONS_START_ENV
 
-RAW_GROUP = "raw"
 RAW_IO_MANAGER = "raw_io_manager"  # S3 in the aws deployment, the warehouse otherwise
-LANDING_FILES_KEY = dg.AssetKey(["raw", "landing_files"])
-
-
-def raw_key(table_name: str) -> dg.AssetKey:
-    return dg.AssetKey(["raw", table_name])
 
 
 def partition_asset_args(group: str) -> dict:

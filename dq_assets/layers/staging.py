@@ -25,19 +25,12 @@ from dq_assets.checks.core import (
 from dq_assets.rules.cleaning import trimmed, validate
 from dq_assets.contract.tables import SAME_PARTITION, TABLES, Table
 from dq_assets.storage.duckdb.warehouse import connect_duckdb, fetch_arrow
-from dq_assets.layers.raw import LANDING_FILES_KEY, mark_writes, raw_key
+from dq_assets.keys import LANDING_FILES_KEY, QUALITY_GROUP, STAGING_GROUP, quarantine_key, raw_key, staging_key
+from dq_assets.layers.raw import mark_writes
 from dq_assets.rules.profiling import column_profiles, profile_markdown, revenue
 from dq_assets.storage.quality_store import QualityStore
 from dq_assets.partitions import DAILY
 
-STAGING_GROUP = "staging"
-
-def staging_key(table_name: str) -> dg.AssetKey:
-    return dg.AssetKey(["staging", table_name])
-
-
-def quarantine_key(table_name: str) -> dg.AssetKey:
-    return dg.AssetKey(["quality", f"{table_name}_quarantine"])
 
 
 def _ref_input(column: str) -> str:
@@ -79,7 +72,7 @@ def build_staging_asset(t: Table) -> dg.AssetsDefinition:
                     f"Rejected rows of {t.file_name}, as received, with reject_reason, "
                     "reject_reasons and reject_details."
                 ),
-                group_name="quality",
+                group_name=QUALITY_GROUP,
             ),
         },
         check_specs=[d.spec(DAILY) for d in staging_check_defs(t, skey)],

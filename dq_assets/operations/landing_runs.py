@@ -18,9 +18,10 @@ from dq_assets.rules.history import HISTORY_CHECK, loaded_history, missing_days
 from dq_assets.operations.jobs import daily_warehouse
 from dq_assets.landing.zone import LandingError, LandingZone
 from dq_assets.storage.quality_store import QualityStore
+from dq_assets.keys import LANDING_FILES_KEY
 from dq_assets.partitions import DAILY
 
-LANDING_FILES = "raw/landing_files"
+LANDING_FILES = LANDING_FILES_KEY.to_user_string()
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
              dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
