@@ -25,9 +25,14 @@ setup(
         "pyarrow>=15",
         "duckdb>=1.1",
         "boto3",
+        "botocore",
         "pycountry>=23",
         "numpy",
         "psycopg[binary]>=3.2",
+        # imported directly, so declared, though Dagster and its libraries bring them too
+        "pyyaml>=6",
+        "pydantic>=2",
+        "slack_sdk>=3",
     ],
     extras_require={
         "dev": [
@@ -40,6 +45,10 @@ setup(
             # dq_assets_tests/test_ui_browser.py drives a Chromium when one is found (the Debian
             # package at /usr/bin/chromium, installed by .ci/run); no `playwright install`.
             "playwright>=1.40",
+            # `dg check defs` / `dg list defs` (pyproject's [tool.dg]; .ci/run runs the check first)
+            f"dagster-dg-cli=={DAGSTER}",
+            # the import-layer contract of pyproject's [tool.importlinter] (`lint-imports`)
+            "import-linter>=2.1",
         ],
         # benchmarks/ (python -m benchmarks.run): the peer check tools, psutil for peak RSS,
         # py-spy to profile a run. Resolves with dagster 1.13.27 and pandas 2.x.

@@ -26,6 +26,7 @@ from datetime import date, datetime, timedelta
 
 import dagster as dg
 
+from dq_assets.dagster_private import EXPECTED_ERROR_CLASSES
 from dq_assets.rules.history import day_ranges
 
 LOG_LEVEL_ENV = "DQ_LOG_LEVEL"
@@ -36,7 +37,7 @@ _GATE_PASSED = re.compile(r"^gate passed for (.*)$")
 _NOT_EXECUTING = re.compile(r"^Dependencies for step (\S+) (?:failed|were not executed).*Not executing\.$", re.S)
 _SKIPPING = re.compile(r"^Skipping step (\S+) due to skipped dependencies")
 # errors the warehouse raises on purpose: their message says it all, no stack trace needed
-_EXPECTED_ERRORS = ("dagster._core.definitions.events.Failure", "dagster._core.errors.DagsterAssetCheckFailedError")
+_EXPECTED_ERRORS = EXPECTED_ERROR_CLASSES
 
 
 @dataclass

@@ -30,11 +30,11 @@ import dagster as dg
 
 # Dagster has no public way to find the last tick of a cron string; this is the function its
 # own cron FreshnessPolicy and time-partition freshness checks use.
-from dagster._utils.schedules import get_latest_completed_cron_tick
 
 from dq_assets.operations.alerts.sinks import Alert, deliver, sinks_from_env, ui_base_url
 from dq_assets.checks.core import WARN, Outcome, check_results_rows, load_gate_config
 from dq_assets.storage.quality_store import QualityStore
+from dq_assets.dagster_private import latest_check_executions, latest_completed_tick
 from dq_assets.partitions import DAILY, PARTITIONS_START
 
 POLICY_CHECK = "freshness_policy"
@@ -101,7 +101,7 @@ class Freshness:
 def due_day(now: datetime, deadline_cron: str) -> tuple[str, datetime]:
     """The last complete day at the latest deadline (cron, UTC) up to `now`: yesterday once
     today's deadline has passed, the day before until then. Days are DAILY's: UTC, midnight."""
-    deadline = get_latest_completed_cron_tick(deadline_cron, now, "UTC")
+    deadline = latest_completed_tick(deadline_cron, now, "UTC")
     return (deadline.date() - timedelta(days=1)).isoformat(), deadline
 
 
@@ -225,7 +225,7 @@ def shown_states(instance: dg.DagsterInstance, keys: list[dg.AssetCheckKey]) -> 
     none (one query for them all). A run plans the check when it starts and evaluates it after
     its assets: while it goes on it is left to do so (IN_RUN); if it failed before getting
     there, nothing is shown."""
-    records = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
+    records = latest_check_executions(instance, keys)
     shown = {}
     for key in keys:
         record = records.get(key)

@@ -16,11 +16,10 @@ from contextlib import contextmanager
 import dagster as dg
 import duckdb
 import pandas as pd
-from dagster._core.definitions.metadata import TableMetadataSet
-from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
 from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasTypeHandler
 
+from dq_assets.dagster_private import DbIOManager, DbTypeHandler, TableMetadataSet, TableSlice
 from dq_assets.storage.batches import PartitionBatches, PartitionReader, written_by_another_output
 from dq_assets.storage.column_schema import DUCKDB, written_column_schema
 from dq_assets.storage.sql import check_table_slice
