@@ -27,13 +27,18 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-PARTITION_COLUMN = "ingest_date"
+PARTITION_COLUMN = "ingest_date"  # every partitioned table's partition column, in every store
 
 # A chunk of partitions processed together holds about this many input rows: big enough that
 # a day of a small shop does not pay a query's fixed cost per partition, small enough that a
 # chunk of big days stays one day.
 CHUNK_ROWS = 1_000_000
 MAX_CHUNK = 64
+
+
+def not_materialized(table: str, where: str = "in the warehouse") -> dg.Failure:
+    """The error of an input whose table no run has written yet (every IO manager's)."""
+    return dg.Failure(f"{table} does not exist {where} yet: materialize it first.")
 
 
 def run_partition_keys(context) -> list[str]:

@@ -20,7 +20,7 @@ from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasTypeHandler
 
 from dq_assets.dagster_private import DbIOManager, DbTypeHandler, TableMetadataSet, TableSlice
-from dq_assets.storage.batches import PartitionBatches, PartitionReader, written_by_another_output
+from dq_assets.storage.batches import PartitionBatches, PartitionReader, not_materialized, written_by_another_output
 from dq_assets.storage.column_schema import DUCKDB, written_column_schema
 from dq_assets.storage.sql import check_table_slice
 from dq_assets.storage.duckdb.warehouse import add_missing_columns, fetch_arrow, PENDING_MARKS, partition_query, pending_table, replace_partitions, table_exists, to_arrow, to_pandas, warehouse_connection
@@ -96,10 +96,7 @@ class ArrowPandasTypeHandler(DuckDBPandasTypeHandler):
 
     def load_input(self, context, table_slice: TableSlice, connection) -> pd.DataFrame:
         if not table_exists(connection, table_slice.schema, table_slice.table):
-            raise dg.Failure(
-                f"{table_slice.schema}.{table_slice.table} does not exist in the warehouse yet: "
-                "materialize it first."
-            )
+            raise not_materialized(f"{table_slice.schema}.{table_slice.table}")
         select = TransactionalDuckDbClient.get_select_statement(table_slice)
         return to_pandas(fetch_arrow(connection, select))
 
@@ -136,9 +133,7 @@ class PartitionBatchesTypeHandler(DbTypeHandler):
         pschema, _ = pending_table(schema, table)
         published, pending = table_exists(connection, schema, table), table_exists(connection, pschema, table)
         if not published and not pending:
-            raise dg.Failure(
-                f"{schema}.{table} does not exist in the warehouse yet: materialize it first."
-            )
+            raise not_materialized(f"{schema}.{table}")
         cols = ", ".join(quote(c) for c in table_slice.columns) if table_slice.columns else "*"
         column = quote(table_slice.partition_dimensions[0].partition_expr)
 

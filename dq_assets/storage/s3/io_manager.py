@@ -32,12 +32,11 @@ import pyarrow.parquet as pq
 from dagster_aws.s3 import S3Resource
 
 from dq_assets.storage.s3.client import s3_client, s3_error
-from dq_assets.storage.batches import PartitionBatches, PartitionReader
+from dq_assets.storage.batches import PARTITION_COLUMN, PartitionBatches, PartitionReader, not_materialized
 from dq_assets.storage.column_schema import S3_PARQUET, written_column_schema
 from dq_assets.storage.sql import check_identifier
 from dq_assets.storage.duckdb.warehouse import to_arrow, to_pandas
 
-PARTITION_COLUMN = "ingest_date"
 PREFIX_PART = re.compile(r"[A-Za-z0-9._=-]{1,200}")  # one folder of DQ_S3_PREFIX
 OBJECT_NAME = "data.parquet"
 # A pending version of a partition: data-<UTC time>-<run>.parquet; the newest sorts last.
@@ -135,8 +134,7 @@ class S3ParquetIOManager(dg.ConfigurableIOManager):
         columns = (context.definition_metadata or {}).get("columns")
         existing = self._list(client, asset_key)
         if not existing:
-            raise dg.Failure(f"{asset_key.to_user_string()} does not exist at "
-                             f"{self.table_location(asset_key)} yet: materialize it first.")
+            raise not_materialized(asset_key.to_user_string(), f"at {self.table_location(asset_key)}")
         if context.dagster_type.typing_type is PartitionReader:
             versions: dict[str, str] = {}
 
