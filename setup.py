@@ -61,7 +61,7 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "dq-generate=dq_assets.generator.day:main",
+            "dq-generate=dq_assets.generator.cli:main",
         ],
     },
 )

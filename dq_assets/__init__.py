@@ -2,7 +2,7 @@
 
 `defs`, the code location's Definitions, is built when it is first asked for
 (`dagster ... -m dq_assets`, `from dq_assets import defs`): a tool that needs one module, such
-as `dq-generate` (dq_assets.generator.day) or the DuckDB helpers, starts without loading Dagster."""
+as `dq-generate` (dq_assets.generator.cli) or the DuckDB helpers, starts without loading Dagster."""
 
 __all__ = ["defs"]
 

@@ -5,7 +5,7 @@ import datetime as dt
 
 import pytest
 
-from dq_assets.generator.day import generate
+from dq_assets.generator.generate import generate
 from dq_assets.storage.duckdb.warehouse import release_warehouse
 from dq_assets_tests.conftest import Warehouse
 from dq_assets_tests.test_pipeline import snapshot

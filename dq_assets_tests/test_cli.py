@@ -9,7 +9,7 @@ import re
 import dagster as dg
 import pytest
 
-from dq_assets.generator.day import generate
+from dq_assets.generator.generate import generate
 from dq_assets_tests.conftest import materialize_cli
 
 

@@ -64,7 +64,7 @@ def test_the_generator_runs_where_dagster_cannot_be_imported(tmp_path):
     import sys
 
     script = ("import sys; sys.modules['dagster'] = None  # `import dagster` now fails\n"
-              "from dq_assets.generator.day import main\n"
+              "from dq_assets.generator.cli import main\n"
               f"main(['--out', {str(tmp_path / 'landing')!r}, '--start', '2025-01-01', '--days', '1', "
               "'--orders-per-day', '5'])\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)

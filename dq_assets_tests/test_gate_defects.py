@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from dq_assets.generator.day import generate
+from dq_assets.generator.generate import generate
 from dq_assets_tests.conftest import Warehouse
 
 # The end-to-end tier (`-m slow`): a 27-day range, one generated day per defect kind.

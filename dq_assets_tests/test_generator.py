@@ -19,7 +19,11 @@ import pandas as pd
 import pytest
 
 from dq_assets.contract import tables as C
-from dq_assets.generator import day as G
+from dq_assets.generator.cli import main
+from dq_assets.generator.constants import LOG_FILE
+from dq_assets.generator.defects import VALID_KINDS, DefectError, parse_defect
+from dq_assets.generator.generate import generate
+from dq_assets.generator.log import GenerationLog
 
 START = date(2025, 1, 1)
 D2 = date(2025, 1, 2)
@@ -270,7 +274,7 @@ def manifest_problems(root: Path, d: date, log_day: dict) -> list[str]:
 
 def gen(tmp_path: Path, *defects: str, days: int = 2, opd: int = OPD, seed: int = 3, name: str = "landing", **kw):
     root = tmp_path / name
-    log = G.generate(root, START, days, opd, seed, [G.parse_defect(s) for s in defects], **kw)
+    log = generate(root, START, days, opd, seed, [parse_defect(s) for s in defects], **kw)
     return root, log
 
 
@@ -281,7 +285,7 @@ def tree(root: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def clean_zone(tmp_path_factory):
     root = tmp_path_factory.mktemp("clean") / "landing"
-    log = G.generate(root, START, 4, 60, 11, [G.parse_defect("2025-01-03:products.no_changes")])
+    log = generate(root, START, 4, 60, 11, [parse_defect("2025-01-03:products.no_changes")])
     return root, log
 
 
@@ -296,7 +300,7 @@ def test_deterministic(tmp_path):
     c, _ = gen(tmp_path, *defects, name="c", seed=4)
     ta, tb, tc = tree(a), tree(b), tree(c)
     assert ta == tb
-    assert G.LOG_FILE in ta and "ingest_date=2025-01-01/_manifest.json" in ta
+    assert LOG_FILE in ta and "ingest_date=2025-01-01/_manifest.json" in ta
     assert ta.keys() == tc.keys() and ta != tc
 
 
@@ -305,7 +309,7 @@ def test_clean_days_are_valid(clean_zone):
     v = Validator(root)
     for entry in log.days:
         d = date.fromisoformat(entry["ingest_date"])
-        assert entry["injected"] == [] or all(e["kind"] in G.VALID_KINDS for e in entry["injected"])
+        assert entry["injected"] == [] or all(e["kind"] in VALID_KINDS for e in entry["injected"])
         assert manifest_problems(root, d, entry) == []
         result, frames = v.run(d)
         assert reject_lines(result) == {}, d
@@ -536,40 +540,40 @@ def test_late_arriving_and_resent_orders_are_valid(tmp_path):
 
 def test_log_file_and_format(tmp_path):
     root, log = gen(tmp_path, "2025-01-02:orders.invalid_value=1")
-    data = json.loads((root / G.LOG_FILE).read_text())
+    data = json.loads((root / LOG_FILE).read_text())
     assert data["params"]["defects"] == ["2025-01-02:orders.invalid_value=1"]
-    assert G.GenerationLog.load(root).days == log.days
+    assert GenerationLog.load(root).days == log.days
     (e,) = log.injections(D2, "invalid_value")
     assert set(e["rows"][0]) == {"line", "key", "value"}
-    assert not any(p.name == G.LOG_FILE for p in root.glob("ingest_date=*/*"))
+    assert not any(p.name == LOG_FILE for p in root.glob("ingest_date=*/*"))
 
 
 def test_parse_defect_and_errors(tmp_path):
-    s = G.parse_defect("2025-01-12:orders.invalid_value@currency=3")
+    s = parse_defect("2025-01-12:orders.invalid_value@currency=3")
     assert (s.day, s.table, s.kind, s.option, s.value, s.is_rate) == (date(2025, 1, 12), "orders", "invalid_value",
                                                                       "currency", 3.0, False)
-    assert G.parse_defect("invalid_value=0.02").is_rate
+    assert parse_defect("invalid_value=0.02").is_rate
     assert str(s) == "2025-01-12:orders.invalid_value@currency=3"
     for bad in ("nonsense", "order_items.invalid_value", "customers.unknown_reference", "orders.out_of_range@status",
                 "events.duplicate@older", "customers.manifest_drift@sum"):
-        with pytest.raises(G.DefectError):
-            G.parse_defect(bad)
-    with pytest.raises(G.DefectError):
+        with pytest.raises(DefectError):
+            parse_defect(bad)
+    with pytest.raises(DefectError):
         gen(tmp_path, "2025-01-02:orders.invalid_value=500")
 
 
 def test_cli(tmp_path, capsys):
     out = tmp_path / "cli"
-    rc = G.main(["--out", str(out), "--start", "2025-01-01", "--days", "2", "--orders-per-day", "20",
-                 "--seed", "5", "--defect", "events.duplicate=0.01",
-                 "--on", "2025-01-02:orders.invalid_value=2", "--clean-dims-after-day-one"])
+    rc = main(["--out", str(out), "--start", "2025-01-01", "--days", "2", "--orders-per-day", "20",
+               "--seed", "5", "--defect", "events.duplicate=0.01",
+               "--on", "2025-01-02:orders.invalid_value=2", "--clean-dims-after-day-one"])
     assert rc == 0
-    log = G.GenerationLog.load(out)
+    log = GenerationLog.load(out)
     assert log.injections(D2, "invalid_value", "orders")[0]["count"] == 2
     assert (out / "ingest_date=2025-01-02" / "orders.csv").exists()
-    assert G.main(["--out", str(out), "--start", "2025-01-01", "--days", "1", "--on", "orders.invalid_value=1"]) == 2
+    assert main(["--out", str(out), "--start", "2025-01-01", "--days", "1", "--on", "orders.invalid_value=1"]) == 2
     with pytest.raises(SystemExit) as e:
-        G.main(["--help"])
+        main(["--help"])
     assert e.value.code == 0
     help_text = capsys.readouterr().out
     assert "--on" in help_text and "manifest_drift" in help_text and "[TABLE.]KIND" in help_text
@@ -579,13 +583,13 @@ def test_shipped_sample_is_reproducible(tmp_path):
     """data/landing is exactly what the command in data/README.md writes."""
     repo = Path(__file__).resolve().parents[1]
     landing = repo / "data" / "landing"
-    assert (landing / G.LOG_FILE).exists(), "the sample landing zone is missing from data/"
-    log = G.GenerationLog.load(landing)
+    assert (landing / LOG_FILE).exists(), "the sample landing zone is missing from data/"
+    log = GenerationLog.load(landing)
     p = log.params
     readme = (repo / "data" / "README.md").read_text(encoding="utf-8")
     command = re.search(r"dq-generate --out data/landing (.*?)\n```", readme, re.S).group(1)
     argv = ["--out", str(tmp_path / "sample")] + command.replace("\\\n", " ").split()
-    assert G.main(argv) == 0
+    assert main(argv) == 0
     assert tree(tmp_path / "sample") == tree(landing)
     assert p["start"] == "2025-01-01" and len(log.days) == 15 and p["orders_per_day"] == 40
     assert sum(len(b) for b in tree(landing).values()) < 5_000_000

@@ -22,7 +22,7 @@ import pytest
 
 from dq_assets.definitions import defs
 from dq_assets.storage.duckdb.warehouse import release_warehouse
-from dq_assets.generator.day import generate
+from dq_assets.generator.generate import generate
 from dq_assets.landing.zone import LandingZone
 from dq_assets.operations.landing_runs import daily_warehouse_schedule, landing_sensor
 from dq_assets.storage.quality_store import DuckDBQualityStore
