@@ -42,8 +42,10 @@ def aws_resources(
     `bucket`/`prefix` default to DQ_S3_BUCKET/DQ_S3_PREFIX; S3 region and endpoint to
     AWS_REGION/AWS_ENDPOINT_URL; credentials always come from the standard AWS chain
     (environment, profile, instance role), never from here. PostgreSQL settings: see
-    `dq_assets.storage.postgres.tables`."""
-    from dq_assets.storage.postgres.tables import PostgresConnection, PostgresIOManager, PostgresQualityStore
+    `dq_assets.storage.postgres.connection`."""
+    from dq_assets.storage.postgres.connection import PostgresConnection
+    from dq_assets.storage.postgres.io_manager import PostgresIOManager
+    from dq_assets.storage.postgres.quality_store import PostgresQualityStore
     from dq_assets.storage.s3.io_manager import S3ParquetIOManager
 
     bucket = bucket or os.environ.get("DQ_S3_BUCKET")

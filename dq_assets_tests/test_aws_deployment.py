@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from dq_assets.contract.tables import TABLE_NAMES
-from dq_assets.storage.postgres.tables import PostgresConnection
+from dq_assets.storage.postgres.connection import PostgresConnection
 from dq_assets.resources import aws_resources
 from dq_assets_tests.conftest import DAY1, DAY2, Landing, Warehouse
 from dq_assets_tests.pg_fixtures import with_database

@@ -274,7 +274,8 @@ def test_the_aws_deployment_records_freshness_in_postgresql(day, pg_database):
     have no partition, so the per-partition gate never counts them."""
     import psycopg
 
-    from dq_assets.storage.postgres.tables import PostgresConnection, PostgresQualityStore
+    from dq_assets.storage.postgres.connection import PostgresConnection
+    from dq_assets.storage.postgres.quality_store import PostgresQualityStore
 
     store = PostgresQualityStore(connection=PostgresConnection(url=pg_database))
     with dg.build_sensor_context(instance=day.instance, resources={"quality_store": store}) as ctx:

@@ -23,16 +23,11 @@ from psycopg.conninfo import conninfo_to_dict
 
 from dq_assets.storage.duckdb.warehouse import to_pandas
 from dq_assets.storage.duckdb.io_manager import WarehouseIOManager
-from dq_assets.storage.postgres.tables import (
-    PostgresConnection,
-    PostgresConnectionError,
-    PostgresIOManager,
-    PostgresQualityStore,
-    pg_type,
-    read_table,
-    redact,
-    resolve_settings,
-)
+from dq_assets.redaction import redact
+from dq_assets.storage.postgres.connection import PostgresConnection, PostgresConnectionError, resolve_settings
+from dq_assets.storage.postgres.io_manager import PostgresIOManager
+from dq_assets.storage.postgres.quality_store import PostgresQualityStore
+from dq_assets.storage.postgres.tables import pg_type, read_table
 from dq_assets.storage.quality_store import DuckDBQualityStore
 
 from dq_assets_tests.pg_fixtures import create_secret, free_port, with_database
@@ -357,7 +352,7 @@ def test_connection_killed_mid_copy_keeps_previous_partition(pg_database):
         assert not result.success
         message = run_error(result)
         first = message.splitlines()[0]
-        assert first.startswith("dq_assets.storage.postgres.tables.PostgresError: PostgreSQL at ")
+        assert first.startswith("dq_assets.storage.postgres.connection.PostgresError: PostgreSQL at ")
         # The server's FATAL notice, or (if the client was blocked sending) libpq's own words.
         assert re.search(r"writing staging\.big failed: (terminating connection due to administrator "
                          r"command|server closed the connection unexpectedly)$", first), first
