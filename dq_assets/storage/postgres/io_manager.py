@@ -20,13 +20,11 @@ import dagster as dg
 import pandas as pd
 import psycopg
 import pyarrow as pa
-from dagster._core.definitions.metadata import TableMetadataSet
-from dagster._core.definitions.partitions.utils import TimeWindow
-from dagster._core.storage.db_io_manager import DbClient, DbIOManager, DbTypeHandler, TableSlice
 from psycopg import sql
 from pydantic import Field
 
-from dq_assets.storage.batches import PartitionBatches, PartitionReader, written_by_another_output
+from dq_assets.dagster_private import DbClient, DbIOManager, DbTypeHandler, TableMetadataSet, TableSlice
+from dq_assets.storage.batches import PartitionBatches, PartitionReader, not_materialized, written_by_another_output
 from dq_assets.storage.column_schema import POSTGRES, written_column_schema
 from dq_assets.storage.sql import check_identifier, check_table_slice
 from dq_assets.storage.duckdb.warehouse import partition_query, to_arrow, to_pandas
@@ -61,7 +59,7 @@ def slice_where(table_slice: TableSlice) -> Where | None:
                 f"{table_slice.schema}.{table_slice.table}: partition_expr {dim.partition_expr!r} "
                 "must be a plain column name"
             ) from None
-        if isinstance(dim.partitions, TimeWindow):
+        if isinstance(dim.partitions, dg.TimeWindow):
             parts.append(sql.SQL("{c} >= %s AND {c} < %s").format(c=col))
             params += [_naive(dim.partitions.start), _naive(dim.partitions.end)]
         else:
@@ -77,7 +75,7 @@ def _display_select(table_slice: TableSlice) -> str:
     conds = []
     for dim in table_slice.partition_dimensions or ():
         c = f'"{check_identifier(dim.partition_expr)}"'
-        if isinstance(dim.partitions, TimeWindow):
+        if isinstance(dim.partitions, dg.TimeWindow):
             fmt = "%Y-%m-%d %H:%M:%S"
             conds.append(f"{c} >= '{dim.partitions.start.strftime(fmt)}' AND {c} < '{dim.partitions.end.strftime(fmt)}'")
         else:
@@ -144,10 +142,7 @@ class PostgresPandasTypeHandler(DbTypeHandler[pd.DataFrame]):
             columns=table_slice.columns, where=slice_where(table_slice),
         )
         if data is None:
-            raise dg.Failure(
-                f"{table_slice.schema}.{table_slice.table} does not exist in the warehouse yet: "
-                "materialize it first."
-            )
+            raise not_materialized(f"{table_slice.schema}.{table_slice.table}")
         return to_pandas(data)
 
 
@@ -171,10 +166,7 @@ class PostgresBatchesTypeHandler(DbTypeHandler):
 
     def load_input(self, context, table_slice: TableSlice, connection) -> PartitionReader:
         if not table_columns(connection, table_slice.schema, table_slice.table):
-            raise dg.Failure(
-                f"{table_slice.schema}.{table_slice.table} does not exist in the warehouse yet: "
-                "materialize it first."
-            )
+            raise not_materialized(f"{table_slice.schema}.{table_slice.table}")
         column = _q(table_slice.partition_dimensions[0].partition_expr)
 
         def read(where: Where) -> pa.Table:
