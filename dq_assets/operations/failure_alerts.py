@@ -5,7 +5,7 @@ its run successful, so run-failure sensors never see it), and its run-status sen
 that have no code-location origin, such as `dagster asset materialize` or `materialize()`.
 `check_failure_alerts` therefore reads every finished run of the instance, whatever launched
 it, and sends one alert per failed check evaluation plus one `run_failed` alert if the run
-failed, grouped per run, to the configured sinks (dq_assets/operations/alerts/sinks.py).
+failed, grouped per run, to the configured sinks (dq_assets/operations/alerts/delivery.py).
 
 Exactly once, per sink: the cursor remembers which runs are done and, for runs whose delivery
 failed, which sinks still owe them; those are retried on the next tick, never dropped, and a
@@ -17,7 +17,8 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from dq_assets.operations.alerts.sinks import Alert, deliver, sinks_from_env, ui_base_url
+from dq_assets.operations.alerts.delivery import deliver, sinks_from_env
+from dq_assets.operations.alerts.model import Alert, ui_base_url
 from dq_assets.operations.freshness import CHECK_NAMES as FRESHNESS_CHECKS
 
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]

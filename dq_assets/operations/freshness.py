@@ -32,7 +32,8 @@ import dagster as dg
 # own cron FreshnessPolicy and time-partition freshness checks use.
 from dagster._utils.schedules import get_latest_completed_cron_tick
 
-from dq_assets.operations.alerts.sinks import Alert, deliver, sinks_from_env, ui_base_url
+from dq_assets.operations.alerts.delivery import deliver, sinks_from_env
+from dq_assets.operations.alerts.model import Alert, ui_base_url
 from dq_assets.checks.core import WARN, Outcome, check_results_rows, load_gate_config
 from dq_assets.storage.quality_store import QualityStore
 from dq_assets.partitions import DAILY, PARTITIONS_START
