@@ -1,7 +1,7 @@
 """The check suite alone: dq_assets vs hand-written DuckDB SQL vs pandera vs Great Expectations.
 
 Every tool gets the SAME input, the raw rows of a table as dq_assets reads them
-(`dq_assets.landing.zone.read_csv_file`: every value as untrimmed text, plus lineage) and the keys
+(`dq_assets.landing.csv_files.read_csv_file`: every value as untrimmed text, plus lineage) and the keys
 received in the referenced tables, and evaluates the SAME rules, the contract's (§2, §3):
 
   missing_required    a required value null or blank after trimming
@@ -49,7 +49,7 @@ import pyarrow as pa
 from dq_assets.contract import tables as C
 from dq_assets.rules.cleaning import validate
 from dq_assets.storage.duckdb.warehouse import connect_duckdb
-from dq_assets.landing.zone import read_csv_file
+from dq_assets.landing.csv_files import read_csv_file
 
 TABLES = ("orders", "order_items", "customers")
 

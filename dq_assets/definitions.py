@@ -18,7 +18,7 @@ for _beta in ("include_sources", "execution_type"):
     warnings.filterwarnings("ignore", message=f".*`{_beta}`.*", category=dg.BetaWarning)
 
 # (the warehouse's modules after the filters: they define assets as they are imported)
-from dq_assets.catalog.docs import with_catalog
+from dq_assets.catalog.apply import with_catalog
 from dq_assets.operations.console import gate_console
 from dq_assets.operations.freshness import freshness_checks, freshness_sensor, with_freshness_policies
 from dq_assets.operations.jobs import jobs

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from dq_assets.operations.alerts import sinks as al
-from dq_assets.operations.alerts.sinks import Alert, AlertDeliveryError, deliver, sinks_from_env
+from dq_assets.operations.alerts.delivery import deliver, sinks_from_env
+from dq_assets.operations.alerts.messages import slack_message
+from dq_assets.operations.alerts.model import Alert, AlertDeliveryError, Sink, run_url, ui_base_url
+from dq_assets.operations.alerts.sinks import JsonlSink
 
 FIELDS = {f.name for f in dataclasses.fields(Alert)}
 SECRET_PATH = "/services/T0SECRET/B0SECRET/xoxSECRETwebhookPATH"
@@ -143,7 +145,7 @@ def test_jsonl_torn_last_line_does_not_swallow_the_next_group(tmp_path):
 def test_jsonl_unwritable_path_is_a_failure_not_an_exception(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    failures = deliver([check_alert()], [al.JsonlSink(blocker / "alerts.jsonl")])
+    failures = deliver([check_alert()], [JsonlSink(blocker / "alerts.jsonl")])
     assert [(n, r) for n, r, _ in failures] == [("jsonl", "run-aaaa1111")]
     assert isinstance(failures[0][2], AlertDeliveryError)
 
@@ -315,7 +317,7 @@ def test_sinks_from_env_comma_list(tmp_path):
            "DQ_ALERT_SLACK_CHANNEL": "C123", "DQ_ALERT_SNS_TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:dq"}
     sinks = sinks_from_env(env)
     assert [s.name for s in sinks] == ["jsonl", "webhook", "slack", "sns"]
-    assert all(isinstance(s, al.Sink) for s in sinks)
+    assert all(isinstance(s, Sink) for s in sinks)
     assert sinks[0].path == tmp_path / "a.jsonl"
     assert sinks[3].region == "eu-west-1"
 
@@ -345,7 +347,7 @@ def test_deliver_wraps_foreign_sink_errors_and_keeps_going(tmp_path):
         def send(self, run_id, alerts):
             raise RuntimeError("kaput\nsecond line")
 
-    good = al.JsonlSink(tmp_path / "a.jsonl")
+    good = JsonlSink(tmp_path / "a.jsonl")
     failures = deliver([check_alert(), run_alert()], [Broken(), good])
     assert [(n, r, str(e)) for n, r, e in failures] == [
         ("broken", "run-aaaa1111", "broken: RuntimeError: kaput"),
@@ -355,9 +357,9 @@ def test_deliver_wraps_foreign_sink_errors_and_keeps_going(tmp_path):
 
 
 def test_ui_base_url_and_alert_normalisation():
-    assert al.ui_base_url({}) == "http://localhost:3000"
-    assert al.ui_base_url({"DQ_UI_URL": "https://dagster.acme.io/"}) == "https://dagster.acme.io"
-    assert al.run_url("r1", {"DQ_UI_URL": "https://d.io/"}) == "https://d.io/runs/r1"
+    assert ui_base_url({}) == "http://localhost:3000"
+    assert ui_base_url({"DQ_UI_URL": "https://dagster.acme.io/"}) == "https://dagster.acme.io"
+    assert run_url("r1", {"DQ_UI_URL": "https://d.io/"}) == "https://d.io/runs/r1"
     a = dataclasses.replace(check_alert(), sample_keys=["x", 1])
     assert a.sample_keys == ("x", "1") and hash(a)
     with pytest.raises(ValueError):
@@ -373,12 +375,12 @@ def test_freshness_alerts_read_as_state_changes_not_runs(tmp_path):
                  description="2 asset(s): 2025-01-03 is not materialized and its deadline has passed")
     back = dataclasses.replace(late, observed="recovered", description="2 asset(s): 2025-01-03 is materialized")
 
-    msg = al.slack_message(late.run_id, [late])
+    msg = slack_message(late.run_id, [late])
     assert msg["text"].startswith("[DQ WARN] freshness: partition_on_time FAIL on 2 assets")
     assert "Open in Dagster" in msg["text"] and "Open run" not in msg["text"]
     assert "assets: `marts/fact_orders`, `raw/orders`" in json.dumps(msg["blocks"])
-    assert al.slack_message(back.run_id, [back])["text"].startswith(
+    assert slack_message(back.run_id, [back])["text"].startswith(
         "[DQ OK] freshness: partition_on_time recovered on 2 assets")
     path = tmp_path / "alerts.jsonl"
-    assert deliver([late, back], [al.JsonlSink(path)]) == []
+    assert deliver([late, back], [JsonlSink(path)]) == []
     assert [json.loads(x)["observed"] for x in path.read_text().splitlines()] == ["FAIL", "recovered"]

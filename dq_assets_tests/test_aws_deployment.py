@@ -181,14 +181,14 @@ def test_a_range_on_aws_equals_day_by_day_on_duckdb(both, pg_url, instance):
 
 
 def test_the_published_columns_are_what_postgresql_and_the_parquet_objects_hold(both, rerun):
-    """The catalog of the aws deployment (dq_assets/catalog/docs.py) against what the runs left:
+    """The catalog of the aws deployment (dq_assets/catalog/) against what the runs left:
     PostgreSQL's own spelling of each column type, the Arrow schema of each parquet object."""
     import io
 
     import dagster as dg
     import pyarrow.parquet as pq
 
-    from dq_assets.catalog.docs import with_catalog
+    from dq_assets.catalog.apply import with_catalog
     from dq_assets.storage.column_schema import S3_PARQUET, column_type
     from dq_assets.definitions import ALL_ASSETS
 

@@ -1,4 +1,4 @@
-"""The catalog (dq_assets/catalog/docs.py): what each asset's page says about its table, against
+"""The catalog (dq_assets/catalog/): what each asset's page says about its table, against
 the tables a real run leaves behind, in both deployments."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import dagster as dg
 import pytest
 
 from dq_assets import defs
-from dq_assets.catalog.docs import (
+from dq_assets.catalog.apply import (
     SCHEMA_CHANGE_CHECK,
     column_schema_change_checks,
     with_catalog,

@@ -6,7 +6,8 @@ import pytest
 
 from dq_assets.contract.tables import table
 from dq_assets.storage.duckdb.warehouse import connect_duckdb
-from dq_assets.landing.zone import LandingError, LandingZone, _has_padded_quotes, read_csv_file
+from dq_assets.landing.csv_files import _has_padded_quotes, read_csv_file
+from dq_assets.landing.zone import LandingError, LandingZone
 
 
 def read(tmp_path, text: str | bytes, name="orders"):

@@ -30,7 +30,7 @@ from dq_assets.contract.tables import (
     TEXT, TIMESTAMP, Column, Table,
 )
 from dq_assets.storage.duckdb.warehouse import connect_duckdb
-from dq_assets.landing.zone import read_csv_file
+from dq_assets.landing.csv_files import read_csv_file
 
 
 def seeds(spec: str) -> list[int]:

@@ -21,16 +21,8 @@ from dq_assets.rules.cleaning import money_sum
 from dq_assets.contract.tables import TABLES, Table, table
 from dq_assets.storage.duckdb.warehouse import connect_duckdb
 from dq_assets.rules.history import HISTORY_CHECK, day_ranges, loaded_history, missing_days
-from dq_assets.landing.zone import (
-    FileSchema,
-    LandingError,
-    LandingZone,
-    empty_raw,
-    read_csv_file,
-    read_header,
-    sha256_of,
-    table_of_file,
-)
+from dq_assets.landing.csv_files import FileSchema, empty_raw, read_csv_file, read_header
+from dq_assets.landing.zone import LandingError, LandingZone, sha256_of, table_of_file
 from dq_assets.storage.quality_store import QualityStore
 from dq_assets.keys import LANDING_FILES_KEY, RAW_GROUP, raw_key
 from dq_assets.partitions import DAILY, PARTITIONS_START

@@ -5,7 +5,7 @@ its run successful, so run-failure sensors never see it), and its run-status sen
 that have no code-location origin, such as `dagster asset materialize` or `materialize()`.
 `check_failure_alerts` therefore reads every finished run of the instance, whatever launched
 it, and sends one alert per failed check evaluation plus one `run_failed` alert if the run
-failed, grouped per run, to the configured sinks (dq_assets/operations/alerts/sinks.py).
+failed, grouped per run, to the configured sinks (dq_assets/operations/alerts/delivery.py).
 
 Exactly once, per sink: the cursor remembers which runs are done and, for runs whose delivery
 failed, which sinks still owe them; those are retried on the next tick, never dropped, and a
@@ -17,7 +17,8 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from dq_assets.operations.alerts.sinks import Alert, deliver, sinks_from_env, ui_base_url
+from dq_assets.operations.alerts.delivery import deliver, sinks_from_env
+from dq_assets.operations.alerts.model import Alert, run_url
 from dq_assets.operations.freshness import CHECK_NAMES as FRESHNESS_CHECKS
 
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
@@ -36,7 +37,7 @@ def failed_check_alerts(instance: dg.DagsterInstance, run_id: str) -> list[Alert
     `freshness_alerts`, which alerts on changes of state, not on every evaluation."""
     records = instance.get_records_for_run(
         run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
-    base = ui_base_url()
+    url = run_url(run_id)
     alerts = []
     for record in records:
         evaluation = record.event_log_entry.dagster_event.event_specific_data
@@ -47,7 +48,7 @@ def failed_check_alerts(instance: dg.DagsterInstance, run_id: str) -> list[Alert
         keys = [k for k in str(meta.get("sample_key_list") or "").split(", ") if k]
         failing = meta.get("failing_rows")
         alerts.append(Alert(
-            kind="check_failed", run_id=run_id, run_url=f"{base}/runs/{run_id}",
+            kind="check_failed", run_id=run_id, run_url=url,
             asset_key=evaluation.asset_key.to_user_string(), check_name=evaluation.check_name,
             partition=str(partition) if partition else None,
             severity=evaluation.severity.value if evaluation.severity else None,
@@ -68,7 +69,7 @@ def run_failed_alert(instance: dg.DagsterInstance, run: dg.DagsterRun) -> Alert:
         f"{tags['dagster/asset_partition_range_start']}...{tags['dagster/asset_partition_range_end']}"
         if "dagster/asset_partition_range_start" in tags else None)
     return Alert(
-        kind="run_failed", run_id=run.run_id, run_url=f"{ui_base_url()}/runs/{run.run_id}",
+        kind="run_failed", run_id=run.run_id, run_url=run_url(run.run_id),
         asset_key=None, check_name=None, partition=partition, severity="ERROR",
         failing_rows=None, observed=None,
         description=((message or "").strip().splitlines() or ["run failed"])[0],
