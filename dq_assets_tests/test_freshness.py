@@ -16,7 +16,7 @@ from dagster._core.definitions.freshness import FreshnessState, FreshnessStateCh
 from dq_assets.operations import freshness
 from dq_assets.definitions import ALL_ASSETS, FRESHNESS_CHECKS, defs
 from dq_assets.operations.freshness import PARTITION_CHECK, POLICY_CHECK, due_day
-from dq_assets.storage.quality_store import DuckDBQualityStore
+from dq_assets.storage.duckdb.quality_store import DuckDBQualityStore
 from dq_assets.operations.failure_alerts import check_failure_alerts
 from dq_assets_tests.conftest import DAY1, DAY2, Landing, RecordedRun, Warehouse
 from dq_assets_tests.pg_fixtures import free_port
@@ -245,7 +245,7 @@ def test_a_warehouse_busy_with_a_run_delays_the_record_not_the_alert(day, monkey
     import subprocess
     import sys
 
-    from dq_assets.storage import quality_store
+    from dq_assets.storage.duckdb import quality_store
 
     monkeypatch.setattr(quality_store, "SENSOR_LOCK_WAIT", 0.5)
     path = str(day.warehouse.database)

@@ -28,7 +28,7 @@ from dq_assets.storage.postgres.connection import PostgresConnection, PostgresCo
 from dq_assets.storage.postgres.io_manager import PostgresIOManager
 from dq_assets.storage.postgres.quality_store import PostgresQualityStore
 from dq_assets.storage.postgres.tables import pg_type, read_table
-from dq_assets.storage.quality_store import DuckDBQualityStore
+from dq_assets.storage.duckdb.quality_store import DuckDBQualityStore
 
 from dq_assets_tests.pg_fixtures import create_secret, free_port, with_database
 

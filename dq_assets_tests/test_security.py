@@ -48,7 +48,7 @@ from dq_assets.storage.postgres.connection import PostgresConnection
 from dq_assets.storage.postgres.io_manager import PostgresIOManager
 from dq_assets.storage.postgres.quality_store import PostgresQualityStore
 from dq_assets.storage.postgres.tables import read_table
-from dq_assets.storage.quality_store import DuckDBQualityStore
+from dq_assets.storage.duckdb.quality_store import DuckDBQualityStore
 from dq_assets.operations.failure_alerts import check_failure_alerts
 from dq_assets_tests.conftest import DAY1, DAY2, Landing
 from dq_assets_tests.pg_fixtures import PG_ENV_VARS, create_secret, with_database

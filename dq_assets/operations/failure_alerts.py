@@ -1,4 +1,4 @@
-"""Sensors: alerts on failed checks and failed runs, and runs for newly landed days.
+"""Sensors: alerts on failed checks and failed runs.
 
 Open-source Dagster has no alert on a failed asset check (a failed non-blocking check leaves
 its run successful, so run-failure sensors never see it), and its run-status sensors skip runs
