@@ -27,6 +27,9 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dq_assets.storage.column_schema import written_column_schema
+from dq_assets.storage.duckdb.warehouse import partition_query
+
 PARTITION_COLUMN = "ingest_date"  # every partitioned table's partition column, in every store
 
 # A chunk of partitions processed together holds about this many input rows: big enough that
@@ -200,6 +203,18 @@ def written_by_another_output(batches: PartitionBatches, context) -> bool:
             f"{batches.written_with.to_user_string()}, which was not written first: yield that "
             "output first, stored by the same IO manager", allow_retries=False)
     return True
+
+
+def store_batches(context, table_slice, batches: PartitionBatches, replace: Callable, store: str) -> None:
+    """What a SQL store's IO manager does with a `PartitionBatches` output: `replace(column)`
+    writes it, replacing each partition it produces (unless another output wrote it, in its
+    transaction); then each partition's query and the written column schema are recorded."""
+    schema, table = table_slice.schema, table_slice.table
+    column = table_slice.partition_dimensions[0].partition_expr
+    if not written_by_another_output(batches, context):
+        replace(column)
+    batches.finish(lambda key: {"Query": partition_query(schema, table, column, key)})
+    context.add_output_metadata(written_column_schema(context, batches.schema, store))
 
 
 def _concat(parts: list[pa.Table]) -> pa.Table:

@@ -58,7 +58,7 @@ class QualityStore(dg.ConfigurableResource):
 
     def latest_profiles(self, partition_keys: list[str]) -> list[dict]:
         """The latest profile of every table of the given partitions."""
-        raise NotImplementedError
+        return self._latest("partition_profiles", partition_keys, "table_name", "profiled_at")
 
     def mark_writes(self, run_id: str, asset_keys: list[str], partition_keys: list[str]) -> None:
         """Record that `run_id` is about to (re)write these asset partitions."""
@@ -66,6 +66,10 @@ class QualityStore(dg.ConfigurableResource):
 
     def latest_writes(self, partition_keys: list[str]) -> list[dict]:
         """The latest write mark of every asset of the given partitions."""
+        return self._latest("partition_writes", partition_keys, "asset_key", "marked_at")
+
+    def _latest(self, table: str, partition_keys: list[str], per: str, newest: str) -> list[dict]:
+        """The newest row (by `newest`) per partition and `per` of a record table."""
         raise NotImplementedError
 
     def partitions_with_results(self, asset_keys: list[str], before: str) -> dict[str, set[str]]:

@@ -20,10 +20,10 @@ from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasTypeHandler
 
 from dq_assets.dagster_private import DbIOManager, DbTypeHandler, TableMetadataSet, TableSlice
-from dq_assets.storage.batches import PartitionBatches, PartitionReader, not_materialized, written_by_another_output
+from dq_assets.storage.batches import PartitionBatches, PartitionReader, not_materialized, store_batches
 from dq_assets.storage.column_schema import DUCKDB, written_column_schema
 from dq_assets.storage.sql import check_table_slice
-from dq_assets.storage.duckdb.warehouse import add_missing_columns, fetch_arrow, PENDING_MARKS, partition_query, pending_table, replace_partitions, table_exists, to_arrow, to_pandas, warehouse_connection
+from dq_assets.storage.duckdb.warehouse import add_missing_columns, fetch_arrow, PENDING_MARKS, pending_table, replace_partitions, table_exists, to_arrow, to_pandas, warehouse_connection
 from dq_assets.storage.sql import qualified, quote
 from dq_assets.settings import warehouse_path
 
@@ -122,11 +122,8 @@ class PartitionBatchesTypeHandler(DbTypeHandler):
         return [PartitionBatches, PartitionReader]
 
     def handle_output(self, context, table_slice: TableSlice, obj: PartitionBatches, connection):
-        column = table_slice.partition_dimensions[0].partition_expr
-        if not written_by_another_output(obj, context):
-            replace_partitions(connection, table_slice.schema, table_slice.table, column, obj)
-        obj.finish(lambda key: {"Query": partition_query(table_slice.schema, table_slice.table, column, key)})
-        context.add_output_metadata(written_column_schema(context, obj.schema, DUCKDB))
+        store_batches(context, table_slice, obj, store=DUCKDB, replace=lambda column: replace_partitions(
+            connection, table_slice.schema, table_slice.table, column, obj))
 
     def load_input(self, context, table_slice: TableSlice, connection) -> PartitionReader:
         schema, table = table_slice.schema, table_slice.table

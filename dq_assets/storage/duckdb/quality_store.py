@@ -81,15 +81,7 @@ class DuckDBQualityStore(QualityStore):
             ).fetchall()
         return dict(rows)
 
-    def latest_profiles(self, partition_keys: list[str]) -> list[dict]:
-        """The latest profile of every table of the given partitions."""
-        return self._latest("partition_profiles", partition_keys, "table_name", "profiled_at")
-
-    def latest_writes(self, partition_keys: list[str]) -> list[dict]:
-        return self._latest("partition_writes", partition_keys, "asset_key", "marked_at")
-
     def _latest(self, table: str, partition_keys: list[str], per: str, newest: str) -> list[dict]:
-        """The newest row (by `newest`) per partition and `per` of a record table."""
         with self._connect() as conn:
             if not table_exists(conn, QUALITY_SCHEMA, table):
                 return []

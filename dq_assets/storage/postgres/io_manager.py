@@ -24,10 +24,10 @@ from psycopg import sql
 from pydantic import Field
 
 from dq_assets.dagster_private import DbClient, DbIOManager, DbTypeHandler, TableMetadataSet, TableSlice
-from dq_assets.storage.batches import PartitionBatches, PartitionReader, not_materialized, written_by_another_output
+from dq_assets.storage.batches import PartitionBatches, PartitionReader, not_materialized, store_batches
 from dq_assets.storage.column_schema import POSTGRES, written_column_schema
 from dq_assets.storage.sql import check_identifier, check_table_slice
-from dq_assets.storage.duckdb.warehouse import partition_query, to_arrow, to_pandas
+from dq_assets.storage.duckdb.warehouse import to_arrow, to_pandas
 from dq_assets.storage.postgres.connection import PostgresConnection
 from dq_assets.storage.postgres.tables import Where, _q, read_table, replace_partitions, table_columns, write_table
 
@@ -158,11 +158,8 @@ class PostgresBatchesTypeHandler(DbTypeHandler):
         return [PartitionBatches, PartitionReader]
 
     def handle_output(self, context, table_slice: TableSlice, obj: PartitionBatches, connection):
-        column = table_slice.partition_dimensions[0].partition_expr
-        if not written_by_another_output(obj, context):
-            replace_partitions(connection, table_slice.schema, table_slice.table, column, obj)
-        obj.finish(lambda key: {"Query": partition_query(table_slice.schema, table_slice.table, column, key)})
-        context.add_output_metadata(written_column_schema(context, obj.schema, POSTGRES))
+        store_batches(context, table_slice, obj, store=POSTGRES, replace=lambda column: replace_partitions(
+            connection, table_slice.schema, table_slice.table, column, obj))
 
     def load_input(self, context, table_slice: TableSlice, connection) -> PartitionReader:
         if not table_columns(connection, table_slice.schema, table_slice.table):
