@@ -33,7 +33,9 @@ import dagster as dg
 from dagster._utils.schedules import get_latest_completed_cron_tick
 
 from dq_assets.operations.alerts.sinks import Alert, deliver, sinks_from_env, ui_base_url
-from dq_assets.checks.core import WARN, Outcome, check_results_rows, load_gate_config
+from dq_assets.checks.model import Outcome
+from dq_assets.checks.reporting import check_results_rows
+from dq_assets.contract.gate import WARN, load_gate_config
 from dq_assets.storage.quality_store import QualityStore
 from dq_assets.partitions import DAILY, PARTITIONS_START
 
