@@ -2,7 +2,9 @@
 
 import dagster as dg
 
-from dq_assets.checks.core import PartitionCounts, evaluate_landing, evaluate_staging, evaluate_volume, load_gate_config
+from dq_assets.checks.landing import evaluate_landing
+from dq_assets.checks.staging import PartitionCounts, evaluate_staging, evaluate_volume
+from dq_assets.contract.gate import load_gate_config
 from dq_assets.contract.tables import table
 
 ASSET = dg.AssetKey(["staging", "orders"])
@@ -95,7 +97,7 @@ def test_a_deployment_overrides_severities_and_thresholds(tmp_path, monkeypatch)
 def test_mart_totals_must_equal_staging_per_currency():
     from decimal import Decimal as D
 
-    from dq_assets.checks.core import evaluate_mart_totals
+    from dq_assets.checks.marts import evaluate_mart_totals
 
     same = evaluate_mart_totals(ASSET, "2025-01-08", CFG, {"EUR": (2, D("5"))}, {"EUR": (2, D("5.000"))})
     assert same.passed and len(same.recons) == 2
@@ -121,9 +123,10 @@ def test_the_reproducing_sql_is_shown_clause_by_clause():
     import re
     from decimal import Decimal as D
 
-    from dq_assets.checks.core import check_result, evaluate_mart_totals, readable_sql
+    from dq_assets.checks.marts import evaluate_mart_totals
+    from dq_assets.checks.model import check_result, readable_sql
     from dq_assets.contract.tables import TABLES
-    from dq_assets.layers.quality import recon_outcomes
+    from dq_assets.checks.reconciliation import recon_outcomes
 
     outcomes = []
     for t in TABLES:
@@ -152,7 +155,7 @@ def test_the_reproducing_sql_is_shown_clause_by_clause():
 
 def test_the_reproducing_sql_as_shown_returns_what_it_reproduces(two_days, warehouse):
     """Every reproducing SQL a real run recorded, run as recorded and as the UI shows it."""
-    from dq_assets.checks.core import readable_sql
+    from dq_assets.checks.model import readable_sql
 
     assert warehouse.materialize("2025-01-01").success
     sqls = [r[0] for r in warehouse.query(

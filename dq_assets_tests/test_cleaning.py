@@ -228,6 +228,29 @@ def test_each_reject_reason():
     assert set(REJECT_REASONS) == set(cases) | {"calculation_mismatch", "duplicate"}
 
 
+def test_the_contract_and_the_cleaning_sql_agree_on_the_reject_reasons_of_every_table(monkeypatch):
+    """`Table.reject_reasons` (what the checks and the catalog declare) is what the generated SQL
+    can give, in the contract's order, for all six tables; a drift is refused."""
+    from dq_assets.contract.tables import TABLES, Column
+    from dq_assets.rules.cleaning import column_failures
+
+    for t in TABLES:
+        tested = {f.reason for f in column_failures(t)}
+        assert t.row_reasons == tuple(r for r in REJECT_REASONS if r in tested), t.name
+        assert t.reject_reasons == t.row_reasons + ("duplicate",), t.name
+        for col in t.columns:
+            assert col.reject_reasons == tuple(f.reason for f in column_failures(t) if f.column == col.name)
+    assert table("orders").reject_reasons == (
+        "missing_required", "unparseable", "invalid_value", "out_of_range", "future_timestamp",
+        "unknown_reference", "duplicate")
+    assert table("order_items").reject_reasons == (
+        "missing_required", "unparseable", "out_of_range", "calculation_mismatch",
+        "unknown_reference", "duplicate")
+    monkeypatch.setattr(Column, "reject_reasons", property(lambda self: ("missing_required",)))
+    with pytest.raises(AssertionError, match="orders.customer_id: cleaning tests"):
+        column_failures(table("orders"))
+
+
 def test_timestamps_up_to_one_hour_after_the_day_are_not_future():
     assert staged("orders", [order(order_ts="2025-01-08T01:00:00Z")])
     assert rejected("orders", [order(order_ts="2025-01-08T01:00:01Z")])

@@ -16,7 +16,7 @@ import pytest
 
 from dq_assets import partitions, settings
 from dq_assets.definitions import ALL_ASSETS
-from dq_assets.layers.raw import history_advice
+from dq_assets.checks.history import history_advice
 
 REPO = Path(__file__).resolve().parent.parent
 

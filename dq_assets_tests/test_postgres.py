@@ -369,7 +369,7 @@ def test_connection_killed_mid_copy_keeps_previous_partition(pg_database):
 # ------------------------------------------------------------------------------------------
 
 def _quality_batches():
-    from dq_assets.checks.core import CHECK_RESULTS_SCHEMA, RECON_SUMMARY_SCHEMA
+    from dq_assets.checks.reporting import CHECK_RESULTS_SCHEMA, RECON_SUMMARY_SCHEMA
     from dq_assets.layers.staging import PROFILE_SCHEMA
 
     t0 = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc)

@@ -197,10 +197,9 @@ def staging_doc(t: Table) -> TableDoc:
 
 
 def quarantine_doc(t: Table) -> TableDoc:
-    from dq_assets.checks.core import table_reasons
     from dq_assets.rules.cleaning import quarantine_columns
 
-    reasons = ", ".join(table_reasons(t))
+    reasons = ", ".join(t.reject_reasons)
     own = {
         "reject_reason": Col("reject_reason", STRING,
                              "the row's first reject reason, in the contract's order",
@@ -338,8 +337,9 @@ def mart_docs() -> dict[dg.AssetKey, TableDoc]:
 def table_docs() -> dict[dg.AssetKey, TableDoc]:
     """Every table asset's declared columns, by asset key."""
     from dq_assets.keys import GATE_KEY, LANDING_FILES_KEY, RECON_KEY, quarantine_key, raw_key, staging_key
-    from dq_assets.layers.quality import GATE_SCHEMA, RECON_SCHEMA
-    from dq_assets.layers.raw import LANDING_FILES_SCHEMA
+    from dq_assets.checks.gate import GATE_SCHEMA
+    from dq_assets.checks.landing import LANDING_FILES_SCHEMA
+    from dq_assets.checks.reconciliation import RECON_SCHEMA
 
     docs: dict[dg.AssetKey, TableDoc] = {}
     for t in TABLES:

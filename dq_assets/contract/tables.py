@@ -25,6 +25,7 @@ REJECT_REASONS: tuple[str, ...] = (
     "unknown_reference",
     "duplicate",
 )
+DUPLICATE = "duplicate"  # the one reason of a row among others: its key, received again
 
 # Column kinds. Text-like kinds are trimmed; codes are normalised as stored.
 ID, TEXT, EMAIL, COUNTRY, CURRENCY, ENUM = "id", "text", "email", "country", "currency", "enum"
@@ -32,6 +33,7 @@ DECIMAL, INTEGER, TIMESTAMP = "decimal", "integer", "timestamp"
 KINDS = (ID, TEXT, EMAIL, COUNTRY, CURRENCY, ENUM, DECIMAL, INTEGER, TIMESTAMP)
 PARSED_KINDS = (DECIMAL, INTEGER, TIMESTAMP)  # can be `unparseable`
 SHAPED_KINDS = (EMAIL, COUNTRY, CURRENCY, ENUM)  # can be `invalid_value`
+RANGED_KINDS = (DECIMAL, INTEGER, TIMESTAMP)  # have a supported range: can be `out_of_range`
 
 # Money and prices are exact decimals, stored as DECIMAL(38,6): 32 integer digits, 6 fractional.
 MONEY_PRECISION, MONEY_SCALE = 38, 6
@@ -75,6 +77,20 @@ class Column:
             raise ValueError(f"unknown kind {self.kind!r} for column {self.name}")
         if self.kind == ENUM and not self.values:
             raise ValueError(f"enum column {self.name} needs values")
+
+    @property
+    def reject_reasons(self) -> tuple[str, ...]:
+        """The reject reasons a value of this column can get, in the contract's order
+        (dq_assets.rules.cleaning turns each into its SQL condition)."""
+        can = {
+            "missing_required": not self.nullable,
+            "unparseable": self.kind in PARSED_KINDS,
+            "invalid_value": self.kind in SHAPED_KINDS,
+            "out_of_range": self.kind in RANGED_KINDS or self.min is not None or self.max is not None,
+            "future_timestamp": self.not_future,
+            "unknown_reference": self.references is not None,
+        }
+        return tuple(r for r in REJECT_REASONS if can.get(r))
 
 
 @dataclass(frozen=True)
@@ -141,6 +157,19 @@ class Table:
     @property
     def references(self) -> tuple[tuple[Column, Reference], ...]:
         return tuple((c, c.references) for c in self.columns if c.references)
+
+    @property
+    def row_reasons(self) -> tuple[str, ...]:
+        """The reject reasons a row can get on its own (its columns' and its row rules'), in
+        the contract's order."""
+        can = {r for c in self.columns for r in c.reject_reasons} | {rule.reason for rule in self.rules}
+        return tuple(r for r in REJECT_REASONS if r in can)
+
+    @property
+    def reject_reasons(self) -> tuple[str, ...]:
+        """Every reject reason that can occur in this table, in the contract's order: its rows'
+        own, and `duplicate` (an older version of a key received again in the partition)."""
+        return tuple(r for r in REJECT_REASONS if r in self.row_reasons or r == DUPLICATE)
 
 
 ZERO = Decimal(0)

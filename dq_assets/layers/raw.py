@@ -7,37 +7,28 @@ from datetime import date
 import dagster as dg
 import pyarrow as pa
 
-from dq_assets.storage.batches import PartitionBatches, run_partition_keys
-from dq_assets.checks.core import (
-    SAMPLE_KEYS,
-    Outcome,
+from dq_assets.checks.history import HISTORY, evaluate_history, loaded_history
+from dq_assets.checks.landing import (
+    LANDING_FILES_SCHEMA,
+    NO_UNEXPECTED_FILES,
     evaluate_landing,
     evaluate_unexpected_files,
-    load_gate_config,
     raw_check_defs,
-    report,
 )
-from dq_assets.rules.cleaning import money_sum
+from dq_assets.checks.reporting import report
+from dq_assets.contract.gate import load_gate_config
 from dq_assets.contract.tables import TABLES, Table, table
-from dq_assets.storage.duckdb.warehouse import connect_duckdb
-from dq_assets.rules.history import HISTORY_CHECK, day_ranges, loaded_history, missing_days
+from dq_assets.keys import LANDING_FILES_KEY, RAW_GROUP, raw_key
 from dq_assets.landing.csv_files import FileSchema, empty_raw, read_csv_file, read_header
 from dq_assets.landing.zone import LandingError, LandingZone, sha256_of, table_of_file
+from dq_assets.layers.common import mark_writes, partition_asset_args
+from dq_assets.partitions import DAILY
+from dq_assets.rules.cleaning import money_sum
+from dq_assets.storage.batches import PartitionBatches, run_partition_keys
+from dq_assets.storage.duckdb.warehouse import connect_duckdb
 from dq_assets.storage.quality_store import QualityStore
-from dq_assets.keys import LANDING_FILES_KEY, RAW_GROUP, raw_key
-from dq_assets.partitions import DAILY, PARTITIONS_START
-from dq_assets.settings import PARTITIONS_START_ENV
 
 RAW_IO_MANAGER = "raw_io_manager"  # S3 in the aws deployment, the warehouse otherwise
-
-
-def partition_asset_args(group: str) -> dict:
-    """What every daily asset of the warehouse shares."""
-    return dict(
-        partitions_def=DAILY,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        group_name=group,
-    )
 
 
 def build_raw_asset(t: Table) -> dg.AssetsDefinition:
@@ -47,7 +38,6 @@ def build_raw_asset(t: Table) -> dg.AssetsDefinition:
     @dg.asset(
         key=key,
         io_manager_key=RAW_IO_MANAGER,
-        metadata={"partition_expr": "ingest_date"},
         description=(
             f"`{t.file_name}` of each ingest date as received: every value as text, columns "
             "matched by name, unknown columns kept as JSON in `extra_columns`, and lineage "
@@ -120,23 +110,12 @@ def _load_partition(conn, landing: LandingZone, t: Table, key, partition_key: st
 @dg.asset(
     key=LANDING_FILES_KEY,
     io_manager_key=RAW_IO_MANAGER,
-    metadata={"partition_expr": "ingest_date"},
     description=(
         "One row per file of each ingest date (every contract table, every file present, every "
         "file the manifest lists): listed, present, the manifest's control totals, the landed "
         "file's sha256 and size, and its header against the contract."
     ),
-    check_specs=[
-        dg.AssetCheckSpec(
-            "no_unexpected_files", asset=LANDING_FILES_KEY, partitions_def=DAILY,
-            description="Every landed or listed file is one of the six contract tables.",
-        ),
-        dg.AssetCheckSpec(
-            HISTORY_CHECK, asset=LANDING_FILES_KEY, partitions_def=DAILY, blocking=True,
-            description="Every landed day before the partition is loaded: references to the "
-            "change feeds resolve against all of them. Blocking: staging waits for its history.",
-        ),
-    ],
+    check_specs=[NO_UNEXPECTED_FILES.spec(DAILY), HISTORY.spec(DAILY)],
     **partition_asset_args(RAW_GROUP),
 )
 def landing_files(
@@ -167,76 +146,6 @@ def landing_files(
         describe=lambda k: {"files": len(rows_by_key[k]), "unexpected_files": len(unexpected[k])}))
     outcomes = [evaluate_unexpected_files(LANDING_FILES_KEY, key, cfg, unexpected[key]) for key in keys]
     yield from report(context, quality_store, outcomes + history)
-
-
-def history_advice(missing: list[str], start: str, key: str) -> tuple[str, str]:
-    """(what to add to `observed`, the detail) for missing history days. A landed day before the
-    first partition (`start`) can never be loaded: only a different partitions start helps."""
-    early, later = [d for d in missing if d < start], [d for d in missing if d >= start]
-    note, advice = "", []
-    if early:
-        note = f" ({day_ranges(early)} before the first daily partition, {start})"
-        advice.append(f"{day_ranges(early)} landed before the first daily partition ({start}) and "
-                      f"cannot be loaded: set {PARTITIONS_START_ENV}={early[0]} (or earlier) when the "
-                      f"code location loads")
-    if later:
-        advice.append(f"load {day_ranges(later)} first (the landing sensor runs landed days in "
-                      f"order), or run them in one range with {key}")
-    return note, "references resolve against every earlier day: " + "; ".join(advice)
-
-
-def evaluate_history(asset: dg.AssetKey, partition_keys: list[str], cfg, landed: list[str],
-                     loaded: dict[str, set[str]], start: str = PARTITIONS_START) -> list[Outcome]:
-    """The reference history of the run's partitions: every landed day before the first one
-    loaded (the later ones are in the run). One outcome per partition, the same for all. A
-    landed day before the first partition (`start`) counts too: its keys are still referenced."""
-    first = partition_keys[0]
-    missing = missing_days(landed, loaded, first)
-    tables = ", ".join(sorted(loaded))
-    outcomes = []
-    for key in partition_keys:
-        note, detail = history_advice(missing, start, key) if missing else ("", "")
-        outcomes.append(Outcome(
-            HISTORY_CHECK, asset, key, passed=not missing,
-            severity=cfg.severity_of("landing_files", HISTORY_CHECK), failing_rows=len(missing),
-            observed=(f"reference history incomplete: {day_ranges(missing)} not loaded{note}" if missing
-                      else f"every landed day before {key} loaded"),
-            threshold=f"every landed day before {key} loaded ({tables})",
-            sample_keys=missing[:SAMPLE_KEYS],
-            detail=detail,
-            sql=("SELECT DISTINCT asset_key, partition_key FROM quality.check_results WHERE asset_key "
-                 f"IN ({', '.join(repr(t) for t in sorted(loaded))}) AND partition_key < '{first}' "
-                 "ORDER BY 2"),
-        ))
-    return outcomes
-
-
-def mark_writes(context, quality_store: QualityStore, asset_keys: list[dg.AssetKey]) -> None:
-    """Before writing: mark the asset partitions this run is about to replace (see
-    dq_assets.storage.quality_store), so a gate decision taken before is no longer theirs."""
-    quality_store.mark_writes(context.run.run_id, [k.to_user_string() for k in asset_keys],
-                              list(context.partition_keys))
-
-
-LANDING_FILES_SCHEMA = pa.schema(
-    [
-        ("ingest_date", pa.date32()),
-        ("file_name", pa.string()),
-        ("table_name", pa.string()),  # NULL for a file that is no contract table
-        ("listed", pa.bool_()),
-        ("present", pa.bool_()),
-        ("manifest_rows", pa.string()),  # as written in the manifest; checks parse them
-        ("manifest_sha256", pa.string()),
-        ("manifest_sum_field", pa.string()),
-        ("manifest_sum", pa.string()),
-        ("landed_sha256", pa.string()),
-        ("landed_bytes", pa.int64()),
-        ("header", pa.string()),  # JSON list of the header as sent
-        ("missing_columns", pa.string()),  # comma-separated contract columns absent
-        ("unknown_columns", pa.string()),  # comma-separated columns not in the contract
-    ]
-)
-LANDING_FILE_COLUMNS = tuple(LANDING_FILES_SCHEMA.names)
 
 
 def _file_row(landing: LandingZone, key: str, name: str, listed: dict | None, present: bool) -> dict:

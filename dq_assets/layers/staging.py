@@ -5,32 +5,27 @@ One multi-asset per table, derived from its contract: it writes `staging.<table>
 """
 
 
-import dataclasses
 from datetime import datetime, timezone
 
 import dagster as dg
 import pyarrow as pa
 
+from dq_assets.checks.reporting import report
+from dq_assets.checks.staging import (
+    PartitionCounts, evaluate_partitions, partition_counts, staging_check_defs,
+)
+from dq_assets.contract.gate import load_gate_config
+from dq_assets.contract.tables import SAME_PARTITION, TABLES, Table
+from dq_assets.keys import LANDING_FILES_KEY, QUALITY_GROUP, STAGING_GROUP, quarantine_key, raw_key, staging_key
+from dq_assets.layers.common import mark_writes, partition_metadata
+from dq_assets.partitions import DAILY
+from dq_assets.rules.cleaning import trimmed, validate
+from dq_assets.rules.profiling import column_profiles, profile_markdown, revenue
 from dq_assets.storage.batches import (
     PartitionBatches, PartitionReader, chunk_producer, partition_slice, run_partition_keys,
 )
-from dq_assets.checks.core import (
-    SAMPLE_KEYS,
-    PartitionCounts,
-    evaluate_staging,
-    load_gate_config,
-    report,
-    staging_check_defs,
-)
-from dq_assets.rules.cleaning import trimmed, validate
-from dq_assets.contract.tables import SAME_PARTITION, TABLES, Table
 from dq_assets.storage.duckdb.warehouse import connect_duckdb, fetch_arrow
-from dq_assets.keys import LANDING_FILES_KEY, QUALITY_GROUP, STAGING_GROUP, quarantine_key, raw_key, staging_key
-from dq_assets.layers.raw import mark_writes
-from dq_assets.rules.profiling import column_profiles, profile_markdown, revenue
 from dq_assets.storage.quality_store import QualityStore
-from dq_assets.partitions import DAILY
-
 
 
 def _ref_input(column: str) -> str:
@@ -58,7 +53,7 @@ def build_staging_asset(t: Table) -> dg.AssetsDefinition:
         outs={
             "staging": dg.AssetOut(
                 key=skey,
-                metadata={"partition_expr": "ingest_date"},
+                metadata=partition_metadata(),
                 group_name=STAGING_GROUP,
                 description=(
                     f"{t.name}, typed and cleaned per the contract and deduplicated by "
@@ -67,7 +62,7 @@ def build_staging_asset(t: Table) -> dg.AssetsDefinition:
             ),
             "quarantine": dg.AssetOut(
                 key=qkey,
-                metadata={"partition_expr": "ingest_date"},
+                metadata=partition_metadata(),
                 description=(
                     f"Rejected rows of {t.file_name}, as received, with reject_reason, "
                     "reject_reasons and reject_details."
@@ -125,56 +120,11 @@ def build_staging_asset(t: Table) -> dg.AssetsDefinition:
         raw_rows.published()  # committed: the store may drop the raw versions superseded
         quality_store.append("partition_profiles", profile_rows(context.run.run_id, t, counts, revenues))
         cfg = load_gate_config()
-        history = quality_store.raw_rows_history(t.name)
-        outcomes = []
-        for partition_key, c in counts.items():
-            earlier = tuple(history[k] for k in sorted(history, reverse=True) if k < partition_key)
-            c = dataclasses.replace(c, earlier_raw_rows=earlier)
-            mine = [f for f in failures if f["ingest_date"].isoformat() == partition_key]
-            outcomes += evaluate_staging(t, skey, partition_key, cfg, c, mine)
+        outcomes = evaluate_partitions(t, skey, cfg, counts, failures,
+                                       quality_store.raw_rows_history(t.name))
         yield from report(context, quality_store, outcomes)
 
     return stage
-
-
-def partition_counts(conn, t: Table, partition_keys: list[str], raw: pa.Table, result) -> dict[str, PartitionCounts]:
-    """Rows landed, staged and quarantined, hours with rows and duplicate keys left in
-    staging, per partition of a chunk."""
-    conn.register("_raw", raw)
-    conn.register("_staging", result.staging)
-    conn.register("_quarantine", result.quarantine)
-    key = ", ".join(f'"{k}"' for k in t.key)
-    sample = " || '|' || ".join(f'CAST("{k}" AS VARCHAR)' for k in t.key)
-    hours = "SELECT NULL::DATE AS ingest_date, NULL::BIGINT AS n WHERE false"
-    if t.hourly_coverage_column:
-        col = f'"{t.hourly_coverage_column}"'
-        hours = (f"SELECT ingest_date, count(DISTINCT hour({col})) AS n FROM _staging "
-                 f"WHERE CAST({col} AS DATE) = ingest_date GROUP BY ALL")
-    rows = conn.execute(
-        f"""WITH k AS (SELECT unnest(CAST(? AS DATE[])) AS ingest_date),
-                r AS (SELECT ingest_date, count(*) AS n FROM _raw GROUP BY ALL),
-                s AS (SELECT ingest_date, count(*) AS n FROM _staging GROUP BY ALL),
-                q AS (SELECT ingest_date, count(*) AS n FROM _quarantine GROUP BY ALL),
-                h AS ({hours}),
-                d AS (SELECT ingest_date, count(*) AS n, list(k)[1:{SAMPLE_KEYS}] AS samples
-                      FROM (SELECT ingest_date, {sample} AS k FROM _staging
-                            GROUP BY ingest_date, {key} HAVING count(*) > 1)
-                      GROUP BY ALL)
-            SELECT CAST(k.ingest_date AS VARCHAR), coalesce(r.n, 0), coalesce(s.n, 0),
-                   coalesce(q.n, 0), {"coalesce(h.n, 0)" if t.hourly_coverage_column else "NULL"},
-                   coalesce(d.n, 0), d.samples
-            FROM k LEFT JOIN r USING (ingest_date) LEFT JOIN s USING (ingest_date)
-                   LEFT JOIN q USING (ingest_date) LEFT JOIN h USING (ingest_date)
-                   LEFT JOIN d USING (ingest_date)""",
-        [list(partition_keys)],
-    ).fetchall()
-    for name in ("_raw", "_staging", "_quarantine"):
-        conn.unregister(name)
-    return {
-        pk: PartitionCounts(raw_rows, staging_rows, quarantined, dup_keys, list(dup_samples or []),
-                            hours_with_rows=hours_with_rows)
-        for pk, raw_rows, staging_rows, quarantined, hours_with_rows, dup_keys, dup_samples in rows
-    }
 
 
 PROFILE_SCHEMA = pa.schema(

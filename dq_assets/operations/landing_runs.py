@@ -14,7 +14,8 @@ from datetime import timedelta
 
 import dagster as dg
 
-from dq_assets.rules.history import HISTORY_CHECK, loaded_history, missing_days
+from dq_assets.checks.history import HISTORY_CHECK, loaded_history
+from dq_assets.rules.history import missing_days
 from dq_assets.operations.jobs import daily_warehouse
 from dq_assets.landing.zone import LandingError, LandingZone
 from dq_assets.storage.quality_store import QualityStore

@@ -28,7 +28,6 @@ from dq_assets.contract.tables import (
     NUMBER_DIGITS,
     TOO_EARLY,
     PARSED_KINDS,
-    REJECT_REASONS,
     SAME_PARTITION,
     SHAPED_KINDS,
     TIMESTAMP,
@@ -176,9 +175,11 @@ def known_references(t: Table, refs: dict[str, str]) -> tuple[str, str]:
 
 def column_failures(t: Table) -> list[Failure]:
     """Per-column failure conditions over the `typed` CTE (`_t_<c>` text, `<c>` typed,
-    `_known_<c>` for references)."""
+    `_known_<c>` for references). Each column's are those of `Column.reject_reasons`, in the
+    same order (refused otherwise: the checks and the catalog read the contract's)."""
     out: list[Failure] = []
     for col in t.columns:
+        start = len(out)
         txt, val = text_column(col.name), quote(col.name)
         unread = f"{txt} IS NOT NULL AND {val} IS NULL"
         if not col.nullable:
@@ -215,6 +216,10 @@ def column_failures(t: Table) -> list[Failure]:
         if col.references is not None:
             out.append(Failure(col.name, "unknown_reference",
                                f"{txt} IS NOT NULL AND NOT {known_flag(col.name)}"))
+        made = tuple(f.reason for f in out[start:])
+        if made != col.reject_reasons:
+            raise AssertionError(f"{t.name}.{col.name}: cleaning tests {made}, the contract "
+                                 f"declares {col.reject_reasons}")
     for rule in t.rules:
         parsed = " AND ".join(f'"{c}" IS NOT NULL' for c in rule.columns)
         out.append(Failure(rule.name, rule.reason, f"{parsed} AND ({rule.fails_when})"))
@@ -228,11 +233,6 @@ def beyond_range(col: Column, txt: str) -> str:
     small = rf"[+-]?0*\d{{0,{NUMBER_DIGITS}}}(\.\d*)?"
     return (f"CASE WHEN regexp_full_match({txt}, '{small}') THEN {sql_str(TOO_PRECISE)} "
             f"ELSE {sql_str(TOO_LARGE)} END")
-
-
-def failing_reasons(failures: list[Failure]) -> list[str]:
-    """The reject reasons these failures can give, in the contract's order."""
-    return [r for r in REJECT_REASONS if any(f.reason == r for f in failures)]
 
 
 def validated_sql(t: Table, raw: str, refs: dict[str, str]) -> str:
@@ -250,7 +250,7 @@ def validated_sql(t: Table, raw: str, refs: dict[str, str]) -> str:
     typed_cols = [f'{typed_value(c, text_column(c.name))} AS {quote(c.name)}' for c in t.columns]
     failures = column_failures(t)
     known_cols, known_joins = known_references(t, refs)
-    by_reason = failing_reasons(failures)
+    by_reason = t.row_reasons
     failure_flags = [f'coalesce({f.condition}, false) AS "_f{i}"' for i, f in enumerate(failures)]
     reason_flags = [
         f'({" OR ".join(f"_f{i}" for i, f in enumerate(failures) if f.reason == reason)}) AS "_r_{reason}"'
@@ -358,7 +358,7 @@ def failure_stats_sql(t: Table) -> str:
         f"""SELECT ingest_date, '{r}' AS reason, '*' AS "column", count(*) AS failing_rows,
                    list({key} ORDER BY source_line)[1:10] AS sample_keys
             FROM validated WHERE "_r_{r}" GROUP BY ingest_date"""
-        for r in failing_reasons(failures)
+        for r in t.row_reasons
     ]
     branches.append(
         """SELECT ingest_date, 'duplicate' AS reason, '*' AS "column",

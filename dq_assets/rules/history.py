@@ -5,7 +5,8 @@ every earlier partition, so a day checked before the days it follows are loaded 
 their absence as data defects (unknown references, a high quarantine rate). The gate therefore
 knows what it does not know: a landed day before the run's first partition whose referenced
 raw tables were never loaded makes the history incomplete, which is reported as exactly that,
-once, and holds the partition back until its history is there.
+once, and holds the partition back until its history is there (the check itself:
+dq_assets.checks.history).
 """
 
 from __future__ import annotations
@@ -14,27 +15,15 @@ from datetime import date, timedelta
 
 from dq_assets.contract.tables import SAME_PARTITION, TABLES
 
-HISTORY_CHECK = "history_complete"
-
 
 def history_tables() -> list[str]:
     """The tables that references resolve against across partitions (their raw layer)."""
     return sorted({ref.table for t in TABLES for _, ref in t.references if ref.scope != SAME_PARTITION})
 
 
-def raw_asset_key(table_name: str) -> str:
-    return f"raw/{table_name}"
-
-
 def missing_days(landed: list[str], loaded: dict[str, set[str]], before: str) -> list[str]:
     """Landed days before `before` whose referenced raw tables are not all loaded."""
     return sorted(d for d in landed if d < before and not all(d in days for days in loaded.values()))
-
-
-def loaded_history(store, before: str) -> dict[str, set[str]]:
-    """Per referenced raw table, the partitions before `before` it was loaded for: its raw
-    step ran to its checks, which it reports after writing the partition."""
-    return store.partitions_with_results([raw_asset_key(t) for t in history_tables()], before)
 
 
 def day_ranges(days: list[str]) -> str:
