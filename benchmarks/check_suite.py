@@ -47,9 +47,9 @@ import pandas as pd
 import pyarrow as pa
 
 from dq_assets.contract import tables as C
+from dq_assets.landing.csv_files import read_csv_file
 from dq_assets.rules.cleaning import validate
 from dq_assets.storage.duckdb.warehouse import connect_duckdb
-from dq_assets.landing.csv_files import read_csv_file
 
 TABLES = ("orders", "order_items", "customers")
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import dagster as dg
 
+
 def _load_spec() -> dict:
     path = os.environ.get("DQ_BENCH_NOOP_SPEC")
     if path:

@@ -19,16 +19,16 @@ for _beta in ("include_sources", "execution_type"):
 
 # (the warehouse's modules after the filters: they define assets as they are imported)
 from dq_assets.catalog.apply import with_catalog
-from dq_assets.operations.console import gate_console
-from dq_assets.operations.freshness import freshness_checks, freshness_sensor, with_freshness_policies
-from dq_assets.operations.jobs import jobs
-from dq_assets.operations.landing_runs import daily_warehouse_schedule, landing_sensor
 from dq_assets.layers.marts import mart_assets
 from dq_assets.layers.quality import quality_assets
 from dq_assets.layers.raw import raw_assets
 from dq_assets.layers.staging import staging_assets
-from dq_assets.resources import build_resources
+from dq_assets.operations.console import gate_console
 from dq_assets.operations.failure_alerts import sensors
+from dq_assets.operations.freshness import freshness_checks, freshness_sensor, with_freshness_policies
+from dq_assets.operations.jobs import jobs
+from dq_assets.operations.landing_runs import daily_warehouse_schedule, landing_sensor
+from dq_assets.resources import build_resources
 
 ALL_ASSETS = [*raw_assets, *staging_assets, *quality_assets, *mart_assets]
 

@@ -11,8 +11,8 @@ import os
 
 from dagster_aws.s3 import S3Resource
 
-from dq_assets.storage.duckdb.io_manager import WarehouseIOManager
 from dq_assets.landing.zone import LandingZone
+from dq_assets.storage.duckdb.io_manager import WarehouseIOManager
 from dq_assets.storage.duckdb.quality_store import DuckDBQualityStore
 
 DEPLOYMENT_ENV = "DQ_DEPLOYMENT"

@@ -10,8 +10,8 @@ import psycopg
 import pytest
 
 from dq_assets.contract.tables import TABLE_NAMES
-from dq_assets.storage.postgres.connection import PostgresConnection
 from dq_assets.resources import aws_resources
+from dq_assets.storage.postgres.connection import PostgresConnection
 from dq_assets_tests.conftest import DAY1, DAY2, Landing, Warehouse
 from dq_assets_tests.pg_fixtures import with_database
 from dq_assets_tests.test_landing_s3 import upload
@@ -189,8 +189,8 @@ def test_the_published_columns_are_what_postgresql_and_the_parquet_objects_hold(
     import pyarrow.parquet as pq
 
     from dq_assets.catalog.apply import with_catalog
-    from dq_assets.storage.column_schema import S3_PARQUET, column_type
     from dq_assets.definitions import ALL_ASSETS
+    from dq_assets.storage.column_schema import S3_PARQUET, column_type
 
     _, aws, _ = both
     catalog = with_catalog(dg.Definitions(assets=ALL_ASSETS, resources=aws.resources))

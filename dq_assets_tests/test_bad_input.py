@@ -33,8 +33,8 @@ import dagster as dg
 import pytest
 
 from dq_assets.contract.tables import TABLE_NAMES
-from dq_assets.storage.duckdb.warehouse import release_warehouse
 from dq_assets.landing.zone import LandingZone
+from dq_assets.storage.duckdb.warehouse import release_warehouse
 from dq_assets_tests.conftest import DAY1, HEADERS, Landing, Warehouse, _money_sum, csv_text, moved_to
 
 DAY = "2025-01-01"

@@ -40,9 +40,9 @@ def test_a_range_run_records_each_partitions_own_metadata(tmp_path):
     """What the UI shows on a partition's page after a range run is that partition's figures."""
     import dagster as dg
 
-    from dq_assets.storage.duckdb.warehouse import release_warehouse
-    from dq_assets.storage.duckdb.io_manager import WarehouseIOManager
     from dq_assets.partitions import DAILY
+    from dq_assets.storage.duckdb.io_manager import WarehouseIOManager
+    from dq_assets.storage.duckdb.warehouse import release_warehouse
 
     sizes = {"2025-01-01": 1, "2025-01-02": 4, "2025-01-03": 2}
 
@@ -100,9 +100,9 @@ def test_a_range_written_to_duckdb_holds_one_group_at_a_time(tmp_path, monkeypat
     import dagster as dg
 
     import dq_assets.storage.batches as batches
-    from dq_assets.storage.duckdb.warehouse import release_warehouse, warehouse_connection
-    from dq_assets.storage.duckdb.io_manager import WarehouseIOManager
     from dq_assets.partitions import DAILY
+    from dq_assets.storage.duckdb.io_manager import WarehouseIOManager
+    from dq_assets.storage.duckdb.warehouse import release_warehouse, warehouse_connection
 
     monkeypatch.setattr(batches, "CHUNK_ROWS", 2)  # each day (2 rows) is a group of its own
     days = ["2025-01-01", "2025-01-02", "2025-01-03", "2025-01-04"]
@@ -169,10 +169,10 @@ def test_a_pending_version_is_read_downstream_and_current_once_published(tmp_pat
     import dagster as dg
     import duckdb
 
-    from dq_assets.storage.batches import PartitionReader
-    from dq_assets.storage.duckdb.warehouse import release_warehouse
-    from dq_assets.storage.duckdb.io_manager import WarehouseIOManager
     from dq_assets.partitions import DAILY
+    from dq_assets.storage.batches import PartitionReader
+    from dq_assets.storage.duckdb.io_manager import WarehouseIOManager
+    from dq_assets.storage.duckdb.warehouse import release_warehouse
 
     day, sent = "2025-01-01", {"rows": 2}
 

@@ -21,9 +21,9 @@ from dq_assets.catalog.apply import (
 )
 from dq_assets.contract.tables import ENUM, TABLES, table
 from dq_assets.definitions import ALL_ASSETS
+from dq_assets.keys import quarantine_key, staging_key
 from dq_assets.layers.raw import raw_assets
 from dq_assets.layers.staging import build_staging_asset
-from dq_assets.keys import quarantine_key, staging_key
 from dq_assets.resources import local_resources
 
 REPO = Path(__file__).resolve().parent.parent

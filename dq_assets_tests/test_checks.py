@@ -125,8 +125,8 @@ def test_the_reproducing_sql_is_shown_clause_by_clause():
 
     from dq_assets.checks.marts import evaluate_mart_totals
     from dq_assets.checks.model import check_result, readable_sql
-    from dq_assets.contract.tables import TABLES
     from dq_assets.checks.reconciliation import recon_outcomes
+    from dq_assets.contract.tables import TABLES
 
     outcomes = []
     for t in TABLES:

@@ -6,8 +6,8 @@ from decimal import Context, Decimal, localcontext
 import pyarrow as pa
 import pytest
 
-from dq_assets.rules.cleaning import trimmed, validate
 from dq_assets.contract.tables import REJECT_REASONS, table
+from dq_assets.rules.cleaning import trimmed, validate
 from dq_assets.storage.duckdb.warehouse import connect_duckdb
 
 DAY = dt.date(2025, 1, 7)

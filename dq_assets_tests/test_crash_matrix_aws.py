@@ -22,8 +22,7 @@ from dq_assets_tests.test_crash_matrix import (
     landing_at,
     tables_of,
 )
-from dq_assets_tests.test_faults import (  # noqa: F401 (mp and new_db: fixtures used below)
-    CliRun, aws_env_for, latest_rows, mp, new_db, pg_snapshot, s3_raw)
+from dq_assets_tests.test_faults import CliRun, aws_env_for, latest_rows, mp, new_db, pg_snapshot, s3_raw  # noqa: F401 (mp and new_db: fixtures used below)
 
 pytestmark = pytest.mark.slow  # the end-to-end tier: a CLI run killed at every output boundary
 

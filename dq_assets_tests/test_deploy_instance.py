@@ -145,7 +145,9 @@ def test_instance_is_the_production_configuration(deployed_run):
     the run queue with its limits, run monitoring."""
     from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
     from dagster_postgres import (
-        PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage,
+        PostgresEventLogStorage,
+        PostgresRunStorage,
+        PostgresScheduleStorage,
     )
 
     inst = deployed_run["instance"]

@@ -45,8 +45,8 @@ def test_a_record_table_gains_the_columns_new_records_bring(tmp_path):
     import pyarrow as pa
 
     from dq_assets.storage.batches import PartitionBatches
-    from dq_assets.storage.duckdb.warehouse import release_warehouse, warehouse_connection
     from dq_assets.storage.duckdb.quality_store import DuckDBQualityStore
+    from dq_assets.storage.duckdb.warehouse import release_warehouse, warehouse_connection
 
     database = str(tmp_path / "wh.duckdb")
     store = DuckDBQualityStore(database=database)

@@ -34,10 +34,10 @@ import pyarrow.parquet as pq
 import pytest
 from dagster._core.events import DagsterEventType
 
-from dq_assets.storage.s3.client import s3_client
+from dq_assets.operations.failure_alerts import check_failure_alerts
 from dq_assets.operations.freshness import CHECK_NAMES as FRESHNESS_CHECKS
 from dq_assets.storage.quality_store import APPEND_ONLY_TABLES
-from dq_assets.operations.failure_alerts import check_failure_alerts
+from dq_assets.storage.s3.client import s3_client
 from dq_assets_tests.conftest import DAY1, DAY2, Landing, Warehouse, hourly_events, ram_dir
 from dq_assets_tests.fault_proxy import INTERNAL_ERROR, TRUNCATED, FaultProxy, always, every, first
 from dq_assets_tests.pg_fixtures import with_database

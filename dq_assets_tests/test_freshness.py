@@ -13,11 +13,11 @@ import dagster as dg
 import pytest
 from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange  # no public API
 
-from dq_assets.operations import freshness
 from dq_assets.definitions import ALL_ASSETS, FRESHNESS_CHECKS, defs
+from dq_assets.operations import freshness
+from dq_assets.operations.failure_alerts import check_failure_alerts
 from dq_assets.operations.freshness import PARTITION_CHECK, POLICY_CHECK, due_day
 from dq_assets.storage.duckdb.quality_store import DuckDBQualityStore
-from dq_assets.operations.failure_alerts import check_failure_alerts
 from dq_assets_tests.conftest import DAY1, DAY2, Landing, RecordedRun, Warehouse
 from dq_assets_tests.pg_fixtures import free_port
 from dq_assets_tests.test_sensors import Recorder

@@ -5,9 +5,9 @@ import json
 import pytest
 
 from dq_assets.contract.tables import table
-from dq_assets.storage.duckdb.warehouse import connect_duckdb
 from dq_assets.landing.csv_files import _has_padded_quotes, read_csv_file
 from dq_assets.landing.zone import LandingError, LandingZone
+from dq_assets.storage.duckdb.warehouse import connect_duckdb
 
 
 def read(tmp_path, text: str | bytes, name="orders"):

@@ -21,11 +21,11 @@ import dagster as dg
 import pytest
 
 from dq_assets.definitions import defs
-from dq_assets.storage.duckdb.warehouse import release_warehouse
 from dq_assets.generator.generate import generate
 from dq_assets.landing.zone import LandingZone
 from dq_assets.operations.landing_runs import daily_warehouse_schedule, landing_sensor
 from dq_assets.storage.duckdb.quality_store import DuckDBQualityStore
+from dq_assets.storage.duckdb.warehouse import release_warehouse
 from dq_assets_tests.conftest import DAY1, DAY2, Landing, Warehouse
 
 DAY3 = {"orders": [["O9", "C3", "2025-01-03T10:00:00Z", "placed", "EUR", "2.50", "2025-01-03T10:00:00Z"]],

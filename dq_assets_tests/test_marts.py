@@ -6,8 +6,8 @@ from decimal import Decimal
 import pandas as pd
 import pyarrow as pa
 
-from dq_assets.storage.duckdb.warehouse import query_tables, to_pandas
 from dq_assets.layers.marts import DIM_CUSTOMERS_SQL, REVENUE_BY_ORDER_DATE_SQL
+from dq_assets.storage.duckdb.warehouse import query_tables, to_pandas
 
 UTC = dt.timezone.utc
 

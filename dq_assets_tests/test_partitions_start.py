@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from dq_assets import partitions, settings
-from dq_assets.definitions import ALL_ASSETS
 from dq_assets.checks.history import history_advice
+from dq_assets.definitions import ALL_ASSETS
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -7,8 +7,8 @@ import dagster as dg
 import pytest
 
 from dq_assets.contract.tables import TABLE_NAMES
-from dq_assets.storage.quality_store import APPEND_ONLY_TABLES
 from dq_assets.storage.duckdb.warehouse import release_warehouse
+from dq_assets.storage.quality_store import APPEND_ONLY_TABLES
 from dq_assets_tests.conftest import DAY1, DAY2, Landing, Warehouse, moved_to
 
 MARTS = ["fact_orders", "fact_revenue_daily", "revenue_by_order_date", "customer_versions", "dim_customers"]

@@ -21,15 +21,18 @@ import pyarrow as pa
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from dq_assets.storage.duckdb.warehouse import to_pandas
-from dq_assets.storage.duckdb.io_manager import WarehouseIOManager
 from dq_assets.redaction import redact
-from dq_assets.storage.postgres.connection import PostgresConnection, PostgresConnectionError, resolve_settings
+from dq_assets.storage.duckdb.io_manager import WarehouseIOManager
+from dq_assets.storage.duckdb.quality_store import DuckDBQualityStore
+from dq_assets.storage.duckdb.warehouse import to_pandas
+from dq_assets.storage.postgres.connection import (
+    PostgresConnection,
+    PostgresConnectionError,
+    resolve_settings,
+)
 from dq_assets.storage.postgres.io_manager import PostgresIOManager
 from dq_assets.storage.postgres.quality_store import PostgresQualityStore
 from dq_assets.storage.postgres.tables import pg_type, read_table
-from dq_assets.storage.duckdb.quality_store import DuckDBQualityStore
-
 from dq_assets_tests.pg_fixtures import create_secret, free_port, with_database
 
 PASSWORD = "Pw-d0-not-LEAK-7f3a9"

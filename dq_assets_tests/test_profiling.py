@@ -6,8 +6,8 @@ from decimal import Decimal
 import pyarrow as pa
 
 from dq_assets.contract.tables import table
-from dq_assets.storage.duckdb.warehouse import connect_duckdb
 from dq_assets.rules.profiling import column_profiles, profile_markdown
+from dq_assets.storage.duckdb.warehouse import connect_duckdb
 
 
 def test_profile_counts_nulls_distinct_values_and_ranges_of_one_partition():

@@ -23,14 +23,26 @@ from decimal import Decimal, InvalidOperation
 import pyarrow as pa
 import pytest
 
-from dq_assets.storage.batches import partition_slice
-from dq_assets.rules.cleaning import validate
 from dq_assets.contract.tables import (
-    COUNTRY, CURRENCY, DECIMAL, EMAIL, ENUM, ID, INTEGER, REJECT_REASONS, SAME_PARTITION, TABLES,
-    TEXT, TIMESTAMP, Column, Table,
+    COUNTRY,
+    CURRENCY,
+    DECIMAL,
+    EMAIL,
+    ENUM,
+    ID,
+    INTEGER,
+    REJECT_REASONS,
+    SAME_PARTITION,
+    TABLES,
+    TEXT,
+    TIMESTAMP,
+    Column,
+    Table,
 )
-from dq_assets.storage.duckdb.warehouse import connect_duckdb
 from dq_assets.landing.csv_files import read_csv_file
+from dq_assets.rules.cleaning import validate
+from dq_assets.storage.batches import partition_slice
+from dq_assets.storage.duckdb.warehouse import connect_duckdb
 
 
 def seeds(spec: str) -> list[int]:

@@ -10,9 +10,9 @@ import pyarrow as pa
 import pytest
 from dagster_aws.s3 import S3Resource
 
+from dq_assets.partitions import DAILY
 from dq_assets.storage.duckdb.warehouse import to_pandas
 from dq_assets.storage.s3.io_manager import S3ParquetIOManager
-from dq_assets.partitions import DAILY
 
 UTC = dt.timezone.utc
 

@@ -40,16 +40,16 @@ import pytest
 from dagster._serdes import serialize_value
 from psycopg.conninfo import conninfo_to_dict
 
+from dq_assets.operations.failure_alerts import check_failure_alerts
 from dq_assets.redaction import redact_url
-from dq_assets.storage.sql import check_identifier
-from dq_assets.storage.duckdb.warehouse import release_warehouse
 from dq_assets.storage.duckdb.io_manager import WarehouseIOManager
+from dq_assets.storage.duckdb.quality_store import DuckDBQualityStore
+from dq_assets.storage.duckdb.warehouse import release_warehouse
 from dq_assets.storage.postgres.connection import PostgresConnection
 from dq_assets.storage.postgres.io_manager import PostgresIOManager
 from dq_assets.storage.postgres.quality_store import PostgresQualityStore
 from dq_assets.storage.postgres.tables import read_table
-from dq_assets.storage.duckdb.quality_store import DuckDBQualityStore
-from dq_assets.operations.failure_alerts import check_failure_alerts
+from dq_assets.storage.sql import check_identifier
 from dq_assets_tests.conftest import DAY1, DAY2, Landing
 from dq_assets_tests.pg_fixtures import PG_ENV_VARS, create_secret, with_database
 from dq_assets_tests.test_landing_s3 import upload

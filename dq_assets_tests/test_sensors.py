@@ -3,15 +3,15 @@ of a clean and of a bad day are made once (conftest's `recorded_day`) and replay
 and all, into each test's instance at the point its story has them happen."""
 
 import json
-import time
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dagster as dg
 import pytest
 
-from dq_assets.operations import failure_alerts as sensors
 from dq_assets.keys import raw_key
+from dq_assets.operations import failure_alerts as sensors
 from dq_assets.operations.failure_alerts import check_failure_alerts
 from dq_assets_tests.conftest import DAY1, Landing, Warehouse
 from dq_assets_tests.pg_fixtures import free_port

@@ -336,10 +336,10 @@ def mart_docs() -> dict[dg.AssetKey, TableDoc]:
 
 def table_docs() -> dict[dg.AssetKey, TableDoc]:
     """Every table asset's declared columns, by asset key."""
-    from dq_assets.keys import GATE_KEY, LANDING_FILES_KEY, RECON_KEY, quarantine_key, raw_key, staging_key
     from dq_assets.checks.gate import GATE_SCHEMA
     from dq_assets.checks.landing import LANDING_FILES_SCHEMA
     from dq_assets.checks.reconciliation import RECON_SCHEMA
+    from dq_assets.keys import GATE_KEY, LANDING_FILES_KEY, RECON_KEY, quarantine_key, raw_key, staging_key
 
     docs: dict[dg.AssetKey, TableDoc] = {}
     for t in TABLES:

@@ -13,7 +13,6 @@ from dq_assets.checks.model import Outcome, check_result, summary
 from dq_assets.contract.gate import ERROR, WARN
 from dq_assets.contract.suppressions import Suppression, load_suppressions, today_utc
 
-
 CHECK_RESULTS_SCHEMA = pa.schema(
     [
         ("run_id", pa.string()),

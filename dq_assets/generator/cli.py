@@ -11,8 +11,16 @@ from typing import Sequence
 
 from dq_assets.contract import tables as C
 from dq_assets.generator.constants import LOG_FILE, UTC
-from dq_assets.generator.defects import DEFAULT_OPTION, DEFAULT_TABLE, KIND_HELP, KINDS, DefectError, parse_defect
+from dq_assets.generator.defects import (
+    DEFAULT_OPTION,
+    DEFAULT_TABLE,
+    KIND_HELP,
+    KINDS,
+    DefectError,
+    parse_defect,
+)
 from dq_assets.generator.generate import generate
+
 
 def _build_parser() -> argparse.ArgumentParser:
     kinds = "\n".join(f"  {k:<21} {KIND_HELP[k]}" for k in KINDS)

@@ -17,12 +17,27 @@ import pyarrow.compute as pc
 
 from dq_assets.contract import tables as C
 from dq_assets.generator.constants import (
-    CUSTOMERS, DAY, DIMENSIONS, EVENTS, EXTRA_VALUES, ORDER_ITEMS, ORDERS, PARTITION_PREFIX,
-    PAYMENTS, PRODUCTS,
+    CUSTOMERS,
+    DAY,
+    DIMENSIONS,
+    EVENTS,
+    EXTRA_VALUES,
+    ORDER_ITEMS,
+    ORDERS,
+    PARTITION_PREFIX,
+    PAYMENTS,
+    PRODUCTS,
 )
 from dq_assets.generator.defects import (
-    BATCH_KINDS, FILE_ERROR_KINDS, PROBABILITY_KINDS, ROW_KINDS, VALID_KINDS, DefectError, _Task,
-    _check_option, _spec_tables,
+    BATCH_KINDS,
+    FILE_ERROR_KINDS,
+    PROBABILITY_KINDS,
+    ROW_KINDS,
+    VALID_KINDS,
+    DefectError,
+    _check_option,
+    _spec_tables,
+    _Task,
 )
 from dq_assets.generator.formatting import Formatting
 from dq_assets.generator.frame import Frame

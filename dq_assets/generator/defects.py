@@ -10,7 +10,13 @@ from datetime import date
 
 from dq_assets.contract import tables as C
 from dq_assets.generator.constants import (
-    CUSTOMERS, EVENTS, FUTURE_DAYS, ORDER_ITEMS, ORDERS, PAYMENTS, PRODUCTS,
+    CUSTOMERS,
+    EVENTS,
+    FUTURE_DAYS,
+    ORDER_ITEMS,
+    ORDERS,
+    PAYMENTS,
+    PRODUCTS,
 )
 
 ROW_KINDS = C.REJECT_REASONS

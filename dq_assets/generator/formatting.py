@@ -12,13 +12,40 @@ import pyarrow.compute as pc
 
 from dq_assets.contract import tables as C
 from dq_assets.generator.constants import (
-    ADJECTIVES, CASE_RATE, CATEGORIES, COUNTRIES, CURRENCIES, CUSTOMERS, DOMAINS, EVENTS,
-    FIRST_NAMES, ID_WHITESPACE_RATE, LAST_NAMES, MONEY_PLUS_RATE, MONEY_SHORT_RATE, NICKNAMES,
-    NOUNS, ORDER_ITEMS, ORDERS, PAYMENTS, PRODUCTS, TS_STYLE_P, TS_STYLES, WHITESPACE_RATE, WS_PADS,
+    ADJECTIVES,
+    CASE_RATE,
+    CATEGORIES,
+    COUNTRIES,
+    CURRENCIES,
+    CUSTOMERS,
+    DOMAINS,
+    EVENTS,
+    FIRST_NAMES,
+    ID_WHITESPACE_RATE,
+    LAST_NAMES,
+    MONEY_PLUS_RATE,
+    MONEY_SHORT_RATE,
+    NICKNAMES,
+    NOUNS,
+    ORDER_ITEMS,
+    ORDERS,
+    PAYMENTS,
+    PRODUCTS,
+    TS_STYLE_P,
+    TS_STYLES,
+    WHITESPACE_RATE,
+    WS_PADS,
 )
 from dq_assets.generator.frame import Frame
 from dq_assets.generator.values import (
-    _arr, _ndigits, _short_money, fixed_ids, integers, money, money_str, timestamps,
+    _arr,
+    _ndigits,
+    _short_money,
+    fixed_ids,
+    integers,
+    money,
+    money_str,
+    timestamps,
 )
 
 

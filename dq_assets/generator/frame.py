@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 from dq_assets.contract import tables as C
 from dq_assets.generator.values import _arr, _trim_list
 
+
 class Frame:
     """One landing file being built: string columns (pyarrow) plus aligned numpy metadata.
 

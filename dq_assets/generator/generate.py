@@ -10,12 +10,19 @@ from typing import Sequence
 
 from dq_assets.contract import tables as C
 from dq_assets.generator.constants import (
-    BAD_COUNTRIES, BAD_CURRENCIES, BAD_ENUMS, COUNTRIES, CURRENCIES, LOG_FILE, PARTITION_PREFIX,
+    BAD_COUNTRIES,
+    BAD_CURRENCIES,
+    BAD_ENUMS,
+    COUNTRIES,
+    CURRENCIES,
+    LOG_FILE,
+    PARTITION_PREFIX,
 )
 from dq_assets.generator.day import _Day
 from dq_assets.generator.defects import DefectError, DefectSpec, _spec_tables, parse_defect
 from dq_assets.generator.log import GenerationLog
 from dq_assets.generator.state import Config, State
+
 
 def generate(
     out_dir: str | Path,

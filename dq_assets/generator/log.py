@@ -10,6 +10,7 @@ from typing import Any
 
 from dq_assets.generator.constants import LOG_FILE
 
+
 @dataclass
 class GenerationLog:
     params: dict[str, Any]

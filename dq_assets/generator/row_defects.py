@@ -11,14 +11,34 @@ import pyarrow.compute as pc
 
 from dq_assets.contract import tables as C
 from dq_assets.generator.constants import (
-    BAD_COUNTRIES, BAD_CURRENCIES, BAD_DURATIONS, BAD_EMAILS, BAD_ENUMS, BAD_INTEGERS,
-    BAD_TIMESTAMPS, CURRENCIES, CUSTOMERS, DAY, DIMENSIONS, FUTURE_DAYS, ORDER_ITEMS, ORDERS,
-    PAYMENTS, UTC,
+    BAD_COUNTRIES,
+    BAD_CURRENCIES,
+    BAD_DURATIONS,
+    BAD_EMAILS,
+    BAD_ENUMS,
+    BAD_INTEGERS,
+    BAD_TIMESTAMPS,
+    CURRENCIES,
+    CUSTOMERS,
+    DAY,
+    DIMENSIONS,
+    FUTURE_DAYS,
+    ORDER_ITEMS,
+    ORDERS,
+    PAYMENTS,
+    UTC,
 )
 from dq_assets.generator.defects import DefectError, _Task
 from dq_assets.generator.frame import Frame
 from dq_assets.generator.values import (
-    _NUM_RE, _arr, _trim_list, fixed_ids, money, money_str, timestamps, ts_str,
+    _NUM_RE,
+    _arr,
+    _trim_list,
+    fixed_ids,
+    money,
+    money_str,
+    timestamps,
+    ts_str,
 )
 
 

@@ -7,9 +7,25 @@ import numpy as np
 
 from dq_assets.contract import tables as C
 from dq_assets.generator.constants import (
-    ADJECTIVES, ANONYMOUS_RATE, CATEGORIES, COUNTRIES, CURRENCIES, CURRENCY_P, DAY, DOMAINS,
-    EVENT_TYPE_W, EVENTS, FAILED_ATTEMPT_RATE, FIRST_NAMES, LAST_NAMES, LATE_RATE, NOUNS,
-    ORDER_STATUS_W, ORDERS, PAYMENT_METHOD_W, PLATFORM_W,
+    ADJECTIVES,
+    ANONYMOUS_RATE,
+    CATEGORIES,
+    COUNTRIES,
+    CURRENCIES,
+    CURRENCY_P,
+    DAY,
+    DOMAINS,
+    EVENT_TYPE_W,
+    EVENTS,
+    FAILED_ATTEMPT_RATE,
+    FIRST_NAMES,
+    LAST_NAMES,
+    LATE_RATE,
+    NOUNS,
+    ORDER_STATUS_W,
+    ORDERS,
+    PAYMENT_METHOD_W,
+    PLATFORM_W,
 )
 from dq_assets.generator.values import _weights
 

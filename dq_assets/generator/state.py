@@ -11,6 +11,7 @@ import numpy as np
 from dq_assets.generator.defects import DefectSpec
 from dq_assets.generator.values import _ndigits
 
+
 @dataclass
 class Pool:
     """Dimension rows ever sent (all versions' latest attributes), as numpy columns."""

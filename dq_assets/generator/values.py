@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 
 from dq_assets.generator.constants import _TS_ZONE, DAY, TS_STYLES, TZ_OFFSETS_MIN, UTC
 
+
 def _rng(seed: int, d: date, *stream: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, d.toordinal(), *stream]))
 

@@ -25,9 +25,9 @@ import pyarrow.compute as pc
 
 from dq_assets.contract.tables import Table
 from dq_assets.landing.zone import LandingError
+from dq_assets.redaction import first_line
 from dq_assets.storage.duckdb.warehouse import fetch_arrow
 from dq_assets.storage.sql import sql_str
-from dq_assets.redaction import first_line
 
 
 def normalise_header(name: str) -> str:

@@ -23,9 +23,9 @@ import botocore.exceptions
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
-from dq_assets.storage.s3.client import s3_client, s3_error
 from dq_assets.contract.tables import MANIFEST_FILE, TABLE_NAMES
 from dq_assets.settings import landing_root
+from dq_assets.storage.s3.client import s3_client, s3_error
 
 PARTITION_DIR = re.compile(r"^ingest_date=(\d{4}-\d{2}-\d{2})$")
 

@@ -41,7 +41,11 @@ from dq_assets.layers.common import partition_metadata
 from dq_assets.partitions import DAILY
 from dq_assets.rules.profiling import REVENUE_IN
 from dq_assets.storage.batches import (
-    PARTITION_COLUMN, PartitionBatches, PartitionReader, chunk_producer, run_partition_keys,
+    PARTITION_COLUMN,
+    PartitionBatches,
+    PartitionReader,
+    chunk_producer,
+    run_partition_keys,
 )
 from dq_assets.storage.column_schema import store_of
 from dq_assets.storage.duckdb.warehouse import partition_query, query_tables

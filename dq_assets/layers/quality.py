@@ -22,8 +22,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dq_assets.checks.gate import (
-    GATE_PASSED, GATED_ASSETS, NO_EXPIRED_SUPPRESSIONS, decision_metadata,
-    expired_suppression_outcomes, gate_passed_outcomes, gate_rows,
+    GATE_PASSED,
+    GATED_ASSETS,
+    NO_EXPIRED_SUPPRESSIONS,
+    decision_metadata,
+    expired_suppression_outcomes,
+    gate_passed_outcomes,
+    gate_rows,
 )
 from dq_assets.checks.reconciliation import RECON_CHECK_DEFS, RECON_SCHEMA, recon_outcomes
 from dq_assets.checks.reporting import report

@@ -12,17 +12,31 @@ import pyarrow as pa
 
 from dq_assets.checks.reporting import report
 from dq_assets.checks.staging import (
-    PartitionCounts, evaluate_partitions, partition_counts, staging_check_defs,
+    PartitionCounts,
+    evaluate_partitions,
+    partition_counts,
+    staging_check_defs,
 )
 from dq_assets.contract.gate import load_gate_config
 from dq_assets.contract.tables import SAME_PARTITION, TABLES, Table
-from dq_assets.keys import LANDING_FILES_KEY, QUALITY_GROUP, STAGING_GROUP, quarantine_key, raw_key, staging_key
+from dq_assets.keys import (
+    LANDING_FILES_KEY,
+    QUALITY_GROUP,
+    STAGING_GROUP,
+    quarantine_key,
+    raw_key,
+    staging_key,
+)
 from dq_assets.layers.common import mark_writes, partition_metadata
 from dq_assets.partitions import DAILY
 from dq_assets.rules.cleaning import trimmed, validate
 from dq_assets.rules.profiling import column_profiles, profile_markdown, revenue
 from dq_assets.storage.batches import (
-    PartitionBatches, PartitionReader, chunk_producer, partition_slice, run_partition_keys,
+    PartitionBatches,
+    PartitionReader,
+    chunk_producer,
+    partition_slice,
+    run_partition_keys,
 )
 from dq_assets.storage.duckdb.warehouse import connect_duckdb, fetch_arrow
 from dq_assets.storage.quality_store import QualityStore

@@ -28,14 +28,14 @@ from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
-from dq_assets.operations.alerts.delivery import deliver, sinks_from_env
-from dq_assets.operations.alerts.model import Alert, ui_base_url
 from dq_assets.checks.model import Outcome
 from dq_assets.checks.reporting import check_results_rows
 from dq_assets.contract.gate import WARN, load_gate_config
-from dq_assets.storage.quality_store import QualityStore
 from dq_assets.dagster_private import latest_check_executions, latest_completed_tick
+from dq_assets.operations.alerts.delivery import deliver, sinks_from_env
+from dq_assets.operations.alerts.model import Alert, ui_base_url
 from dq_assets.partitions import DAILY, PARTITIONS_START
+from dq_assets.storage.quality_store import QualityStore
 
 POLICY_CHECK = "freshness_policy"
 PARTITION_CHECK = "partition_on_time"

@@ -15,12 +15,12 @@ from datetime import timedelta
 import dagster as dg
 
 from dq_assets.checks.history import HISTORY_CHECK, loaded_history
-from dq_assets.rules.history import missing_days
-from dq_assets.operations.jobs import daily_warehouse
-from dq_assets.landing.zone import LandingError, LandingZone
-from dq_assets.storage.quality_store import QualityStore
 from dq_assets.keys import LANDING_FILES_KEY
+from dq_assets.landing.zone import LandingError, LandingZone
+from dq_assets.operations.jobs import daily_warehouse
 from dq_assets.partitions import DAILY
+from dq_assets.rules.history import missing_days
+from dq_assets.storage.quality_store import QualityStore
 
 LANDING_FILES = LANDING_FILES_KEY.to_user_string()
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,

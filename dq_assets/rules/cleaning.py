@@ -13,24 +13,22 @@ from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 import duckdb
 import pyarrow as pa
 
-from dq_assets.storage.duckdb.warehouse import fetch_arrow
-from dq_assets.storage.sql import quote, sql_list, sql_str
 from dq_assets.contract.tables import (
     COUNTRY,
     CURRENCY,
     DECIMAL,
+    EARLIEST_TIMESTAMP,
     EMAIL,
     ENUM,
     INTEGER,
     MONEY_PRECISION,
     MONEY_SCALE,
-    EARLIEST_TIMESTAMP,
     NUMBER_DIGITS,
-    TOO_EARLY,
     PARSED_KINDS,
     SAME_PARTITION,
     SHAPED_KINDS,
     TIMESTAMP,
+    TOO_EARLY,
     TOO_LARGE,
     TOO_PRECISE,
     Column,
@@ -38,6 +36,8 @@ from dq_assets.contract.tables import (
     country_codes,
     currency_codes,
 )
+from dq_assets.storage.duckdb.warehouse import fetch_arrow
+from dq_assets.storage.sql import quote, sql_list, sql_str
 
 MONEY_TYPE = f"DECIMAL({MONEY_PRECISION},{MONEY_SCALE})"
 LINEAGE = ("ingest_date", "source_file", "source_line")

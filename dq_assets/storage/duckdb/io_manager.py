@@ -20,12 +20,21 @@ from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasTypeHandler
 
 from dq_assets.dagster_private import DbIOManager, DbTypeHandler, TableMetadataSet, TableSlice
+from dq_assets.settings import warehouse_path
 from dq_assets.storage.batches import PartitionBatches, PartitionReader, not_materialized, store_batches
 from dq_assets.storage.column_schema import DUCKDB, written_column_schema
-from dq_assets.storage.sql import check_table_slice
-from dq_assets.storage.duckdb.warehouse import add_missing_columns, fetch_arrow, PENDING_MARKS, pending_table, replace_partitions, table_exists, to_arrow, to_pandas, warehouse_connection
-from dq_assets.storage.sql import qualified, quote
-from dq_assets.settings import warehouse_path
+from dq_assets.storage.duckdb.warehouse import (
+    PENDING_MARKS,
+    add_missing_columns,
+    fetch_arrow,
+    pending_table,
+    replace_partitions,
+    table_exists,
+    to_arrow,
+    to_pandas,
+    warehouse_connection,
+)
+from dq_assets.storage.sql import check_table_slice, qualified, quote
 
 
 class TransactionalDuckDbClient(DuckDbClient):

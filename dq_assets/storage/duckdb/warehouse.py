@@ -17,7 +17,6 @@ import pyarrow as pa
 
 from dq_assets.storage.sql import check_identifier, qualified, quote, sql_str
 
-
 _MEMORY: list[duckdb.DuckDBPyConnection] = []
 
 # DuckDB takes 80% of the machine's memory per database by default and keeps what it took.

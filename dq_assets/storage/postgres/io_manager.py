@@ -26,10 +26,17 @@ from pydantic import Field
 from dq_assets.dagster_private import DbClient, DbIOManager, DbTypeHandler, TableMetadataSet, TableSlice
 from dq_assets.storage.batches import PartitionBatches, PartitionReader, not_materialized, store_batches
 from dq_assets.storage.column_schema import POSTGRES, written_column_schema
-from dq_assets.storage.sql import check_identifier, check_table_slice
 from dq_assets.storage.duckdb.warehouse import to_arrow, to_pandas
 from dq_assets.storage.postgres.connection import PostgresConnection
-from dq_assets.storage.postgres.tables import Where, _q, read_table, replace_partitions, table_columns, write_table
+from dq_assets.storage.postgres.tables import (
+    Where,
+    _q,
+    read_table,
+    replace_partitions,
+    table_columns,
+    write_table,
+)
+from dq_assets.storage.sql import check_identifier, check_table_slice
 
 __all__ = [
     "PostgresBatchesTypeHandler",

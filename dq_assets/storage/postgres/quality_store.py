@@ -10,7 +10,6 @@ import pyarrow as pa
 from psycopg import sql
 from pydantic import Field
 
-from dq_assets.storage.quality_store import QUALITY_SCHEMA, Publication, QualityStore
 from dq_assets.storage.postgres.connection import PostgresConnection
 from dq_assets.storage.postgres.tables import (
     Where,
@@ -20,6 +19,7 @@ from dq_assets.storage.postgres.tables import (
     table_columns,
     write_table,
 )
+from dq_assets.storage.quality_store import QUALITY_SCHEMA, Publication, QualityStore
 
 __all__ = ["PostgresPublication", "PostgresQualityStore"]
 

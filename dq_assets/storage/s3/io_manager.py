@@ -31,11 +31,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from dagster_aws.s3 import S3Resource
 
-from dq_assets.storage.s3.client import s3_client, s3_error
 from dq_assets.storage.batches import PARTITION_COLUMN, PartitionBatches, PartitionReader, not_materialized
 from dq_assets.storage.column_schema import S3_PARQUET, written_column_schema
-from dq_assets.storage.sql import check_identifier
 from dq_assets.storage.duckdb.warehouse import to_arrow, to_pandas
+from dq_assets.storage.s3.client import s3_client, s3_error
+from dq_assets.storage.sql import check_identifier
 
 PREFIX_PART = re.compile(r"[A-Za-z0-9._=-]{1,200}")  # one folder of DQ_S3_PREFIX
 OBJECT_NAME = "data.parquet"
