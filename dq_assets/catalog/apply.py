@@ -68,7 +68,7 @@ def configured_owners() -> list[str]:
 
 
 def contract_reference(t: Table) -> dg.LocalFileCodeReference:
-    """Where the table's contract is declared: the `Table(name=...)` line in contracts.py."""
+    """Where the table's contract is declared: the `Table(name=...)` line in contract/tables.py."""
     path = Path(contracts.__file__).resolve()
     lines = path.read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("TABLES"))
