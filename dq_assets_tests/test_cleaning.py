@@ -7,7 +7,8 @@ import pyarrow as pa
 import pytest
 
 from dq_assets.contract.tables import REJECT_REASONS, table
-from dq_assets.rules.cleaning import trimmed, validate
+from dq_assets.rules.cleaning import validate
+from dq_assets.rules.values import trimmed
 from dq_assets.storage.duckdb.warehouse import connect_duckdb
 
 DAY = dt.date(2025, 1, 7)
@@ -182,7 +183,7 @@ def test_quantity_times_price_beyond_decimal_range_is_a_mismatch_not_an_overflow
 def test_the_landed_money_total_counts_every_decimal_as_sent_exactly():
     """The manifest's control total (contract §1): out-of-range decimals count as sent, not 0,
     and no total overflows; only what is no decimal counts as 0."""
-    from dq_assets.rules.cleaning import money_sum
+    from dq_assets.rules.values import money_sum
 
     values = ["12.3456789", " 60000000000000000000000000000000", "60000000000000000000000000000000\t",
               "1" + "0" * 60, "0." + "0" * 60 + "1", "-.5", "25.", "x", "1e3", None, "  "]

@@ -23,7 +23,7 @@ from dq_assets.landing.csv_files import FileSchema, empty_raw, read_csv_file, re
 from dq_assets.landing.zone import LandingError, LandingZone, sha256_of, table_of_file
 from dq_assets.layers.common import mark_writes, partition_asset_args
 from dq_assets.partitions import DAILY
-from dq_assets.rules.cleaning import money_sum
+from dq_assets.rules.values import money_sum
 from dq_assets.storage.batches import PartitionBatches, run_partition_keys
 from dq_assets.storage.duckdb.warehouse import connect_duckdb
 from dq_assets.storage.quality_store import QualityStore

@@ -29,8 +29,9 @@ from dq_assets.keys import (
 )
 from dq_assets.layers.common import mark_writes, partition_metadata
 from dq_assets.partitions import DAILY
-from dq_assets.rules.cleaning import trimmed, validate
+from dq_assets.rules.cleaning import validate
 from dq_assets.rules.profiling import column_profiles, profile_markdown, revenue
+from dq_assets.rules.values import trimmed
 from dq_assets.storage.batches import (
     PartitionBatches,
     PartitionReader,

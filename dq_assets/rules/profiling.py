@@ -3,7 +3,7 @@
 import pyarrow as pa
 
 from dq_assets.contract.tables import DECIMAL, INTEGER, REVENUE_STATUSES, TIMESTAMP, Table
-from dq_assets.rules.cleaning import parse_decimal, trimmed
+from dq_assets.rules.values import parse_decimal, trimmed
 from dq_assets.storage.sql import sql_list
 
 REVENUE_IN = sql_list(REVENUE_STATUSES)
