@@ -4,7 +4,6 @@ One multi-asset per table, derived from its contract: it writes `staging.<table>
 `quality.<table>_quarantine` for the same partition(s), so raw = staging + quarantine.
 """
 
-
 from datetime import datetime, timezone
 
 import dagster as dg
