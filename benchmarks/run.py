@@ -37,6 +37,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from benchmarks.checksums import differences, table_checksums
 from benchmarks.measure import GNU_TIME, peak_mib, run_measured
 
 REPO = Path(__file__).resolve().parent.parent
@@ -295,6 +296,24 @@ def warehouse_rows(run: dict) -> dict:
         return {"error": str(e)}
 
 
+def big_day_tables(run: dict, last_run: str, orders: int) -> dict:
+    """The checksum of every table the big day left behind (benchmarks.checksums), compared with
+    those of the last run of the same mode and size: a speed-up must leave them identical."""
+    try:
+        now = table_checksums(Path(run["run_dir"]) / "warehouse.duckdb")
+    except Exception as e:  # noqa: BLE001 - reported, the benchmark goes on
+        return {"error": str(e)}
+    out: dict = {"checksums": now}
+    try:
+        last = json.loads(last_run)
+        before = last["runs"]["big_day"]["tables"]["checksums"]
+        if last["params"]["orders"] == orders:
+            out["differ_from_last_run"] = differences(before, now)
+    except (KeyError, TypeError, ValueError):
+        pass  # no earlier run of this size to compare with
+    return out
+
+
 def repeated(tmp: Path, name: str, n: int, **kw) -> dict:
     runs = [materialize(tmp, f"{name}_{i + 1}", **kw) for i in range(n)]
     walls = [r["wall_s"] for r in runs]
@@ -548,6 +567,9 @@ def main(argv=None) -> int:
             res["notes"].append(f"{tool}: {why}; skipped")
             log(f"{tool}: {why}; it is skipped")
     args.out.mkdir(parents=True, exist_ok=True)
+    # the last run of this mode, read before this run's checkpoints replace it
+    last_results = args.out / ("quick.json" if quick else "full.json")
+    last_run = last_results.read_text() if last_results.exists() else "{}"
     tmp = Path(tempfile.mkdtemp(prefix="dq_bench_", dir=args.tmp))
     log(f"working in {tmp}")
     failures: list[str] = []
@@ -594,6 +616,7 @@ def main(argv=None) -> int:
             big = materialize(tmp, "big_day", "dq_assets", tmp / "land_big", partition=day,
                               timeout=args.timeout)
             big["warehouse_rows"] = warehouse_rows(big)
+            big["tables"] = big_day_tables(big, last_run, orders)
             res["runs"]["big_day"] = big
             checkpoint("big day")
 
@@ -718,6 +741,12 @@ def evaluate(res: dict, failures: list[str]) -> None:
         notes.append("the big day's CLI exited 0 without RUN_SUCCESS in its log")
     if big and big.get("gate_failed"):
         notes.append("the big day FAILED its gate: the marts steps did not publish it")
+    tables = (big or {}).get("tables") or {}
+    if "differ_from_last_run" in tables:
+        differ = tables["differ_from_last_run"]
+        notes.append(f"the big day's {len(tables['checksums'])} tables are identical to the last run's "
+                     "of the same size" if not differ else
+                     f"the big day's tables DIFFER from the last run's of the same size: {', '.join(differ)}")
     if res["params"]["quick"]:
         notes.append("--quick: small numbers; the targets are stated for the full run")
     res["failures"] = failures
