@@ -29,6 +29,7 @@ __all__ = ["AdbcError", "ArrowSession", "adbc_one_line", "adbc_uri"]
 
 AdbcError = adbc_driver_manager.Error
 
+INGEST_BATCH_ROWS = 50_000
 SESSION_SETTINGS = (
     "SET TIME ZONE 'UTC'",
     "SET DateStyle = 'ISO, YMD'",
@@ -52,7 +53,7 @@ def adbc_one_line(message: str) -> str:
     text = re.sub(r"\.? SQLSTATE: \w+\s*$", "", text.strip())
     text = re.sub(r"^[A-Z_]+: (\[libpq\] )?", "", text)
     if "failed: " not in text.split("\n", 1)[0]:
-        text = re.sub(r"^Failed to [^:\n]*: (PGRES_\w+ )?", "", text)
+        text = re.sub(r"^(Failed to|Error) [^:\n]*: (PGRES_\w+ )?", "", text)  # `Error writing ...: `
     return text
 
 
@@ -105,8 +106,10 @@ class ArrowSession:
         return self.cursor.fetch_arrow_table()
 
     def ingest(self, schema: str, table: str, data: pa.Table) -> None:
-        """Append `data` (by column name) with COPY BINARY, in the open transaction if any."""
-        self.cursor.adbc_ingest(table, data, mode="append", db_schema_name=schema)
+        """Append `data` (by column name) with one COPY BINARY, in the open transaction if any,
+        streamed in batches of `INGEST_BATCH_ROWS` (the driver buffers a batch, not the table)."""
+        stream = pa.RecordBatchReader.from_batches(data.schema, data.to_batches(max_chunksize=INGEST_BATCH_ROWS))
+        self.cursor.adbc_ingest(table, stream, mode="append", db_schema_name=schema)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

@@ -162,10 +162,10 @@ def write_table(
 
     Creates the schema and table from the Arrow schema if needed. `replace=Where(...)` first
     deletes the rows it matches (a partition's window), `replace=True` deletes every row, and
-    `None` only appends. Rows go in with COPY BINARY (ADBC ingest), by column name. An existing table must
-    have the same columns as `data` (with `allow_missing_columns`, a superset; with `evolve`,
-    columns new in `data` are added to it). A new table
-    gets an index on each column of `index` (the partition column: deletes and loads by window)."""
+    `None` only appends. Rows go in with COPY BINARY (ADBC ingest), by column name, cast to
+    the table's column types. An existing table must have the same columns as `data` (with
+    `allow_missing_columns`, a superset; with `evolve`, columns new in `data` are added to it).
+    A new table gets an index on each column of `index` (the partition column: deletes and loads by window)."""
     names = [check_identifier(str(n)) for n in data.column_names]
     if len(set(names)) != len(names):
         raise ValueError(f"{schema}.{table}: duplicate column names in {names}")
