@@ -29,6 +29,9 @@ setup(
         "pycountry>=23",
         "numpy",
         "psycopg[binary]>=3.2",
+        # the PostgreSQL data path: Arrow in and out with COPY BINARY (storage/postgres/session.py)
+        "adbc-driver-postgresql>=1.13",
+        "adbc-driver-manager>=1.13",
         # imported directly, so declared, though Dagster and its libraries bring them too
         "pyyaml>=6",
         "pydantic>=2",

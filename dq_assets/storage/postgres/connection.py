@@ -12,6 +12,10 @@ import time:
 `DQ_PG_CONNECT_TIMEOUT` (10 s per attempt) tune the connection. A connection that cannot be
 opened ends in one line such as `PostgreSQL at db.example:5432/warehouse: password
 authentication failed for user "dq"`; passwords never appear in messages or logs (`redact`).
+
+Two kinds of connection are opened from the same settings, with the same retries and redaction:
+psycopg (`connect`: statements, the tools and tests) and ADBC (`session`: an `ArrowSession`,
+see session.py, which carries the tables' rows as Arrow and the transactions that write them).
 """
 
 from __future__ import annotations
@@ -26,12 +30,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import quote as url_quote
 
+import adbc_driver_manager
 import dagster as dg
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import Field
 
 from dq_assets.redaction import redact
+from dq_assets.storage.postgres.session import AdbcError, ArrowSession, adbc_one_line, adbc_uri
 
 __all__ = [
     "PostgresConnection",
@@ -80,8 +86,9 @@ class PostgresConnectionError(PostgresError):
 
 def _one_line(message: str) -> str:
     """The telling part of a libpq error: `FATAL:  password authentication failed ...` out of
-    `connection failed: connection to server at "h", port 5432 failed: FATAL: ...`."""
-    lines = [ln.strip() for ln in str(message).splitlines() if ln.strip()]
+    `connection failed: connection to server at "h", port 5432 failed: FATAL: ...` (or out of
+    ADBC's `IO: [libpq] Failed to connect: ...`)."""
+    lines = [ln.strip() for ln in adbc_one_line(str(message)).splitlines() if ln.strip()]
     if not lines:
         return "unknown error"
     failed = [ln for ln in lines if "failed: " in ln]
@@ -94,7 +101,7 @@ def _first_cause(exc: BaseException) -> BaseException:
     """The database error that started it: a failed ROLLBACK after a killed connection is
     raised while handling the original error (`terminating connection ...`)."""
     seen = {id(exc)}
-    while isinstance(exc.__context__, psycopg.Error) and id(exc.__context__) not in seen:
+    while isinstance(exc.__context__, (psycopg.Error, AdbcError)) and id(exc.__context__) not in seen:
         exc = exc.__context__
         seen.add(id(exc))
     return exc
@@ -158,25 +165,39 @@ class PostgresSettings:
     def connect(self) -> psycopg.Connection:
         """An autocommit connection in UTC with ISO dates, after up to `connect_attempts`
         tries with exponential backoff; else one `PostgresConnectionError` line."""
-        attempts = max(1, int(self.connect_attempts))
-        delay = max(0.0, float(self.backoff_seconds))
         kwargs = {k: v for k, v in self.params.items() if v not in (None, "")}
         if self.password is not None:
             kwargs["password"] = self.password
-        failure = ""
-        for attempt in range(1, attempts + 1):
-            conn = None
+
+        def open_psycopg() -> psycopg.Connection:
+            conn = psycopg.connect(autocommit=True, **kwargs)
             try:
-                conn = psycopg.connect(autocommit=True, **kwargs)
                 conn.execute("SET TIME ZONE 'UTC'")
                 conn.execute("SET DateStyle = 'ISO, YMD'")
                 conn.execute("SET extra_float_digits = 1")  # shortest exact float text
-                return conn
-            except psycopg.Error as exc:  # noqa: PERF203 - retry loop
+            except BaseException:
+                conn.close()
+                raise
+            return conn
+
+        return self._retrying(open_psycopg)
+
+    def connect_arrow(self) -> ArrowSession:
+        """An ADBC `ArrowSession` (autocommit, UTC, ISO dates), opened like `connect`."""
+        uri = adbc_uri(self.params, self.password)  # carries the password: never shown
+        return self._retrying(lambda: ArrowSession.open(uri))
+
+    def _retrying(self, open_connection):
+        attempts = max(1, int(self.connect_attempts))
+        delay = max(0.0, float(self.backoff_seconds))
+        failure = ""
+        for attempt in range(1, attempts + 1):
+            try:
+                return open_connection()
+            except (psycopg.Error, AdbcError) as exc:  # noqa: PERF203 - retry loop
                 failure = self.redact(_one_line(str(exc)))
-                permanent = not isinstance(exc, psycopg.OperationalError) or bool(_PERMANENT.search(str(exc)))
-                if conn is not None:
-                    conn.close()
+                transient = isinstance(exc, (psycopg.OperationalError, adbc_driver_manager.OperationalError))
+                permanent = not transient or bool(_PERMANENT.search(str(exc)))
             if permanent or attempt == attempts:
                 break
             _log.warning(
@@ -328,14 +349,31 @@ class PostgresConnection(dg.ConfigurableResource):
         """An autocommit connection (use `conn.transaction()` for atomic work), closed after.
         A database error inside the block is re-raised as one redacted `PostgresError`."""
         settings = self.settings()
-        conn = settings.connect()
-        error = None
-        try:
+        with _redacted(settings, settings.connect(), action) as conn:
             yield conn
-        except psycopg.Error as exc:
-            what = f"{action} failed: " if action else ""
-            error = settings.redact(f"PostgreSQL at {settings.describe()}: {what}{_one_line(str(_first_cause(exc)))}")
-        finally:
+
+    @contextmanager
+    def session(self, action: str = "") -> Iterator[ArrowSession]:
+        """An ADBC `ArrowSession` (`session.transaction()` for atomic work), closed after; errors
+        as for `connect`. What reads and writes tables (`tables`) runs on one."""
+        settings = self.settings()
+        with _redacted(settings, settings.connect_arrow(), action) as session:
+            yield session
+
+
+@contextmanager
+def _redacted(settings: PostgresSettings, conn, action: str):
+    """Yield `conn`, close it after; a database error becomes one redacted `PostgresError`."""
+    error = None
+    try:
+        yield conn
+    except (psycopg.Error, AdbcError) as exc:
+        what = f"{action} failed: " if action else ""
+        error = settings.redact(f"PostgreSQL at {settings.describe()}: {what}{_one_line(str(_first_cause(exc)))}")
+    finally:
+        try:
             conn.close()
-        if error is not None:
-            raise PostgresError(error) from None
+        except (psycopg.Error, AdbcError):
+            pass  # a dead connection: the error that killed it is the one to report
+    if error is not None:
+        raise PostgresError(error) from None

@@ -5,9 +5,10 @@ It behaves like the DuckDB IO manager (`dq_assets.storage.duckdb.io_manager`):
 - frames travel as Arrow-backed pandas columns (`PostgresPandasTypeHandler`; the column
   types: see `tables`), or one partition
   at a time (`PostgresBatchesTypeHandler`, see `dq_assets.storage.batches`);
-- writing a partition (or a range of them) deletes its time window and COPYs the frame in ONE
-  transaction (`write_table`), so a failed write leaves the old contents intact; an
-  unpartitioned asset replaces the whole table the same way.
+- each output or input gets one ADBC `ArrowSession` (session.py) and one transaction on it;
+- writing a partition (or a range of them) deletes its time window and COPYs the frame (COPY
+  BINARY from Arrow) in ONE transaction (`write_table`), so a failed write leaves the old
+  contents intact; an unpartitioned asset replaces the whole table the same way.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from datetime import datetime
 
 import dagster as dg
 import pandas as pd
-import psycopg
 import pyarrow as pa
 from psycopg import sql
 from pydantic import Field
@@ -28,6 +28,7 @@ from dq_assets.storage.batches import PartitionBatches, PartitionReader, not_mat
 from dq_assets.storage.column_schema import POSTGRES, written_column_schema
 from dq_assets.storage.duckdb.warehouse import to_arrow, to_pandas
 from dq_assets.storage.postgres.connection import PostgresConnection
+from dq_assets.storage.postgres.session import ArrowSession
 from dq_assets.storage.postgres.tables import (
     Where,
     _q,
@@ -99,11 +100,11 @@ class PostgresDbClient(DbClient):
         self.connection = connection
 
     @contextmanager
-    def connect(self, context, table_slice: TableSlice) -> Iterator[psycopg.Connection]:
+    def connect(self, context, table_slice: TableSlice) -> Iterator[ArrowSession]:
         check_table_slice(table_slice)  # a bad schema/table/column name: refused before connecting
         verb = "writing" if isinstance(context, dg.OutputContext) else "reading"
         action = f"{verb} {table_slice.schema}.{table_slice.table}"
-        with self.connection.connect(action) as conn, conn.transaction():
+        with self.connection.session(action) as conn, conn.transaction():
             yield conn
 
     @staticmethod
@@ -175,7 +176,7 @@ class PostgresBatchesTypeHandler(DbTypeHandler):
 
         def read(where: Where) -> pa.Table:
             action = f"reading {table_slice.schema}.{table_slice.table}"
-            with self.connection.connect(action) as conn:
+            with self.connection.session(action) as conn:
                 return read_table(conn, table_slice.schema, table_slice.table,
                                   columns=table_slice.columns, where=where)
 

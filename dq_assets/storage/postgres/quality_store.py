@@ -1,16 +1,19 @@
-"""The PostgreSQL quality store: `quality.*` records, and publishing in one transaction."""
+"""The PostgreSQL quality store: `quality.*` records, and publishing in one transaction.
+
+Every method runs on an ADBC `ArrowSession` (session.py); a publication is one transaction on
+one session, so the marts it replaces and the raw versions it makes current commit together."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import psycopg
 import pyarrow as pa
 from psycopg import sql
 from pydantic import Field
 
 from dq_assets.storage.postgres.connection import PostgresConnection
+from dq_assets.storage.postgres.session import ArrowSession
 from dq_assets.storage.postgres.tables import (
     Where,
     _qualified,
@@ -32,14 +35,14 @@ class PostgresQualityStore(QualityStore):
 
     def append(self, table: str, rows: pa.Table) -> None:
         _qualified(QUALITY_SCHEMA, table)  # refused before connecting
-        with self.connection.connect(f"appending to {QUALITY_SCHEMA}.{table}") as conn:
+        with self.connection.session(f"appending to {QUALITY_SCHEMA}.{table}") as conn:
             write_table(conn, QUALITY_SCHEMA, table, rows, allow_missing_columns=True, evolve=True)
 
     def latest_check_results(self, partition_keys: list[str], check: tuple[str, str] | None = None) -> pa.Table:
         where = (Where(sql.SQL("partition_key = ANY(%s) AND asset_key = %s AND check_name = %s"),
                        (list(partition_keys), *check)) if check else
                  Where(sql.SQL("partition_key = ANY(%s)"), (list(partition_keys),)))
-        with self.connection.connect(f"reading {QUALITY_SCHEMA}.check_results") as conn:
+        with self.connection.session(f"reading {QUALITY_SCHEMA}.check_results") as conn:
             data = read_table(
                 conn, QUALITY_SCHEMA, "check_results", where=where,
                 latest=(("partition_key", "asset_key", "check_name"), "evaluated_at"),
@@ -51,7 +54,7 @@ class PostgresQualityStore(QualityStore):
 
     def raw_rows_history(self, table_name: str) -> dict[str, int]:
         """Latest landed row count of every profiled partition of a table."""
-        with self.connection.connect(f"reading {QUALITY_SCHEMA}.partition_profiles") as conn:
+        with self.connection.session(f"reading {QUALITY_SCHEMA}.partition_profiles") as conn:
             if not table_columns(conn, QUALITY_SCHEMA, "partition_profiles"):
                 return {}
             rows = conn.execute(
@@ -60,11 +63,11 @@ class PostgresQualityStore(QualityStore):
                     "WHERE table_name = %s ORDER BY partition_key, profiled_at DESC NULLS LAST"
                 ).format(_qualified(QUALITY_SCHEMA, "partition_profiles")),
                 [table_name],
-            ).fetchall()
+            )
         return dict(rows)
 
     def _latest(self, table: str, partition_keys: list[str], per: str, newest: str) -> list[dict]:
-        with self.connection.connect(f"reading {QUALITY_SCHEMA}.{table}") as conn:
+        with self.connection.session(f"reading {QUALITY_SCHEMA}.{table}") as conn:
             data = read_table(
                 conn, QUALITY_SCHEMA, table,
                 where=Where(sql.SQL("partition_key = ANY(%s)"), (list(partition_keys),)),
@@ -74,28 +77,28 @@ class PostgresQualityStore(QualityStore):
 
     def partitions_with_results(self, asset_keys: list[str], before: str) -> dict[str, set[str]]:
         found: dict[str, set[str]] = {a: set() for a in asset_keys}
-        with self.connection.connect(f"reading {QUALITY_SCHEMA}.check_results") as conn:
+        with self.connection.session(f"reading {QUALITY_SCHEMA}.check_results") as conn:
             if not table_columns(conn, QUALITY_SCHEMA, "check_results"):
                 return found
             rows = conn.execute(
                 sql.SQL("SELECT DISTINCT asset_key, partition_key FROM {} "
                         "WHERE asset_key = ANY(%s) AND partition_key < %s").format(
                     _qualified(QUALITY_SCHEMA, "check_results")),
-                [list(asset_keys), before]).fetchall()
+                [list(asset_keys), before])
         for asset, key in rows:
             found[asset].add(key)
         return found
 
     @contextmanager
     def publishing(self) -> Iterator[Publication]:
-        with self.connection.connect("writing in one transaction") as conn, conn.transaction():
+        with self.connection.session("writing in one transaction") as conn, conn.transaction():
             yield PostgresPublication(conn)
 
 
 class PostgresPublication(Publication):
     """One PostgreSQL transaction."""
 
-    def __init__(self, conn: psycopg.Connection):
+    def __init__(self, conn: ArrowSession):
         self.conn = conn
 
     def replace_partitions(self, schema: str, table: str, column: str, batches) -> None:

@@ -4,29 +4,29 @@ It behaves like the DuckDB warehouse (`dq_assets.storage.duckdb`):
 - frames travel as Arrow tables: decimal128(38,6) <-> NUMERIC(38,6),
   timestamp[us, tz=UTC] <-> TIMESTAMPTZ, date32 <-> DATE, string <-> TEXT, int64 <-> BIGINT,
   bool <-> BOOLEAN, float64 <-> DOUBLE PRECISION (see `pg_type` / `arrow_type`);
-- rows go in with COPY (CSV) and come out with COPY TO, parsed by pyarrow with exact types;
+- everything runs on an ADBC `ArrowSession` (session.py): rows go in with the driver's COPY
+  BINARY from Arrow (`ingest`, after a cast to the table's own column types) and come out as
+  Arrow (`fetch_arrow`, the driver's COPY BINARY TO; NUMERIC read as text, then cast exactly);
 - `write_table` deletes what it replaces (a partition's window, a range of them, or the whole
-  table) and COPYs the frame in ONE transaction, so a failed write (even a killed connection)
+  table) and ingests the frame in ONE transaction (the session's BEGIN ... COMMIT, around the
+  locks, the DDL, the DELETE and the COPY), so a failed write (even a killed connection)
   leaves the old contents intact; an empty frame still creates its table;
 - `replace_partitions` writes partition batches, and `record_current` makes the raw versions
   they were made from current (`quality.raw_current`), in the caller's transaction;
 - identifiers pass `check_identifier` and are double-quoted; values only ever travel as
-  parameters or COPY data.
+  parameters (bound by the driver) or COPY data.
 """
 
 from __future__ import annotations
 
-import io
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import date
 from typing import NamedTuple
 
-import psycopg
 import pyarrow as pa
-import pyarrow.csv as pacsv
 from psycopg import sql
 
+from dq_assets.storage.postgres.session import ArrowSession
 from dq_assets.storage.sql import check_identifier
 
 __all__ = [
@@ -40,9 +40,6 @@ __all__ = [
     "table_columns",
     "write_table",
 ]
-
-COPY_BATCH_ROWS = 50_000
-
 
 
 # --------------------------------------------------------------------------------------------
@@ -86,13 +83,6 @@ def pg_type(t: pa.DataType, column: str = "?") -> str:
     raise TypeError(f"column {column!r}: Arrow type {t} has no PostgreSQL mapping")
 
 
-# Microseconds since the epoch, exactly: EXTRACT returns NUMERIC from PostgreSQL 14 on; before,
-# a double, so whole seconds and the microseconds are taken apart.
-_EPOCH_US = "(EXTRACT(EPOCH FROM {c}) * 1000000)::bigint"
-_EPOCH_US_PRE14 = (
-    "(EXTRACT(EPOCH FROM date_trunc('second', {c}))::bigint * 1000000"
-    " + EXTRACT(MICROSECONDS FROM {c})::bigint % 1000000)"
-)
 _SIMPLE = {
     "text": pa.string(), "varchar": pa.string(), "bpchar": pa.string(), "name": pa.string(),
     "date": pa.date32(), "int8": pa.int64(), "int4": pa.int32(), "int2": pa.int16(),
@@ -123,10 +113,10 @@ def _qualified(schema: str, table: str) -> sql.Composed:
     return sql.SQL("{}.{}").format(_q(schema), _q(table))
 
 
-def table_columns(conn: psycopg.Connection, schema: str, table: str) -> list[tuple[str, str, int]]:
+def table_columns(conn: ArrowSession, schema: str, table: str) -> list[tuple[str, str, int]]:
     """(name, type name, typmod) of a table's columns in order; [] if there is no table."""
     return conn.execute(
-        """SELECT a.attname, t.typname, a.atttypmod
+        """SELECT a.attname::text, t.typname::text, a.atttypmod
            FROM pg_attribute a
            JOIN pg_class c ON c.oid = a.attrelid
            JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -135,41 +125,30 @@ def table_columns(conn: psycopg.Connection, schema: str, table: str) -> list[tup
              AND a.attnum > 0 AND NOT a.attisdropped
            ORDER BY a.attnum""",
         [schema, table],
-    ).fetchall()
+    )
 
 
-def _lock(conn: psycopg.Connection, key: str) -> None:
+def _lock(conn: ArrowSession, key: str) -> None:
     """A transaction-scoped advisory lock: one writer per table (and per schema creation)."""
     conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"dq_assets:{key}"])
 
 
-def _copyable(data: pa.Table) -> pa.Table:
-    """Columns in a form whose CSV text PostgreSQL reads back exactly."""
+def _ingestable(data: pa.Table, columns: list[tuple[str, str, int]]) -> pa.Table:
+    """`data` cast to the Arrow types of the table's columns: COPY BINARY sends each value in
+    the binary form of its Arrow type, which must be the column's (an int32 is not a BIGINT)."""
+    types = {name: arrow_type(typname, typmod) for name, typname, typmod in columns}
     cols = []
-    for col in data.columns:
-        t = col.type
-        if pa.types.is_dictionary(t):
-            col, t = col.cast(t.value_type), t.value_type
-        if pa.types.is_null(t):
-            col = col.cast(pa.string())
-        elif pa.types.is_timestamp(t) and t.tz and t.tz.upper() not in ("UTC", "Z", "+00:00"):
-            col = col.cast(pa.timestamp(t.unit, tz="UTC"))
+    for name, col in zip(data.column_names, data.columns):
+        if pa.types.is_dictionary(col.type):
+            col = col.cast(col.type.value_type)
+        if col.type != types[name]:
+            col = col.cast(types[name])
         cols.append(col)
     return pa.table(cols, names=data.column_names)
 
 
-@contextmanager
-def _atomic(conn: psycopg.Connection) -> Iterator[None]:
-    """A transaction, unless the caller already has one open (then it is part of that)."""
-    if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
-        with conn.transaction():
-            yield
-    else:
-        yield
-
-
 def write_table(
-    conn: psycopg.Connection,
+    conn: ArrowSession,
     schema: str,
     table: str,
     data: pa.Table,
@@ -183,17 +162,17 @@ def write_table(
 
     Creates the schema and table from the Arrow schema if needed. `replace=Where(...)` first
     deletes the rows it matches (a partition's window), `replace=True` deletes every row, and
-    `None` only appends. Rows go in with COPY (CSV), by column name. An existing table must
-    have the same columns as `data` (with `allow_missing_columns`, a superset; with `evolve`,
-    columns new in `data` are added to it). A new table
-    gets an index on each column of `index` (the partition column: deletes and loads by window)."""
+    `None` only appends. Rows go in with COPY BINARY (ADBC ingest), by column name, cast to
+    the table's column types. An existing table must have the same columns as `data` (with
+    `allow_missing_columns`, a superset; with `evolve`, columns new in `data` are added to it).
+    A new table gets an index on each column of `index` (the partition column: deletes and loads by window)."""
     names = [check_identifier(str(n)) for n in data.column_names]
     if len(set(names)) != len(names):
         raise ValueError(f"{schema}.{table}: duplicate column names in {names}")
     definitions = [sql.SQL("{} {}").format(_q(n), sql.SQL(pg_type(t, n))) for n, t in zip(names, data.schema.types)]
     target = _qualified(schema, table)
-    with _atomic(conn):
-        if not conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [schema]).fetchone():
+    with conn.transaction():
+        if not conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [schema]):
             _lock(conn, f"schema:{schema}")
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(_q(schema)))
         _lock(conn, f"table:{schema}.{table}")
@@ -228,20 +207,13 @@ def write_table(
         elif isinstance(replace, Where):
             conn.execute(sql.SQL("DELETE FROM {} WHERE ").format(target) + replace.clause, replace.params)
         if data.num_rows:
-            copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
-                target, sql.SQL(", ").join(_q(n) for n in names)
-            )
-            options = pacsv.WriteOptions(include_header=False)
-            with conn.cursor() as cur, cur.copy(copy_sql) as copy:
-                for batch in _copyable(data).to_batches(max_chunksize=COPY_BATCH_ROWS):
-                    buf = io.BytesIO()
-                    pacsv.write_csv(batch, buf, options)
-                    copy.write(buf.getbuffer())
+            rows = data.rename_columns(names)
+            conn.ingest(schema, table, _ingestable(rows, table_columns(conn, schema, table)))
     return data.num_rows
 
 
 def read_table(
-    conn: psycopg.Connection,
+    conn: ArrowSession,
     schema: str,
     table: str,
     *,
@@ -254,7 +226,7 @@ def read_table(
 
     `columns` selects (default: all, in table order), `where` filters, `latest=(keys, col)`
     keeps the row with the greatest `col` per `keys`, `order_by` sorts (bytewise, as DuckDB).
-    Data comes out with COPY TO (CSV) and is parsed by pyarrow with the exact column types."""
+    Data comes out as Arrow (ADBC) and is cast to the exact column types (`arrow_type`)."""
     _qualified(schema, table)  # a bad name is an error, not "no such table"
     info = {name: (typname, typmod) for name, typname, typmod in table_columns(conn, schema, table)}
     if not info:
@@ -264,13 +236,10 @@ def read_table(
     if unknown:
         raise ValueError(f"{schema}.{table} has no column(s) {unknown}; it has {list(info)}")
     types = {c: arrow_type(*info[c]) for c in wanted}
-    epoch_us = _EPOCH_US if conn.info.server_version >= 140000 else _EPOCH_US_PRE14
     exprs = []
     for c in wanted:
         t, ident = types[c], _q(c)
-        if pa.types.is_timestamp(t):
-            exprs.append(sql.SQL(epoch_us).format(c=ident))
-        elif pa.types.is_string(t) and info[c][0] not in _SIMPLE:
+        if pa.types.is_string(t) and info[c][0] not in _SIMPLE:
             exprs.append(sql.SQL("{}::text").format(ident))
         else:
             exprs.append(ident)
@@ -294,22 +263,17 @@ def read_table(
             for c in order_by
         )
     select = sql.SQL("SELECT {} FROM {}{}{}").format(sql.SQL(", ").join(exprs), source, filter_sql, order_sql)
-    with conn.cursor() as cur, cur.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(select), params or None) as copy:
-        payload = b"".join(copy)
-    read_types = {c: (pa.int64() if pa.types.is_timestamp(t) else t) for c, t in types.items()}
-    if payload:
-        raw = pacsv.read_csv(
-            io.BytesIO(payload),
-            read_options=pacsv.ReadOptions(column_names=wanted),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True),
-            convert_options=pacsv.ConvertOptions(
-                column_types=read_types, null_values=[""], strings_can_be_null=True,
-                quoted_strings_can_be_null=False, true_values=["t"], false_values=["f"],
-            ),
-        )
-        arrays = [raw.column(c).cast(types[c]) if pa.types.is_timestamp(types[c]) else raw.column(c) for c in wanted]
-        return pa.table(arrays, schema=pa.schema([(c, types[c]) for c in wanted]))
-    return pa.table({c: pa.array([], types[c]) for c in wanted})
+    got = conn.fetch_arrow(select, params)
+    return pa.table([_exact(got.column(i), types[c]) for i, c in enumerate(wanted)],
+                    schema=pa.schema([(c, types[c]) for c in wanted]))
+
+
+def _exact(col: pa.ChunkedArray, want: pa.DataType) -> pa.ChunkedArray:
+    """A column as read by ADBC, in its `arrow_type`: NUMERIC comes as text (an opaque extension
+    type over strings), cast exactly to its decimal; the driver's own types already match."""
+    if isinstance(col.type, pa.BaseExtensionType):
+        col = pa.chunked_array([chunk.storage for chunk in col.chunks], col.type.storage_type)
+    return col if col.type == want else col.cast(want)
 
 
 # --------------------------------------------------------------------------------------------
@@ -317,7 +281,7 @@ def read_table(
 # --------------------------------------------------------------------------------------------
 
 
-def replace_partitions(conn: psycopg.Connection, schema: str, table: str, column: str, batches) -> None:
+def replace_partitions(conn: ArrowSession, schema: str, table: str, column: str, batches) -> None:
     """Write a `PartitionBatches` into `schema.table`, replacing each partition it produces (by
     the DATE `column`), and the same partitions of the outputs written together with it (each
     into the table of its asset key, schema.table), all in the caller's one transaction."""
@@ -335,7 +299,7 @@ def replace_partitions(conn: psycopg.Connection, schema: str, table: str, column
 RAW_CURRENT = ("quality", "raw_current")  # the current S3 object of each raw partition
 
 
-def record_current(conn: psycopg.Connection, publication, keys: list[str]) -> None:
+def record_current(conn: ArrowSession, publication, keys: list[str]) -> None:
     """The versions of `keys` that a publication read (S3 objects of the raw layer, written as
     pending by the raw step) become current: recorded in `quality.raw_current`, in the caller's
     transaction, the one that writes the staging and quarantine made from them."""
