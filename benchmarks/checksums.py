@@ -4,7 +4,7 @@ identical. `python -m benchmarks.checksums WAREHOUSE [--compare FILE]` prints (o
 
 A table's checksum is its row count and the sum of one hash per row over every column but
 those that differ between any two runs of the same data (run ids, the moments rows were
-written, the gate's inputs version, which is made of write marks): order-independent, so a
+written, the gate's inputs version, which is made of write marks, the number of a raw version): order-independent, so a
 store may return rows in any order, and duplicates do not cancel out."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import duckdb
 
 SCHEMAS = ("raw", "staging", "quality", "marts")
 VOLATILE = frozenset({"run_id", "loaded_at", "evaluated_at", "decided_at", "profiled_at",
-                      "marked_at", "inputs_version"})
+                      "marked_at", "inputs_version", "_version", "version"})
 
 
 def table_checksums(warehouse: str | Path) -> dict[str, dict]:

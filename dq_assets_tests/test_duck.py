@@ -70,3 +70,72 @@ def test_a_record_table_gains_the_columns_new_records_bring(tmp_path):
     release_warehouse(database)
     assert profiles == [("2025-01-01", 1, None), ("2025-01-02", 2, 1.5)]
     assert gate == [(1, None), (2, "2025-01-02"), (3, "2025-01-03")]
+
+
+# ------------------------------------------------------------------ raw versions
+
+
+def _rows(conn, sql: str) -> list:
+    return sorted(conn.execute(sql).fetchall(), key=repr)
+
+
+def _day(day: str, *values: str):
+    import datetime
+
+    import pyarrow as pa
+
+    return pa.table({"ingest_date": pa.array([datetime.date.fromisoformat(day)] * len(values)),
+                     "v": pa.array(list(values), pa.string())})
+
+
+def test_publishing_a_pending_version_copies_no_row_and_drops_the_superseded_one():
+    """Each row written is stored once (in raw_versions.<table>): publishing switches which
+    version of a partition raw.<table> shows, and deletes the rows of the one it supersedes;
+    a pending version written again replaces the earlier pending one."""
+    import duckdb
+
+    from dq_assets.storage.duckdb.warehouse import pending_partitions, publish_pending, write_pending
+
+    conn = duckdb.connect()
+    write_pending(conn, "raw", "t", "ingest_date", ["2025-01-01"], _day("2025-01-01", "a1", "a2"))
+    publish_pending(conn, "raw", "t", "ingest_date", ["2025-01-01"])
+    assert _rows(conn, "SELECT v FROM raw.t") == [("a1",), ("a2",)]
+    # a second version, written twice before it is published: only the last one stays pending
+    write_pending(conn, "raw", "t", "ingest_date", ["2025-01-01"], _day("2025-01-01", "b1"))
+    write_pending(conn, "raw", "t", "ingest_date", ["2025-01-01"], _day("2025-01-01", "c1", "c2", "c3"))
+    assert _rows(conn, "SELECT v FROM raw.t") == [("a1",), ("a2",)]  # readers see the current one
+    assert _rows(conn, "SELECT v FROM raw_pending.t") == [("c1",), ("c2",), ("c3",)]
+    assert _rows(conn, "SELECT v FROM raw_versions.t") == [("a1",), ("a2",), ("c1",), ("c2",), ("c3",)]
+    assert pending_partitions(conn, "raw", "t") == ["2025-01-01"]
+    publish_pending(conn, "raw", "t", "ingest_date", ["2025-01-01"])
+    assert _rows(conn, "SELECT v FROM raw.t") == [("c1",), ("c2",), ("c3",)]
+    assert _rows(conn, "SELECT v FROM raw_versions.t") == [("c1",), ("c2",), ("c3",)]  # each once
+    assert _rows(conn, "SELECT * FROM raw_pending.t") == []
+    assert _rows(conn, "SELECT * FROM raw_pending.pending_partitions") == []
+    # the views show the table's own columns, not the version number
+    assert [c for (c,) in conn.execute("SELECT column_name FROM (DESCRIBE raw.t)").fetchall()] == ["ingest_date", "v"]
+
+
+def test_a_warehouse_from_before_versions_is_moved_in_with_its_pending_rows():
+    """A warehouse whose raw.<table> is a table and whose pending rows wait in
+    raw_pending.<table>: its first read moves both into versions, nothing lost, the pending
+    rows read as the latest version, the current ones still shown by raw.<table>."""
+    import duckdb
+
+    from dq_assets.storage.duckdb.warehouse import latest_versions_query, publish_pending, versioned
+
+    conn = duckdb.connect()
+    conn.execute("CREATE SCHEMA raw; CREATE SCHEMA raw_pending")
+    conn.execute("CREATE TABLE raw.t AS SELECT DATE '2025-01-01' AS ingest_date, 'old' AS v "
+                 "UNION ALL SELECT DATE '2025-01-02', 'kept'")
+    conn.execute("CREATE TABLE raw_pending.t AS SELECT DATE '2025-01-01' AS ingest_date, 'new' AS v")
+    conn.execute("CREATE TABLE raw_pending.pending_partitions AS SELECT 't' AS table_name, "
+                 "DATE '2025-01-01' AS partition_date UNION ALL SELECT 't', DATE '2025-01-03'")
+    assert versioned(conn, "raw", "t", "ingest_date")
+    latest = latest_versions_query("raw", "t", "v", "ingest_date", "true")
+    assert _rows(conn, latest.replace("?", "'t'")) == [("kept",), ("new",)]
+    assert _rows(conn, "SELECT v FROM raw.t") == [("kept",), ("old",)]
+    assert _rows(conn, "SELECT CAST(partition_date AS VARCHAR) FROM raw_pending.pending_partitions") == [
+        ("2025-01-01",), ("2025-01-03",)]  # a pending day without rows stays pending
+    publish_pending(conn, "raw", "t", "ingest_date", ["2025-01-01", "2025-01-03"])
+    assert _rows(conn, "SELECT v FROM raw.t") == [("kept",), ("new",)]

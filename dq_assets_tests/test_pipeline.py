@@ -108,14 +108,15 @@ def test_dim_customers_keeps_scd2_history(shop):
 
 
 def snapshot(wh: Warehouse) -> dict:
-    """Every table's full contents, minus what is a property of the run (load time, run id)
-    and the append-only history tables (a rerun adds to them by design)."""
+    """Every table's full contents, minus what is a property of the run (load time, run id, the
+    number of the raw version a run wrote) and the append-only history tables (a rerun adds to
+    them by design)."""
     out = {}
     for schema, name in wh.query("SELECT table_schema, table_name FROM information_schema.tables"):
         if name in APPEND_ONLY_TABLES:
             continue
         cols = [c for (c,) in wh.query(f"SELECT column_name FROM (DESCRIBE {schema}.{name})")
-                if c not in ("loaded_at", "run_id", "inputs_version", "decided_at")]
+                if c not in ("loaded_at", "run_id", "inputs_version", "decided_at", "_version", "version")]
         out[f"{schema}.{name}"] = sorted(
             wh.query(f"SELECT {', '.join(cols)} FROM {schema}.{name}"), key=repr)
     return out

@@ -12,8 +12,9 @@ Raw is written as a *pending* version (`PartitionBatches.pending`): its readers 
 read it, but it becomes the current contents of the raw table only when the staging step of
 the same table publishes it (`PartitionBatches.publishes`) in the transaction that writes
 staging and quarantine of those partitions. So raw = staging + quarantine holds at every
-moment, whatever step a run dies in. On DuckDB the pending version is a table of its own,
-moved into `raw.<table>` by the publication; on S3 each write is a new object, and the
+moment, whatever step a run dies in. On DuckDB every version's rows are stored once
+(`raw_versions.<table>`) and the publication switches which version `raw.<table>` shows, no row
+copied (see dq_assets.storage.duckdb.warehouse); on S3 each write is a new object, and the
 publication records which object is current (see dq_assets.storage.s3.io_manager).
 """
 

@@ -24,14 +24,15 @@ from dq_assets.settings import warehouse_path
 from dq_assets.storage.batches import PartitionBatches, PartitionReader, not_materialized, store_batches
 from dq_assets.storage.column_schema import DUCKDB, written_column_schema
 from dq_assets.storage.duckdb.warehouse import (
-    PENDING_MARKS,
+    VERSION_COLUMN,
     add_missing_columns,
     fetch_arrow,
-    pending_table,
+    latest_versions_query,
     replace_partitions,
     table_exists,
     to_arrow,
     to_pandas,
+    versioned,
     warehouse_connection,
 )
 from dq_assets.storage.sql import check_table_slice, qualified, quote
@@ -136,36 +137,28 @@ class PartitionBatchesTypeHandler(DbTypeHandler):
 
     def load_input(self, context, table_slice: TableSlice, connection) -> PartitionReader:
         schema, table = table_slice.schema, table_slice.table
-        pschema, _ = pending_table(schema, table)
-        published, pending = table_exists(connection, schema, table), table_exists(connection, pschema, table)
-        if not published and not pending:
+        column = table_slice.partition_dimensions[0].partition_expr
+        by_version = versioned(connection, schema, table, column)
+        if not by_version and not table_exists(connection, schema, table):
             raise not_materialized(f"{schema}.{table}")
-        cols = ", ".join(quote(c) for c in table_slice.columns) if table_slice.columns else "*"
-        column = quote(table_slice.partition_dimensions[0].partition_expr)
+        cols = (", ".join(quote(c) for c in table_slice.columns) if table_slice.columns
+                else f"* EXCLUDE ({VERSION_COLUMN})" if by_version else "*")
 
         def read(where: str, param):
-            # The latest version written of each partition: its pending version where it has
-            # one (written by a raw step, not yet published by its staging step), else the
-            # current one.
-            parts, params = [], []
-            if pending:
-                parts.append(f"SELECT {cols} FROM {qualified(pschema, table)} WHERE {where}")
-                params.append(param)
-            if published:
-                sql = f"SELECT {cols} FROM {qualified(schema, table)} WHERE {where}"
-                params.append(param)
-                if pending:
-                    sql += (f" AND {column} NOT IN (SELECT partition_date FROM "
-                            f"{qualified(pschema, PENDING_MARKS)} WHERE table_name = ?)")
-                    params.append(table)
-                parts.append(sql)
+            # Of a versioned table (raw), the latest version written of each partition: its
+            # pending version where it has one (written by a raw step, not yet published by its
+            # staging step), else the current one.
+            if by_version:
+                sql, params = latest_versions_query(schema, table, cols, column, where), [param, table]
+            else:
+                sql, params = f"SELECT {cols} FROM {qualified(schema, table)} WHERE {where}", [param]
             with warehouse_connection(self.database) as conn:
-                return fetch_arrow(conn, " UNION ALL BY NAME ".join(parts), params)
+                return fetch_arrow(conn, sql, params)
 
         return PartitionReader(
             context.asset_partition_keys,
-            read_many=lambda keys: read(f"list_contains(CAST(? AS DATE[]), {column})", keys),
-            read_through=lambda key: read(f"{column} <= CAST(? AS DATE)", key),
+            read_many=lambda keys: read(f"list_contains(CAST(? AS DATE[]), {quote(column)})", keys),
+            read_through=lambda key: read(f"{quote(column)} <= CAST(? AS DATE)", key),
             asset_key=context.asset_key,
         )
 

@@ -186,7 +186,7 @@ def replace_partitions(conn: duckdb.DuckDBPyConnection, schema: str, table: str,
     (by `column`), and the same partitions of the outputs written together with it (each into
     the table of its asset key, schema.table) in the same transactions, and publish the pending
     versions of those partitions that it names (`publishes`, see `publish_pending`). Batches
-    written as `pending` go to the pending table instead (see `pending_table`). The caller opens
+    written as `pending` become new versions instead (see `write_pending`). The caller opens
     the first transaction.
 
     With `commit_groups`, each group of whole partitions is committed on its own: DuckDB keeps
@@ -196,13 +196,14 @@ def replace_partitions(conn: duckdb.DuckDBPyConnection, schema: str, table: str,
     groups before it replaced, and a rerun converges. Without, everything is the caller's one
     transaction."""
     evolved: set[tuple[str, str]] = set()  # every group has the same columns: once is enough
-    target = pending_table(schema, table) if batches.pending else (schema, table)
+    target = versions_table(schema, table) if batches.pending else (schema, table)
     for keys, tables in batches.groups_together(*target):
         for (s, t), rows in tables:
-            _replace_group(conn, s, t, column, keys, rows, evolve=(s, t) not in evolved)
+            if (s, t) == target and batches.pending:
+                write_pending(conn, schema, table, column, keys, rows, evolve=(s, t) not in evolved)
+            else:
+                _replace_group(conn, s, t, column, keys, rows, evolve=(s, t) not in evolved)
             evolved.add((s, t))
-        if batches.pending:
-            _mark_pending(conn, schema, table, keys)
         for publication in batches.publishes:
             if publication.versions:
                 raise ValueError(f"{publication.asset_key.to_user_string()} is stored elsewhere (S3): "
@@ -214,61 +215,165 @@ def replace_partitions(conn: duckdb.DuckDBPyConnection, schema: str, table: str,
             conn.begin()
 
 
-# A pending version of `schema.table` (written, not yet current: see dq_assets.storage.batches) is kept
-# in `<schema>_pending.<table>`; the partitions that have one are listed in PENDING_MARKS there
-# (a pending partition may have no rows: a file absent that day).
+# Versions of a table written as pending (raw): every version's rows are kept once, in
+# `<schema>_versions.<table>` with a `_version` column, and `<schema>_versions.partition_versions`
+# says which version of each partition is current and which is pending (written, not yet
+# published; a version may have no rows: a file absent that day). What users and readers see are
+# views of it: `<schema>.<table>` (the current versions) and `<schema>_pending.<table>` with
+# `<schema>_pending.pending_partitions` (the pending ones). Publishing a partition is a change of
+# its row in partition_versions, and the rows of the version it supersedes are deleted: no row is
+# copied (a raw day was written twice when the pending version was a table of its own).
 PENDING_MARKS = "pending_partitions"
+VERSIONS = "partition_versions"
+VERSION_COLUMN = "_version"
+
+
+def versions_table(schema: str, table: str) -> tuple[str, str]:
+    return check_identifier(f"{schema}_versions"), table
 
 
 def pending_table(schema: str, table: str) -> tuple[str, str]:
+    """Where a table's pending rows show (a view)."""
     return check_identifier(f"{schema}_pending"), table
 
 
-def _marks(schema: str) -> str:
-    return qualified(pending_table(schema, PENDING_MARKS)[0], PENDING_MARKS)
+def _versions(schema: str) -> str:
+    return qualified(versions_table(schema, VERSIONS)[0], VERSIONS)
 
 
-def _unmark(conn, schema: str, table: str, keys: list[str]) -> None:
-    conn.execute(f"DELETE FROM {_marks(schema)} WHERE table_name = ? "
-                 "AND list_contains(CAST(? AS DATE[]), partition_date)", [table, keys])
-
-
-def _mark_pending(conn, schema: str, table: str, keys: list[str]) -> None:
-    pschema = pending_table(schema, table)[0]
+def _ensure_versioned(conn, schema: str, table: str, column: str, data: pa.Table, evolve: bool) -> None:
+    """The versions store of `schema.table` and its views, created on first use; a table from
+    before (a base table `schema.table`, its pending rows in `<schema>_pending`) is moved in."""
+    vschema, _ = versions_table(schema, table)
+    pschema, _ = pending_table(schema, table)
+    store, marks = qualified(vschema, table), _versions(schema)
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(vschema)}")
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(pschema)}")
-    conn.execute(f"CREATE TABLE IF NOT EXISTS {_marks(schema)} (table_name VARCHAR, partition_date DATE)")
-    _unmark(conn, schema, table, keys)
-    conn.execute(f"INSERT INTO {_marks(schema)} SELECT ?, unnest(CAST(? AS DATE[]))", [table, keys])
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {marks} (table_name VARCHAR, partition_date DATE, "
+                 "version BIGINT, current BOOLEAN)")
+    if not table_exists(conn, vschema, table):
+        conn.register("_batch", data.slice(0, 0))
+        conn.execute(f"CREATE TABLE {store} AS SELECT *, CAST(NULL AS BIGINT) AS {VERSION_COLUMN} "
+                     "FROM _batch LIMIT 0")
+        conn.unregister("_batch")
+        _move_in_legacy(conn, schema, table, column)
+        where = f"WHERE table_name = {sql_str(table)} AND"
+        versions = (f"(SELECT partition_date, version FROM {marks} {where} current)",
+                    f"(SELECT partition_date, version FROM {marks} {where} NOT current)")
+        for (s, t), chosen in (((schema, table), versions[0]), ((pschema, table), versions[1])):
+            conn.execute(f"CREATE OR REPLACE VIEW {qualified(s, t)} AS SELECT * EXCLUDE "
+                         f"({VERSION_COLUMN}) FROM {store} WHERE ({quote(column)}, {VERSION_COLUMN}) "
+                         f"IN {chosen}")
+        conn.execute(f"CREATE OR REPLACE VIEW {qualified(pschema, PENDING_MARKS)} AS SELECT "
+                     f"table_name, partition_date FROM {marks} WHERE NOT current")
+    elif evolve:
+        add_missing_columns(conn, vschema, table, data)
+
+
+def _base_table(conn, schema: str, table: str) -> bool:
+    return bool(conn.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND "
+                             "table_name = ?", [schema, table]).fetchall()[0][0])
+
+
+def _move_in_legacy(conn, schema: str, table: str, column: str) -> None:
+    """A warehouse written before versions: its current rows become version 0 and its pending
+    rows version 1 of their partitions; the old tables make way for the views."""
+    pschema, _ = pending_table(schema, table)
+    store, marks = qualified(*versions_table(schema, table)), _versions(schema)
+    for (s, t), version, current in (((schema, table), 0, True), ((pschema, table), 1, False)):
+        if not _base_table(conn, s, t):
+            continue
+        add_missing_columns(conn, *versions_table(schema, table),
+                            fetch_arrow(conn, f"SELECT * FROM {qualified(s, t)} LIMIT 0"))
+        conn.execute(f"INSERT INTO {store} BY NAME SELECT *, {version} AS {VERSION_COLUMN} "
+                     f"FROM {qualified(s, t)}")
+        conn.execute(f"INSERT INTO {marks} SELECT DISTINCT {sql_str(table)}, {quote(column)}, "
+                     f"{version}, {current} FROM {qualified(s, t)}")
+        conn.execute(f"DROP TABLE {qualified(s, t)}")
+    if _base_table(conn, pschema, PENDING_MARKS):  # pending partitions, with or without rows
+        conn.execute(f"INSERT INTO {marks} SELECT DISTINCT table_name, partition_date, 1, false "
+                     f"FROM {qualified(pschema, PENDING_MARKS)} WHERE table_name = ? AND "
+                     f"partition_date NOT IN (SELECT partition_date FROM {marks} WHERE "
+                     "table_name = ? AND NOT current)", [table, table])
+        conn.execute(f"DELETE FROM {qualified(pschema, PENDING_MARKS)} WHERE table_name = ?", [table])
+        if not conn.execute(f"SELECT count(*) FROM {qualified(pschema, PENDING_MARKS)}").fetchall()[0][0]:
+            conn.execute(f"DROP TABLE {qualified(pschema, PENDING_MARKS)}")
+
+
+def versioned(conn, schema: str, table: str, column: str) -> bool:
+    """Whether `schema.table` is kept as versions; a table written before versions, with rows
+    waiting in `<schema>_pending`, is moved in first (in the caller's transaction), so that
+    its pending rows are read as the latest version."""
+    if table_exists(conn, *versions_table(schema, table)):
+        return True
+    pschema, _ = pending_table(schema, table)
+    if not _base_table(conn, pschema, table):
+        return False
+    legacy = fetch_arrow(conn, f"SELECT * FROM {qualified(pschema, table)} LIMIT 0")
+    _ensure_versioned(conn, schema, table, column, legacy, evolve=True)
+    return True
+
+
+def write_pending(conn, schema: str, table: str, column: str, keys: list[str], data,
+                  evolve: bool = True) -> None:
+    """`data` becomes a new pending version of each partition of `keys` (replacing a pending
+    version written before and not published); the current version stays what readers of
+    `schema.table` see until `publish_pending`."""
+    _ensure_versioned(conn, schema, table, column, data, evolve)
+    vschema, _ = versions_table(schema, table)
+    store, marks = qualified(vschema, table), _versions(schema)
+    in_keys = "list_contains(CAST(? AS DATE[]), {})"
+    [(version,)] = conn.execute(f"SELECT coalesce(max(version), 0) + 1 FROM {marks} WHERE table_name = ?",
+                                [table]).fetchall()
+    conn.execute(f"DELETE FROM {store} WHERE {in_keys.format(quote(column))} AND ({quote(column)}, "
+                 f"{VERSION_COLUMN}) IN (SELECT partition_date, version FROM {marks} WHERE "
+                 "table_name = ? AND NOT current)", [keys, table])
+    conn.execute(f"DELETE FROM {marks} WHERE table_name = ? AND NOT current AND "
+                 f"{in_keys.format('partition_date')}", [table, keys])
+    conn.register("_batch", data)
+    conn.execute(f"INSERT INTO {store} BY NAME SELECT *, {int(version)} AS {VERSION_COLUMN} FROM _batch")
+    conn.unregister("_batch")
+    conn.execute(f"INSERT INTO {marks} SELECT ?, unnest(CAST(? AS DATE[])), ?, false",
+                 [table, keys, version])
 
 
 def pending_partitions(conn, schema: str, table: str, keys: list[str] | None = None) -> list[str]:
     """The partitions of `schema.table` (of `keys`, default all) that have a pending version."""
-    if not table_exists(conn, pending_table(schema, table)[0], PENDING_MARKS):
+    if not table_exists(conn, versions_table(schema, VERSIONS)[0], VERSIONS):
         return []
-    sql, params = f"SELECT DISTINCT CAST(partition_date AS VARCHAR) FROM {_marks(schema)} WHERE table_name = ?", [table]
+    sql = (f"SELECT DISTINCT CAST(partition_date AS VARCHAR) FROM {_versions(schema)} "
+           "WHERE table_name = ? AND NOT current")
+    params: list = [table]
     if keys is not None:
         sql, params = sql + " AND list_contains(CAST(? AS DATE[]), partition_date)", params + [keys]
     return sorted(r[0] for r in conn.execute(sql, params).fetchall())
 
 
 def publish_pending(conn, schema: str, table: str, column: str, keys: list[str]) -> None:
-    """The pending versions of `keys` (those that have one) become the partitions of
-    `schema.table`, in the caller's transaction: replaced there, removed from pending."""
+    """The pending versions of `keys` (those that have one) become the current versions of
+    their partitions, in the caller's transaction; the rows of the versions they supersede are
+    deleted. No row is copied."""
     keys = pending_partitions(conn, schema, table, keys)
     if not keys:
         return
-    pschema, _ = pending_table(schema, table)
-    name, pending = qualified(schema, table), qualified(pschema, table)
-    where = f"list_contains(CAST(? AS DATE[]), {quote(column)})"
-    if table_exists(conn, schema, table):
-        add_missing_columns(conn, schema, table, fetch_arrow(conn, f"SELECT * FROM {pending} LIMIT 0"))
-        conn.execute(f"DELETE FROM {name} WHERE {where}", [keys])
-    else:
-        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
-        conn.execute(f"CREATE TABLE {name} AS SELECT * FROM {pending} LIMIT 0")
-    conn.execute(f"INSERT INTO {name} BY NAME SELECT * FROM {pending} WHERE {where}", [keys])
-    conn.execute(f"DELETE FROM {pending} WHERE {where}", [keys])
-    _unmark(conn, schema, table, keys)
+    store, marks = qualified(*versions_table(schema, table)), _versions(schema)
+    in_keys = "list_contains(CAST(? AS DATE[]), {})"
+    conn.execute(f"DELETE FROM {store} WHERE {in_keys.format(quote(column))} AND ({quote(column)}, "
+                 f"{VERSION_COLUMN}) IN (SELECT partition_date, version FROM {marks} WHERE "
+                 "table_name = ? AND current)", [keys, table])
+    conn.execute(f"DELETE FROM {marks} WHERE table_name = ? AND current AND "
+                 f"{in_keys.format('partition_date')}", [table, keys])
+    conn.execute(f"UPDATE {marks} SET current = true WHERE table_name = ? AND "
+                 f"{in_keys.format('partition_date')}", [table, keys])
+
+
+def latest_versions_query(schema: str, table: str, columns: str, column: str, where: str) -> str:
+    """The rows of the latest version written of each partition of a versioned table: its
+    pending version where it has one, else its current one (parameters: `where`'s, the table)."""
+    store, marks = qualified(*versions_table(schema, table)), _versions(schema)
+    return (f"SELECT {columns} FROM {store} WHERE {where} AND ({quote(column)}, {VERSION_COLUMN}) IN "
+            f"(SELECT partition_date, max(version) FROM {marks} WHERE table_name = ? GROUP BY 1)")
 
 
 def _replace_group(conn, schema: str, table: str, column: str, keys: list[str], data,
