@@ -777,7 +777,7 @@ def main(argv=None) -> int:
     args.out.write_text(json.dumps(out, indent=1, default=str) + "\n", encoding="utf-8")
     for m in out["mismatches"]:
         print(f"check suite: MISMATCH {m}", file=sys.stderr)
-    return 1 if out["mismatches"] else 0
+    return 1 if out["mismatches"] or out.get("errors") else 0  # a tool that failed did not agree
 
 
 if __name__ == "__main__":
