@@ -1,4 +1,5 @@
-"""The check suite alone: dq_assets vs hand-written DuckDB SQL vs pandera vs Great Expectations.
+"""The check suite alone: dq_assets vs hand-written DuckDB SQL vs pandera vs Great Expectations
+vs Soda Core (the last in its own virtualenv, driven in a subprocess: benchmarks/soda_scan.py).
 
 Every tool gets the SAME input, the raw rows of a table as dq_assets reads them
 (`dq_assets.landing.csv_files.read_csv_file`: every value as untrimmed text, plus lineage) and the keys
@@ -21,7 +22,8 @@ GE and pandera get the raw table as a pandas DataFrame (the conversion is part o
 what GE cannot say on text (numeric ranges, arithmetic, time comparisons, trimming) is pandas
 code that derives helper columns inside the GE run.
 
-    python -m benchmarks.check_suite --landing DIR --date YYYY-MM-DD --out result.json
+    python -m benchmarks.check_suite --landing DIR --date YYYY-MM-DD --out result.json \
+        [--soda-python benchmarks/.venvs/soda/bin/python]
 """
 
 from __future__ import annotations
@@ -513,6 +515,118 @@ def run_great_expectations(table: str, inp: dict) -> tuple[dict, dict]:
     return counts, {"to_pandas_s": round(convert, 3), "expectations": len(exps)}
 
 
+# ------------------------------------------------------------------ Soda Core (own virtualenv)
+
+SODA_TXT_SQL = "NULLIF(trim({c}, " + WS_SQL + "), '')"
+
+
+def soda_view_sql(table: str, day: str) -> list[str]:
+    """The view Soda's checks read: every column trimmed (blank = missing; SodaCL cannot trim),
+    and the numbers and instants behind the range, arithmetic and time rules as helper columns
+    (SodaCL's `valid min`/`valid max` need typed values). DuckDB 1.0 SQL."""
+    t = C.table(table)
+    cols = [f'{SODA_TXT_SQL.format(c=chr(34) + c + chr(34))} AS "{c}"' for c in t.column_names]
+    helpers = []
+    if table == "orders":
+        helpers = ["as_dec(amount) AS _amount", "epoch(as_ts(order_ts)) AS _order_ts"]
+    elif table == "order_items":
+        helpers = ["as_int(quantity) AS _quantity", "as_dec(unit_price) AS _unit_price",
+                   "abs(as_dec(line_amount) - as_int(quantity) * as_dec(unit_price)) AS _line_diff"]
+    key = " || '|' || ".join(f'"{k}"' for k in KEYS[table])  # NULL when a part is missing
+    return [SQL_MACROS,
+            f"CREATE OR REPLACE VIEW t_{table} AS SELECT {', '.join(cols)} FROM raw_{table}",
+            f"CREATE OR REPLACE VIEW {table} AS SELECT *, {', '.join([*helpers, f'{key} AS _key'])} "
+            f"FROM t_{table}"]
+
+
+def soda_checks(table: str, day: str) -> str:
+    """The table's SodaCL: built-in missing / validity / reference checks and one user-defined
+    metric for key uniqueness (rows beyond the first of a key; SodaCL's duplicate_count counts
+    repeated values, not extra rows). JSON, which is YAML."""
+    checks: list = []
+
+    def add(rule, check, **cfg):
+        checks.append({check: {"name": rule, **cfg}})
+
+    tbl = C.table(table)
+    for col in tbl.columns:
+        add(f"missing_required:{col.name}", f"missing_count({col.name}) = 0")
+        regex = {C.DECIMAL: DEC, C.INTEGER: INT, C.TIMESTAMP: f"{ISO}|{EPOCH}"}.get(col.kind)
+        if regex:
+            add(f"unparseable:{col.name}", f"invalid_count({col.name}) = 0", **{"valid regex": f"^(?:{regex})$"})
+    if table == "orders":
+        add("invalid_value:status", "invalid_count(status) = 0",
+            **{"valid regex": f"(?i)^(?:{'|'.join(ORDER_STATUSES)})$"})
+        add("invalid_value:currency", "invalid_count(currency) = 0",
+            **{"valid regex": f"(?i)^(?:{'|'.join(sorted(CURRENCIES))})$"})
+        add("out_of_range:amount", "invalid_count(_amount) = 0", **{"valid min": 0})
+        add("future_timestamp:order_ts", "invalid_count(_order_ts) = 0",
+            **{"valid max": day_end_plus_hour(day)})
+    elif table == "order_items":
+        add("out_of_range:quantity", "invalid_count(_quantity) = 0", **{"valid min": 1})
+        add("out_of_range:unit_price", "invalid_count(_unit_price) = 0", **{"valid min": 0})
+        add("calculation_mismatch:line_amount_is_quantity_times_price", "invalid_count(_line_diff) = 0",
+            **{"valid max": 0.01 + 1e-9})
+    elif table == "customers":
+        add("invalid_value:email", "invalid_count(email) = 0", **{"valid regex": f"^{EMAIL}$"})
+        add("invalid_value:country_code", "invalid_count(country_code) = 0",
+            **{"valid regex": f"(?i)^(?:{'|'.join(sorted(COUNTRIES))})$"})
+    for col, target in REFS[table].items():
+        add(f"unknown_reference:{col}", f"values in ({col}) must exist in ref_{target} (key)")
+    add("duplicate:*", "extra_key_rows = 0",
+        **{"extra_key_rows query": f"SELECT count(_key) - count(DISTINCT _key) FROM {table}"})
+    return json.dumps({f"checks for {table}": checks}, indent=1)
+
+
+_SODA: dict = {}  # one subprocess scans every table; its results per table
+
+
+def run_soda(table: str, inp: dict) -> tuple[dict, dict]:
+    """Soda Core 3.5 in its own virtualenv (it pins duckdb<1.1): the raw rows go to parquet,
+    the subprocess loads them into its DuckDB and runs one scan per table. The time reported
+    for a table is its scan, measured inside the subprocess (start-up, imports and loading the
+    parquet files are reported apart)."""
+    if "result" not in _SODA:
+        import pyarrow.parquet as pq
+
+        from benchmarks.measure import peak_mib, run_measured
+        work = Path(inp["work"]) / "soda"
+        work.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        spec: dict = {"tables": {}, "refs": {}}
+        for target, keys in inp["keys_arrow"].items():
+            path = work / f"ref_{target}.parquet"
+            pq.write_table(keys.select(["key"]), path)
+            spec["refs"][target] = str(path)
+        for name in inp["tables"]:
+            path = work / f"{name}.parquet"
+            pq.write_table(inp["raw"][name].select(list(C.table(name).column_names)), path)
+            spec["tables"][name] = {"parquet": str(path), "setup_sql": soda_view_sql(name, inp["day"]),
+                                    "sodacl": soda_checks(name, inp["day"])}
+        (work / "spec.json").write_text(json.dumps(spec, indent=1), encoding="utf-8")
+        export_s = time.perf_counter() - t0
+        r = run_measured([inp["soda_python"], str(Path(__file__).with_name("soda_scan.py")),
+                          str(work / "spec.json"), str(work / "out.json")],
+                         log=work / "soda.log", timeout=3600, env={**os.environ, "PYTHONPATH": ""})
+        if r["exit_code"] != 0 or not (work / "out.json").exists():
+            tail = (work / "soda.log").read_text(errors="replace").splitlines()[-8:]
+            raise RuntimeError(f"soda scan exited {r['exit_code']}: " + " | ".join(tail))
+        _SODA["result"] = json.loads((work / "out.json").read_text())
+        _SODA["process"] = {"export_parquet_s": round(export_s, 3), "subprocess_s": r["wall_s"],
+                            "peak_mib": peak_mib(r)}
+    res = _SODA["result"]["tables"][table]
+    if res.get("has_errors"):
+        raise RuntimeError(f"soda scan of {table} had errors: {res.get('errors')}")
+    counts = {k: v for k, v in res["counts"].items() if v is not None}
+    missing = [k for k, v in res["counts"].items() if v is None]
+    extra = {"timed_s": res["scan_s"], "load_s": res["load_s"], "queries": res["queries"],
+             "per_rule": {k: {"failing_rows": res["counts"].get(k), "query_s": res["query_s"].get(k)}
+                          for k in res["counts"]}}
+    if missing:
+        extra["no_value"] = missing
+    return counts, extra
+
+
 # ------------------------------------------------------------------ driver
 
 TOOLS = {
@@ -520,6 +634,7 @@ TOOLS = {
     "duckdb_sql": (run_sql, None),
     "pandera": (run_pandera, "pandera"),
     "great_expectations": (run_great_expectations, "great_expectations"),
+    "soda": (run_soda, "soda"),  # a module of its own virtualenv: see available()
 }
 
 
@@ -547,10 +662,14 @@ class SelfRss:
         self.peak = max(self.peak, self.proc.memory_info().rss)
 
 
-def available(module: str | None) -> str | None:
+def available(module: str | None, soda_python: str | None = None) -> str | None:
     """None when usable, else why not."""
     if module is None:
         return None
+    if module == "soda":  # in its own virtualenv
+        if not soda_python:
+            return "no Soda virtualenv (--soda-python; python -m benchmarks.peers soda creates it)"
+        return None if Path(soda_python).exists() else f"{soda_python} does not exist"
     if importlib.util.find_spec(module) is None:
         return f"{module} is not installed (pip install -e '.[bench]')"
     try:
@@ -573,12 +692,16 @@ def main(argv=None) -> int:
     p.add_argument("--tables", default=",".join(TABLES))
     p.add_argument("--tools", default=",".join(TOOLS))
     p.add_argument("--repeat", type=int, default=3, help="runs of dq_assets and SQL (median)")
+    p.add_argument("--soda-python", help="the python of the Soda virtualenv (benchmarks/peers.py)")
+    p.add_argument("--work", type=Path, help="a directory for the Soda tool's files (default: next to --out)")
     args = p.parse_args(argv)
     tables = [t for t in args.tables.split(",") if t]
     tools = [t for t in args.tools.split(",") if t]
 
     t0 = time.perf_counter()
     inp = read_inputs(args.landing, args.date)
+    inp.update(tables=tables, soda_python=args.soda_python,
+               work=str(args.work or args.out.parent / (args.out.stem + "_work")))
     out: dict = {
         "date": args.date,
         "read_s": round(time.perf_counter() - t0, 3),
@@ -590,23 +713,29 @@ def main(argv=None) -> int:
     versions = {"duckdb": duckdb.__version__, "pandas": pd.__version__, "pyarrow": pa.__version__}
     for tool in tools:
         fn, module = TOOLS[tool]
-        why = available(module)
+        why = available(module, args.soda_python)
         if why:
             out["skipped"][tool] = why
             print(f"check suite: skipping {tool}: {why}", flush=True)
             continue
-        if module:
+        if module and module != "soda":
             versions[module] = __import__(module).__version__
         repeat = args.repeat if module is None else 1
         entry = {"tables": {}, "total_s": 0.0}
         with SelfRss() as rss:
             for table in tables:
                 times, counts, extra = [], {}, {}
-                for _ in range(repeat):
-                    gc.collect()
-                    s = time.perf_counter()
-                    counts, extra = fn(table, inp)
-                    times.append(time.perf_counter() - s)
+                try:
+                    for _ in range(repeat):
+                        gc.collect()
+                        s = time.perf_counter()
+                        counts, extra = fn(table, inp)
+                        # a tool run elsewhere (Soda) reports its own time
+                        times.append(extra.pop("timed_s", None) or time.perf_counter() - s)
+                except Exception as e:  # noqa: BLE001 - reported as the tool's error
+                    entry["error"] = f"{type(e).__name__}: {e}"[:1500]
+                    print(f"check suite: {tool} FAILED on {table}: {entry['error']}", flush=True)
+                    break
                 med = statistics.median(times)
                 entry["tables"][table] = {"s": round(med, 3), "runs_s": [round(x, 3) for x in times],
                                           "counts": counts, **extra}
@@ -614,6 +743,14 @@ def main(argv=None) -> int:
                 print(f"check suite: {tool:<18} {table:<12} {med:8.2f} s", flush=True)
         entry["total_s"] = round(entry["total_s"], 3)
         entry["peak_rss_mib"] = round(rss.peak / 2**20, 1)
+        if tool == "soda" and _SODA.get("process"):  # its own process: its own peak
+            entry.update(_SODA["process"])
+            entry["peak_rss_mib"] = _SODA["process"]["peak_mib"]
+            versions.update({("duckdb (soda venv)" if k == "duckdb" else k): v
+                             for k, v in _SODA["result"].get("versions", {}).items()})
+        if entry.get("error"):
+            out["errors"] = {**out.get("errors", {}), tool: entry["error"]}
+            continue
         out["tools"][tool] = entry
     out["versions"] = versions
 
@@ -640,7 +777,7 @@ def main(argv=None) -> int:
     args.out.write_text(json.dumps(out, indent=1, default=str) + "\n", encoding="utf-8")
     for m in out["mismatches"]:
         print(f"check suite: MISMATCH {m}", file=sys.stderr)
-    return 1 if out["mismatches"] else 0
+    return 1 if out["mismatches"] or out.get("errors") else 0  # a tool that failed did not agree
 
 
 if __name__ == "__main__":

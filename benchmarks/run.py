@@ -9,8 +9,12 @@ then measures, each run in a fresh warehouse and DAGSTER_HOME, through the same 
   2. single-run backfills (`--partition-range`) of 30 and 365 days at 10,000 orders a day, and
      the no-op graph over the same ranges;
   3. the check suite alone on the big day's raw tables: dq_assets' own `validate` vs
-     hand-written DuckDB SQL vs pandera vs Great Expectations 1.x, asserting that every tool
-     finds the same failing-row count for every rule (check_suite.py);
+     hand-written DuckDB SQL vs pandera vs Great Expectations 1.x vs Soda Core, asserting that
+     every tool finds the same failing-row count for every rule (check_suite.py; Soda in its
+     own virtualenv, peers.py);
+  3b. (the `peers` part) `dbt build` of benchmarks/dbt_project on the big day's landing files:
+     the same staging rules, quarantine and revenue mart, with dbt's tests (dbt in its own
+     virtualenv), against the big day end to end;
   4. optionally (--profile) the big day once more under py-spy, summarised by function.
 
 Wall time and peak RSS (the process tree polled with psutil, and GNU time's maximum RSS) of
@@ -39,6 +43,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from benchmarks.checksums import differences, table_checksums
 from benchmarks.measure import GNU_TIME, peak_mib, run_measured
+from benchmarks.peers import DEFAULT_DIR as PEERS_VENV_DIR
+from benchmarks.peers import ensure_venv
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -324,6 +330,85 @@ def repeated(tmp: Path, name: str, n: int, **kw) -> dict:
     return best
 
 
+# ------------------------------------------------------------------ dbt (a peer)
+
+DBT_PROJECT = Path(__file__).resolve().parent / "dbt_project"
+DBT_TABLES = ("customers", "products", "orders", "order_items", "payments", "events")
+
+
+def run_dbt(tmp: Path, venv: dict, landing: Path, day: str, timeout: float) -> dict:
+    """`dbt build` of benchmarks/dbt_project on one day's landing files, in a fresh DuckDB file,
+    measured like our runs (wall time of the CLI, peak RSS of its process tree)."""
+    run_dir = tmp / "runs" / "dbt_build"
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update({"DQ_DBT_WAREHOUSE": str(run_dir / "dbt.duckdb"), "DQ_DBT_THREADS": "2",
+                "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DBT_PARTIAL_PARSE": "false",
+                "PATH": str(Path(venv["bin"]).parent) + os.pathsep + env.get("PATH", "")})
+    variables = json.dumps({"landing": str(landing), "ingest_date": day})
+    cmd = [venv["bin"], "build", "--project-dir", str(DBT_PROJECT), "--profiles-dir", str(DBT_PROJECT),
+           "--target-path", str(run_dir / "target"), "--log-path", str(run_dir / "logs"),
+           "--vars", variables]
+    log(f"dbt build ({DBT_PROJECT.name}) on {landing.name} {day}")
+    r = run_measured(cmd, env=env, cwd=str(DBT_PROJECT), log=run_dir / "run.log", timeout=timeout)
+    r["peak_mib"] = peak_mib(r)
+    r["ok"] = r["exit_code"] == 0 and not r["timed_out"] and not r.get("memory_killed")
+    r["run_dir"] = str(run_dir)
+    results = run_dir / "target" / "run_results.json"
+    if results.exists():
+        rr = json.loads(results.read_text())
+        status = Counter()
+        slowest = []
+        for node in rr.get("results", []):
+            kind = node["unique_id"].split(".")[0]
+            status[f"{kind} {node['status']}"] += 1
+            slowest.append((node.get("execution_time") or 0, node["unique_id"].split(".", 2)[-1]))
+        r["nodes"] = dict(sorted(status.items()))
+        r["slowest_nodes"] = [{"node": n, "s": round(t, 2)} for t, n in sorted(slowest, reverse=True)[:8]]
+        r["dbt_elapsed_s"] = rr.get("elapsed_time")
+    if r["ok"]:
+        try:
+            import duckdb
+            with duckdb.connect(str(run_dir / "dbt.duckdb"), read_only=True) as conn:
+                rows = {}
+                for t in DBT_TABLES:
+                    for schema, name in (("raw", t), ("staging", t), ("quality", f"{t}_quarantine")):
+                        rows[f"{schema}.{name}"] = conn.execute(f"SELECT count(*) FROM {schema}.{name}").fetchall()[0][0]
+                rows["marts.fact_revenue_daily"] = conn.execute(
+                    "SELECT count(*) FROM marts.fact_revenue_daily").fetchall()[0][0]
+                r["revenue"] = {cur: str(v) for cur, v in conn.execute(
+                    "SELECT currency, sum(revenue) FROM marts.fact_revenue_daily GROUP BY 1 ORDER BY 1").fetchall()}
+            r["warehouse_rows"] = rows
+        except Exception as e:  # noqa: BLE001 - informative only
+            r["warehouse_rows"] = {"error": str(e)}
+    else:
+        r["log_tail"] = (run_dir / "run.log").read_text(errors="replace").splitlines()[-15:]
+    log(f"  dbt build: {r['wall_s']:.1f} s, peak RSS {r['peak_mib'] or 0:.0f} MiB, "
+        + ("ok" if r["ok"] else _why(r)) + (f", {r.get('nodes')}" if r.get("nodes") else ""))
+    return r
+
+
+def dbt_vs_dq_assets(res: dict) -> dict:
+    """dbt's staged / quarantined rows against dq_assets' for the same day: the check suite's
+    `validate` (orders, order_items, customers) and the big day's warehouse when it ran."""
+    dbt = (res.get("peer_runs", {}).get("dbt_build") or {}).get("warehouse_rows") or {}
+    ours: dict = {}
+    for t, e in ((res.get("check_suite") or {}).get("tools", {}).get("dq_assets", {}).get("tables", {})).items():
+        ours[f"staging.{t}"] = e.get("staging_rows")
+        ours[f"quality.{t}_quarantine"] = e.get("quarantine_rows")
+    big = (res.get("runs", {}).get("big_day") or {}).get("warehouse_rows") or {}
+    for k, v in big.items():
+        if k != "error" and v is not None:
+            ours.setdefault(k, v)
+    out = {}
+    for k, v in ours.items():
+        if k in dbt and v is not None:
+            out[k] = {"dq_assets": v, "dbt": dbt[k], "agree": v == dbt[k]}
+    return out
+
+
 def day_range(start: date, days: int) -> str:
     return f"{start.isoformat()}...{(start + timedelta(days=days - 1)).isoformat()}"
 
@@ -466,6 +551,11 @@ def markdown(res: dict) -> str:
                          f"{_ratio(e['total_s'], sql)}x | {_ratio(e['total_s'], dq)}x |")
         for tool, why in cs.get("skipped", {}).items():
             lines.append(f"| {tool} | skipped: {why} |")
+        for tool, err in cs.get("errors", {}).items():
+            lines.append(f"| {tool} | **FAILED**: {err[:300]} |")
+        venv = res.get("peer_venvs", {}).get("soda")
+        if venv and not venv.get("ok"):
+            lines.append(f"| soda | **FAILED** to create its virtualenv: {venv.get('error', '')[:300]} |")
         agree = "all tools agree on every rule" if not cs.get("mismatches") else \
             f"**{len(cs['mismatches'])} MISMATCHES** (see latest.json)"
         nz = cs.get("nonzero_rules", {})
@@ -478,6 +568,7 @@ def markdown(res: dict) -> str:
             counts = {t: {k: v for k, v in sorted(dq_t[t]["counts"].items()) if v} for t in dq_t}
             lines += ["", "Failing rows per rule (every tool): " + "; ".join(
                 f"{t}: " + ", ".join(f"{k} {v:,}" for k, v in c.items()) for t, c in counts.items())]
+    lines += peers_markdown(res)
     big = r.get("big_day")
     if big and big.get("steps"):
         lines += ["", f"## Where the {p['orders']:,}-order day goes (Dagster step times)", "",
@@ -519,6 +610,39 @@ def markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def peers_markdown(res: dict) -> list[str]:
+    """The dbt row (beside our big day) and the peers' virtualenvs."""
+    venvs, dbt = res.get("peer_venvs", {}), res.get("peer_runs", {}).get("dbt_build")
+    if not venvs and not dbt:
+        return []
+    p = res["params"]
+    lines = ["", "## Peers in their own virtualenvs (`--skip peers` leaves them out)", "",
+             "| run | wall s | peak RSS MiB | compared with | ratio | result |", "|---|---:|---:|---|---:|---|"]
+    big = res["runs"].get("big_day")
+    for name, venv in venvs.items():
+        if not venv.get("ok"):
+            lines.append(f"| {name} virtualenv (`{' '.join(venv.get('pins', []))}`) | | | | | "
+                         f"**FAILED**: {venv.get('error', '')[:400]} |")
+    if dbt:
+        ours = f"dq_assets end to end {big['wall_s']:.1f} s, {_fmt_mib(big['peak_mib'])} MiB" \
+            if big and big.get("ok") else "(the big day end to end did not run: `--skip big`)"
+        ratio = f"{_ratio(dbt['wall_s'], big['wall_s'])}x" if big and big.get("ok") else ""
+        nodes = ", ".join(f"{k} {v}" for k, v in (dbt.get("nodes") or {}).items())
+        result = nodes if dbt.get("ok") else f"**{_why(dbt)}**"
+        lines.append(f"| `dbt build`, 1 day, {p['orders']:,} orders ({dbt.get('pins', '')}) | "
+                     f"{_fmt_s(dbt['wall_s'])} | {_fmt_mib(dbt['peak_mib'])} | {ours} | {ratio} | {result} |")
+    cmp = res.get("dbt_vs_dq_assets") or {}
+    if cmp:
+        agree = all(v["agree"] for v in cmp.values())
+        lines += ["", "dbt's rows against dq_assets' on the same day: "
+                  + ("all agree" if agree else "**some differ**") + " ("
+                  + ", ".join(f"{k} {v['dbt']:,}" + ("" if v["agree"] else f" vs {v['dq_assets']:,}")
+                              for k, v in cmp.items()) + ")."]
+    if dbt and dbt.get("slowest_nodes"):
+        lines += ["", "Slowest dbt nodes: " + ", ".join(f"{n['node']} {n['s']:.1f} s" for n in dbt["slowest_nodes"][:6]) + "."]
+    return lines
+
+
 # ------------------------------------------------------------------ main
 
 
@@ -532,7 +656,11 @@ def main(argv=None) -> int:
     p.add_argument("--backfill-days", help="comma list (default 30,365; quick 7)")
     p.add_argument("--defect-rate", type=float, default=0.001, help="rate of each defect kind in the big day")
     p.add_argument("--repeat", type=int, default=3, help="runs of the tiny day and the no-op floor (median)")
-    p.add_argument("--skip", default="", help="comma list of: big,tiny,backfill,checks,peers")
+    p.add_argument("--skip", default="", help="comma list of: big,tiny,backfill,checks,peers "
+                   "(peers: pandera, Great Expectations and Soda in the check suite, and dbt)")
+    p.add_argument("--peers-venv", type=Path, default=PEERS_VENV_DIR,
+                   help="where the Soda and dbt virtualenvs are created on first use "
+                        "(default benchmarks/.venvs)")
     p.add_argument("--profile", action="store_true", help="also run the big day under py-spy")
     p.add_argument("--timeout", type=float, default=1500, help="seconds per run (default 25 min)")
     p.add_argument("--tmp", help="parent of the temporary directory (default: the system's)")
@@ -558,7 +686,7 @@ def main(argv=None) -> int:
                    "backfill_orders": bf_orders, "backfill_days": bf_days,
                    "defect_rate": args.defect_rate, "repeat": args.repeat, "partition": day},
         "machine": machine(), "versions": v, "peers": peers_status(v),
-        "datasets": {}, "runs": {}, "targets_met": {}, "notes": [],
+        "datasets": {}, "runs": {}, "peer_venvs": {}, "peer_runs": {}, "targets_met": {}, "notes": [],
         "peak_rss_method": "max of psutil polling (50 ms) of the process tree and "
                            + ("GNU time -v maximum RSS" if GNU_TIME else "(no /usr/bin/time)"),
     }
@@ -590,7 +718,7 @@ def main(argv=None) -> int:
         log(f"graph: {res['graph']}")
 
         # -- datasets
-        if not {"big", "checks"} <= skip:
+        if not {"big", "checks", "peers"} <= skip:
             res["datasets"]["big_day"] = generate(tmp, "land_big", start, 1, orders, DEFECTS,
                                                   args.defect_rate, args.timeout)
         if "tiny" not in skip:
@@ -623,12 +751,23 @@ def main(argv=None) -> int:
         # -- the check suite alone
         if "checks" not in skip:
             tools = ["dq_assets", "duckdb_sql"]
+            soda_python = None
             if "peers" not in skip:
                 tools += [t for t in ("pandera", "great_expectations") if not res["peers"].get(t)]
+                log(f"peers: the Soda virtualenv ({args.peers_venv / 'soda'})")
+                venv = res["peer_venvs"]["soda"] = ensure_venv("soda", args.peers_venv)
+                if venv["ok"]:
+                    tools.append("soda")
+                    soda_python = venv["python"]
+                else:
+                    log(f"  FAILED: {venv['error']}")
             log(f"check suite: {', '.join(tools)}")
             out = tmp / "check_suite.json"
             cmd = [sys.executable, "-m", "benchmarks.check_suite", "--landing", str(tmp / "land_big"),
-                   "--date", day, "--out", str(out), "--tools", ",".join(tools)]
+                   "--date", day, "--out", str(out), "--tools", ",".join(tools),
+                   "--work", str(tmp / "check_suite_work")]
+            if soda_python:
+                cmd += ["--soda-python", soda_python]
             r = run_measured(cmd, env=base_env(), cwd=str(REPO), log=tmp / "logs" / "check_suite.log",
                              timeout=args.timeout)
             for line in (tmp / "logs" / "check_suite.log").read_text(errors="replace").splitlines():
@@ -644,6 +783,17 @@ def main(argv=None) -> int:
                     cs.setdefault("skipped", {})[tool] = why
             res["check_suite"] = cs
             checkpoint("check suite")
+
+        # -- dbt on the same day's landing files
+        if "peers" not in skip:
+            log(f"peers: the dbt virtualenv ({args.peers_venv / 'dbt'})")
+            venv = res["peer_venvs"]["dbt"] = ensure_venv("dbt", args.peers_venv)
+            if venv["ok"]:
+                res["peer_runs"]["dbt_build"] = run_dbt(tmp, venv, tmp / "land_big", day, args.timeout)
+                res["peer_runs"]["dbt_build"]["pins"] = ", ".join(venv["pins"])
+            else:
+                log(f"  FAILED: {venv['error']}")
+            checkpoint("dbt")
 
         if args.profile and "big" not in skip:
             res["profile"] = profile(tmp, tmp / "land_big", day, args.timeout)
@@ -679,6 +829,9 @@ def main(argv=None) -> int:
     finally:
         res.pop("in_progress", None)
         text = save(res, args.out, quick, failures, t_all)
+        # evaluate() (inside save) adds the failed runs, the tools' disagreements and the peers'
+        # failures to the saved report: they decide the exit code too
+        failures = json.loads((args.out / "latest.json").read_text()).get("failures", failures)
         print()
         print(text)
         if args.keep:
@@ -737,6 +890,20 @@ def evaluate(res: dict, failures: list[str]) -> None:
                                         for m in cs["mismatches"][:10]))
         if cs.get("error"):
             failures.append(f"check suite: {cs['error']}")
+        for tool, err in cs.get("errors", {}).items():
+            failures.append(f"check suite: {tool} failed: {err}")
+    for name, venv in res.get("peer_venvs", {}).items():
+        if not venv.get("ok"):
+            failures.append(f"peers: {venv.get('error')}")
+    dbt = res.get("peer_runs", {}).get("dbt_build")
+    if dbt:
+        if not dbt.get("ok"):
+            failures.append(f"dbt build {_why(dbt)}; log tail: " + " | ".join(dbt.get("log_tail", [])[-5:]))
+        res["dbt_vs_dq_assets"] = cmp = dbt_vs_dq_assets(res)
+        differ = [k for k, v in cmp.items() if not v["agree"]]
+        if differ:
+            notes.append("dbt's staged/quarantined rows differ from dq_assets' for " + ", ".join(
+                f"{k} ({cmp[k]['dbt']:,} vs {cmp[k]['dq_assets']:,})" for k in differ))
     if big and big.get("ok") and not big.get("run_success"):
         notes.append("the big day's CLI exited 0 without RUN_SUCCESS in its log")
     if big and big.get("gate_failed"):

@@ -1,0 +1,2 @@
+{{ config(alias='customers_quarantine') }}
+{{ quarantined('customers') }}

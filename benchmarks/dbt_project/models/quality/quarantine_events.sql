@@ -1,0 +1,2 @@
+{{ config(alias='events_quarantine') }}
+{{ quarantined('events') }}

@@ -1,0 +1,2 @@
+{{ config(alias='order_items_quarantine') }}
+{{ quarantined('order_items') }}

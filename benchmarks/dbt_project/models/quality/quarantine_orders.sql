@@ -1,0 +1,2 @@
+{{ config(alias='orders_quarantine') }}
+{{ quarantined('orders') }}

@@ -1,0 +1,2 @@
+{{ config(alias='payments_quarantine') }}
+{{ quarantined('payments') }}

@@ -1,0 +1,2 @@
+{{ config(alias='products_quarantine') }}
+{{ quarantined('products') }}

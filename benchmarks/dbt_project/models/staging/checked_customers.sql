@@ -1,0 +1,2 @@
+{{ config(materialized='table', schema='work', alias='customers_checked') }}
+{{ checked('customers') }}

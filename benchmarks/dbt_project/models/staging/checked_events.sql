@@ -1,0 +1,2 @@
+{{ config(materialized='table', schema='work', alias='events_checked') }}
+{{ checked('events') }}

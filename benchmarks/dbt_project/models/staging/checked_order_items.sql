@@ -1,0 +1,2 @@
+{{ config(materialized='table', schema='work', alias='order_items_checked') }}
+{{ checked('order_items') }}

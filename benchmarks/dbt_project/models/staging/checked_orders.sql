@@ -1,0 +1,2 @@
+{{ config(materialized='table', schema='work', alias='orders_checked') }}
+{{ checked('orders') }}

@@ -1,0 +1,2 @@
+{{ config(materialized='table', schema='work', alias='payments_checked') }}
+{{ checked('payments') }}

@@ -1,0 +1,2 @@
+{{ config(materialized='table', schema='work', alias='products_checked') }}
+{{ checked('products') }}

@@ -1,0 +1,2 @@
+{{ config(alias='customers') }}
+{{ staged('customers') }}

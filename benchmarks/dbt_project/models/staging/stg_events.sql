@@ -1,0 +1,2 @@
+{{ config(alias='events') }}
+{{ staged('events') }}

@@ -1,0 +1,2 @@
+{{ config(alias='order_items') }}
+{{ staged('order_items') }}

@@ -1,0 +1,2 @@
+{{ config(alias='orders') }}
+{{ staged('orders') }}

@@ -1,0 +1,2 @@
+{{ config(alias='payments') }}
+{{ staged('payments') }}

@@ -1,0 +1,2 @@
+{{ config(alias='products') }}
+{{ staged('products') }}
