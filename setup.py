@@ -60,6 +60,8 @@ setup(
             "pandera>=0.20,<1",
             "psutil>=5.9",
             "py-spy>=0.3",
+            # benchmarks/scaling.png (python -m benchmarks.run --scaling ...)
+            "matplotlib>=3.8",
         ],
     },
     entry_points={

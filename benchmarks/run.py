@@ -336,10 +336,10 @@ DBT_PROJECT = Path(__file__).resolve().parent / "dbt_project"
 DBT_TABLES = ("customers", "products", "orders", "order_items", "payments", "events")
 
 
-def run_dbt(tmp: Path, venv: dict, landing: Path, day: str, timeout: float) -> dict:
+def run_dbt(tmp: Path, venv: dict, landing: Path, day: str, timeout: float, name: str = "dbt_build") -> dict:
     """`dbt build` of benchmarks/dbt_project on one day's landing files, in a fresh DuckDB file,
     measured like our runs (wall time of the CLI, peak RSS of its process tree)."""
-    run_dir = tmp / "runs" / "dbt_build"
+    run_dir = tmp / "runs" / name
     if run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
@@ -388,6 +388,40 @@ def run_dbt(tmp: Path, venv: dict, landing: Path, day: str, timeout: float) -> d
     log(f"  dbt build: {r['wall_s']:.1f} s, peak RSS {r['peak_mib'] or 0:.0f} MiB, "
         + ("ok" if r["ok"] else _why(r)) + (f", {r.get('nodes')}" if r.get("nodes") else ""))
     return r
+
+
+def scaling(tmp: Path, args, res: dict, skip: set, start: date, day: str) -> dict:
+    """One day of each `--scaling` size end to end, and dbt on it, beside the big day's run and
+    the no-op floor; plotted to scaling.png (wall time against orders per day)."""
+    from benchmarks.plot import plot_scaling
+
+    sizes = sorted({int(x) for x in args.scaling.split(",") if x.strip()})
+    venv = res["peer_venvs"].get("dbt") if "peers" not in skip else None
+    points = []
+    for n in sizes:
+        generate(tmp, f"land_{n}", start, 1, n, DEFECTS, args.defect_rate, args.timeout)
+        log(f"day of {n:,} orders end to end")
+        ours = materialize(tmp, f"day_{n}", "dq_assets", tmp / f"land_{n}", partition=day,
+                           timeout=args.timeout)
+        dbt = run_dbt(tmp, venv, tmp / f"land_{n}", day, args.timeout, name=f"dbt_{n}") if venv and venv.get("ok") else None
+        points.append({"orders": n, "dq_assets_s": ours["wall_s"] if ours["ok"] else None,
+                       "dbt_s": dbt["wall_s"] if dbt and dbt["ok"] else None})
+    big, dbt_big = res["runs"].get("big_day"), res.get("peer_runs", {}).get("dbt_build")
+    if big and res["params"]["orders"] not in sizes:
+        points.append({"orders": res["params"]["orders"], "dq_assets_s": big["wall_s"] if big["ok"] else None,
+                       "dbt_s": dbt_big["wall_s"] if dbt_big and dbt_big["ok"] else None})
+    points.sort(key=lambda p: p["orders"])
+    floor = (res["runs"].get("noop_day") or {}).get("wall_s")
+    out = {"points": points, "floor_s": floor}
+    try:
+        path = plot_scaling(points, floor, args.out / "scaling.png")
+        out["plot"] = str(path)
+        if not args.quick:  # the README shows the last full run's
+            shutil.copy(path, Path(__file__).resolve().parent / "scaling.png")
+    except ImportError as e:  # matplotlib is in the bench extras
+        out["plot_error"] = str(e)
+    log("scaling: " + ", ".join(f"{p['orders']:,}: {p['dq_assets_s']} s (dbt {p['dbt_s']} s)" for p in points))
+    return out
 
 
 def dbt_vs_dq_assets(res: dict) -> dict:
@@ -662,6 +696,9 @@ def main(argv=None) -> int:
                    help="where the Soda and dbt virtualenvs are created on first use "
                         "(default benchmarks/.venvs)")
     p.add_argument("--profile", action="store_true", help="also run the big day under py-spy")
+    p.add_argument("--scaling", metavar="N,N", help="also run days of these many orders (dq_assets and "
+                   "dbt) and plot wall time against orders per day with the big day and the floor "
+                   "(scaling.png), e.g. 10000,100000")
     p.add_argument("--timeout", type=float, default=1500, help="seconds per run (default 25 min)")
     p.add_argument("--tmp", help="parent of the temporary directory (default: the system's)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -794,6 +831,11 @@ def main(argv=None) -> int:
             else:
                 log(f"  FAILED: {venv['error']}")
             checkpoint("dbt")
+
+        # -- wall time against orders per day, for the plot (--scaling)
+        if args.scaling:
+            res["scaling"] = scaling(tmp, args, res, skip, start, day)
+            checkpoint("scaling")
 
         if args.profile and "big" not in skip:
             res["profile"] = profile(tmp, tmp / "land_big", day, args.timeout)
