@@ -247,12 +247,11 @@ def _ensure_versioned(conn, schema: str, table: str, column: str, data: pa.Table
     vschema, _ = versions_table(schema, table)
     pschema, _ = pending_table(schema, table)
     store, marks = qualified(vschema, table), _versions(schema)
-    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(vschema)}")
-    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(pschema)}")
-    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
-    conn.execute(f"CREATE TABLE IF NOT EXISTS {marks} (table_name VARCHAR, partition_date DATE, "
-                 "version BIGINT, current BOOLEAN)")
     if not table_exists(conn, vschema, table):
+        for name in (vschema, pschema, schema):
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(name)}")
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {marks} (table_name VARCHAR, partition_date DATE, "
+                     "version BIGINT, current BOOLEAN)")
         conn.register("_batch", data.slice(0, 0))
         conn.execute(f"CREATE TABLE {store} AS SELECT *, CAST(NULL AS BIGINT) AS {VERSION_COLUMN} "
                      "FROM _batch LIMIT 0")
@@ -321,16 +320,10 @@ def write_pending(conn, schema: str, table: str, column: str, keys: list[str], d
     version written before and not published); the current version stays what readers of
     `schema.table` see until `publish_pending`."""
     _ensure_versioned(conn, schema, table, column, data, evolve)
-    vschema, _ = versions_table(schema, table)
-    store, marks = qualified(vschema, table), _versions(schema)
-    in_keys = "list_contains(CAST(? AS DATE[]), {})"
+    store, marks = qualified(*versions_table(schema, table)), _versions(schema)
     [(version,)] = conn.execute(f"SELECT coalesce(max(version), 0) + 1 FROM {marks} WHERE table_name = ?",
                                 [table]).fetchall()
-    conn.execute(f"DELETE FROM {store} WHERE {in_keys.format(quote(column))} AND ({quote(column)}, "
-                 f"{VERSION_COLUMN}) IN (SELECT partition_date, version FROM {marks} WHERE "
-                 "table_name = ? AND NOT current)", [keys, table])
-    conn.execute(f"DELETE FROM {marks} WHERE table_name = ? AND NOT current AND "
-                 f"{in_keys.format('partition_date')}", [table, keys])
+    _drop_versions(conn, schema, table, column, keys, current=False)
     conn.register("_batch", data)
     conn.execute(f"INSERT INTO {store} BY NAME SELECT *, {int(version)} AS {VERSION_COLUMN} FROM _batch")
     conn.unregister("_batch")
@@ -357,15 +350,20 @@ def publish_pending(conn, schema: str, table: str, column: str, keys: list[str])
     keys = pending_partitions(conn, schema, table, keys)
     if not keys:
         return
+    _drop_versions(conn, schema, table, column, keys, current=True)
+    conn.execute(f"UPDATE {_versions(schema)} SET current = true WHERE table_name = ? AND "
+                 "list_contains(CAST(? AS DATE[]), partition_date)", [table, keys])
+
+
+def _drop_versions(conn, schema: str, table: str, column: str, keys: list[str], current: bool) -> None:
+    """The current (or the pending) versions of `keys`: their rows and their marks deleted."""
     store, marks = qualified(*versions_table(schema, table)), _versions(schema)
-    in_keys = "list_contains(CAST(? AS DATE[]), {})"
-    conn.execute(f"DELETE FROM {store} WHERE {in_keys.format(quote(column))} AND ({quote(column)}, "
-                 f"{VERSION_COLUMN}) IN (SELECT partition_date, version FROM {marks} WHERE "
-                 "table_name = ? AND current)", [keys, table])
-    conn.execute(f"DELETE FROM {marks} WHERE table_name = ? AND current AND "
-                 f"{in_keys.format('partition_date')}", [table, keys])
-    conn.execute(f"UPDATE {marks} SET current = true WHERE table_name = ? AND "
-                 f"{in_keys.format('partition_date')}", [table, keys])
+    state = "current" if current else "NOT current"
+    conn.execute(f"DELETE FROM {store} WHERE list_contains(CAST(? AS DATE[]), {quote(column)}) AND "
+                 f"({quote(column)}, {VERSION_COLUMN}) IN (SELECT partition_date, version FROM "
+                 f"{marks} WHERE table_name = ? AND {state})", [keys, table])
+    conn.execute(f"DELETE FROM {marks} WHERE table_name = ? AND {state} AND "
+                 "list_contains(CAST(? AS DATE[]), partition_date)", [table, keys])
 
 
 def latest_versions_query(schema: str, table: str, columns: str, column: str, where: str) -> str:
