@@ -15,6 +15,7 @@ import pyarrow as pa
 from dq_assets.checks.model import SAMPLE_KEYS, CheckDef, Outcome, Recon, partition_filter
 from dq_assets.contract.gate import ERROR, WARN, GateConfig
 from dq_assets.contract.tables import Table
+from dq_assets.storage.sql import quote
 
 
 def reason_check_name(reason: str) -> str:
@@ -59,11 +60,11 @@ def partition_counts(conn, t: Table, partition_keys: list[str], raw: pa.Table, r
     conn.register("_raw", raw)
     conn.register("_staging", result.staging)
     conn.register("_quarantine", result.quarantine)
-    key = ", ".join(f'"{k}"' for k in t.key)
-    sample = " || '|' || ".join(f'CAST("{k}" AS VARCHAR)' for k in t.key)
+    key = ", ".join(quote(k) for k in t.key)
+    sample = " || '|' || ".join(f"CAST({quote(k)} AS VARCHAR)" for k in t.key)
     hours = "SELECT NULL::DATE AS ingest_date, NULL::BIGINT AS n WHERE false"
     if t.hourly_coverage_column:
-        col = f'"{t.hourly_coverage_column}"'
+        col = quote(t.hourly_coverage_column)
         hours = (f"SELECT ingest_date, count(DISTINCT hour({col})) AS n FROM _staging "
                  f"WHERE CAST({col} AS DATE) = ingest_date GROUP BY ALL")
     rows = conn.execute(

@@ -53,6 +53,7 @@ TOO_EARLY = "before 0001-01-01T00:00:00Z"
 SAME_PARTITION = "same_partition"
 UP_TO_PARTITION = "up_to_partition"  # this partition or any earlier one
 
+
 @dataclass(frozen=True)
 class Reference:
     table: str
