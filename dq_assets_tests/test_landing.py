@@ -43,6 +43,18 @@ def test_source_line_counts_physical_lines_across_quoted_newlines(tmp_path):
     assert rows[1]["amount"] == "1,5"  # RFC 4180 quoting
 
 
+@pytest.mark.parametrize("eol", ["\n", "\r\n"])
+def test_source_line_of_a_file_without_quotes_counts_blank_lines(tmp_path, eol):
+    """No quote character: no record spans lines, so lines come from the reader's record numbers
+    (no newline count per value), and blank lines still shift them, whatever the line end."""
+    header = "order_id,customer_id,order_ts,status,currency,amount,updated_at"
+    lines = [header, "O1,C1,t,paid,EUR,1,u", "", "O2,C1,t,paid,EUR,2,u", "", "", "O3,C1,t,paid,EUR,3,u"]
+    rows, _ = read(tmp_path, eol.join(lines) + eol)
+    assert [(r["order_id"], r["source_line"]) for r in rows] == [("O1", 2), ("O2", 4), ("O3", 7)]
+    rows, _ = read(tmp_path, eol.join(lines[:2] + lines[3:4]))  # no blank line, no last line end
+    assert [(r["order_id"], r["source_line"]) for r in rows] == [("O1", 2), ("O2", 3)]
+
+
 def test_empty_values_are_null_and_whitespace_is_kept(tmp_path):
     [row], _ = read(tmp_path, 'order_id,customer_id,order_ts,status,currency,amount,updated_at\nO1,,t,"",EUR,  ,u\n')
     assert row["customer_id"] is None and row["amount"] == "  "

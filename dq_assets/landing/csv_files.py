@@ -120,9 +120,12 @@ def read_csv_file(
         select.append("CAST(NULL AS VARCHAR) AS extra_columns")
     # Physical line where each record starts: header is line 1, quoted fields may hold newlines.
     # (counted only in the rare values that hold one: contains() is a fast scan, replace() is not)
+    # A file without a quote character has none: its records are its lines, counted by the reader.
+    with _mapped(path) as data:
+        quoted = data.find(b'"') >= 0
     newlines = " + ".join(
         f"(CASE WHEN contains(c{i}, chr(10)) THEN length(c{i}) - length(replace(c{i}, chr(10), '')) ELSE 0 END)"
-        for i in range(len(names)))
+        for i in range(len(names))) if quoted else "0"
     header_lines = 1 + sum(h.count("\n") for h in header)
     sql = f"""
         WITH rows AS (
@@ -149,7 +152,7 @@ def read_csv_file(
         except duckdb.Error as e:
             raise _csv_error(path, e) from None
     # Lines are found in the file as sent: the copy read has the same records on the same lines.
-    data = _with_source_lines(data, header_lines)
+    data = _with_source_lines(data, header_lines, quoted)
     if _has_blank_line(path):
         data = _with_physical_lines(path, data)
     return data, schema
@@ -236,7 +239,9 @@ def _has_blank_line(path: Path) -> bool:
     """Whether the file may hold an empty line (C-speed scan): the reader skips those without
     counting them, so the lines of the records after one must be found in the file itself."""
     with _mapped(path) as data:
-        return any(data.find(blank) >= 0 for blank in (b"\n\n", b"\n\r\n", b"\r\r"))
+        # Most files hold no CR at all (one memchr-speed scan): then only LF LF can be one.
+        blanks = (b"\n\n", b"\n\r\n", b"\r\r") if data.find(b"\r") >= 0 else (b"\n\n",)
+        return any(data.find(blank) >= 0 for blank in blanks)
 
 
 def _with_physical_lines(path: Path, data: pa.Table) -> pa.Table:
@@ -264,11 +269,16 @@ def _record_starts(path: Path) -> list[int]:
     return starts[1:]  # the header is no data record
 
 
-def _with_source_lines(data: pa.Table, header_lines: int) -> pa.Table:
+def _with_source_lines(data: pa.Table, header_lines: int, quoted: bool = True) -> pa.Table:
     """Turn the record number (`source_line` as read) into the physical line where the record
     starts: header lines + record number + newlines inside the records before it. A running sum
-    in Arrow: as a SQL window it sorted and buffered whole rows, 7x the cost of reading."""
+    in Arrow: as a SQL window it sorted and buffered whole rows, 7x the cost of reading. Without
+    a quoted value (`quoted` False) no record holds a newline: the sum is 0 and order is moot."""
     ordinal = data.column("source_line")
+    if not quoted:
+        lines = pc.add(ordinal, header_lines)
+        data = data.set_column(data.schema.get_field_index("source_line"), "source_line", lines)
+        return data.drop_columns(["_nl"])
     if len(ordinal) > 1 and not pc.all(pc.greater(ordinal.slice(1), ordinal.slice(0, len(ordinal) - 1))).as_py():
         data = data.take(pc.sort_indices(ordinal))  # DuckDB keeps file order; this is the guard
         ordinal = data.column("source_line")
