@@ -69,12 +69,15 @@ DEFECTS = (
     "customers.invalid_value@country_code", "customers.duplicate",
 )
 
+# The targets (2 cores): the big day; a year's backfill on the default instance as the
+# data work beyond Dagster's own no-op run of the same range, on the production instance whole.
 TARGETS = {
-    "big_day_s": 60.0,
-    "big_day_rss_mib": 4 * GiB,
+    "big_day_s": 45.0,
+    "big_day_rss_mib": 3 * GiB,
     "tiny_vs_floor": 1.5,
     "checks_vs_sql": 1.2,
-    "backfill_365_s": 300.0,
+    "backfill_365_beyond_floor_s": 150.0,
+    "backfill_365_pg_s": 200.0,
 }
 
 
@@ -543,7 +546,7 @@ def markdown(res: dict) -> str:
     r = res["runs"]
     floor = r.get("noop_day")
     for key, label, target, met in (
-        ("big_day", f"1 day, {p['orders']:,} orders", f"≤ {TARGETS['big_day_s']:.0f} s and ≤ 4 GiB", "big_day"),
+        ("big_day", f"1 day, {p['orders']:,} orders", f"≤ {TARGETS['big_day_s']:.0f} s and ≤ {TARGETS['big_day_rss_mib'] / GiB:.0f} GiB", "big_day"),
         ("tiny_day", f"tiny day, {p['tiny_orders']} orders (median of {p['repeat']})",
          f"≤ {TARGETS['tiny_vs_floor']}x floor", "tiny_vs_floor"),
         ("noop_day", f"no-op graph, 1 day (median of {p['repeat']}): Dagster's floor", "", None),
@@ -562,7 +565,8 @@ def markdown(res: dict) -> str:
             if not run:
                 continue
             note = "" if run["ok"] else f" ({_why(run)})"
-            target = f"≤ {TARGETS['backfill_365_s']:.0f} s" if days == 365 else ""
+            target = ("" if days != 365 else f"≤ {TARGETS['backfill_365_pg_s']:.0f} s" if suffix
+                      else f"≤ {TARGETS['backfill_365_beyond_floor_s']:.0f} s beyond the no-op")
             met = _met(res["targets_met"].get(f"backfill_365{suffix}")) if days == 365 else ""
             cmp = f"no-op {days} days {noop['wall_s']:.1f} s" if noop else ""
             lines.append(f"| backfill {days} days x {p['backfill_orders']:,} orders, one run{instance}{note} | "
@@ -917,10 +921,15 @@ def evaluate(res: dict, failures: list[str]) -> None:
         met["big_day"] = big["wall_s"] <= TARGETS["big_day_s"] and (big["peak_mib"] or 0) <= TARGETS["big_day_rss_mib"]
     if tiny and floor and tiny.get("ok") and floor.get("ok"):
         met["tiny_vs_floor"] = tiny["wall_s"] <= TARGETS["tiny_vs_floor"] * floor["wall_s"]
-    for key in ("backfill_365", "backfill_365_pg"):
-        bf = runs.get(key)
-        if bf:  # a run that did not finish did not meet it
-            met[key] = bool(bf.get("ok")) and bf["wall_s"] <= TARGETS["backfill_365_s"]
+    bf, noop = runs.get("backfill_365"), runs.get("noop_backfill_365")
+    if bf:  # a run that did not finish did not meet it; without its no-op run, nothing to say
+        if not bf.get("ok"):
+            met["backfill_365"] = False
+        elif noop and noop.get("ok"):
+            met["backfill_365"] = bf["wall_s"] - noop["wall_s"] <= TARGETS["backfill_365_beyond_floor_s"]
+    bf = runs.get("backfill_365_pg")
+    if bf:
+        met["backfill_365_pg"] = bool(bf.get("ok")) and bf["wall_s"] <= TARGETS["backfill_365_pg_s"]
     cs = res.get("check_suite")
     if cs:
         tools = cs.get("tools", {})
