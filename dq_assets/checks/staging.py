@@ -73,8 +73,11 @@ def partition_counts(conn, t: Table, partition_keys: list[str], raw: pa.Table, r
                 s AS (SELECT ingest_date, count(*) AS n FROM _staging GROUP BY ALL),
                 q AS (SELECT ingest_date, count(*) AS n FROM _quarantine GROUP BY ALL),
                 h AS ({hours}),
+                -- keys seen twice, found by hash first (as in cleaning.duplicates_sql)
+                dh AS (SELECT ingest_date, hash({key}) AS h FROM _staging GROUP BY ALL HAVING count(*) > 1),
                 d AS (SELECT ingest_date, count(*) AS n, list(k)[1:{SAMPLE_KEYS}] AS samples
-                      FROM (SELECT ingest_date, {sample} AS k FROM _staging
+                      FROM (SELECT ingest_date, {sample} AS k FROM _staging st
+                            SEMI JOIN dh ON dh.ingest_date = st.ingest_date AND dh.h = hash({key})
                             GROUP BY ingest_date, {key} HAVING count(*) > 1)
                       GROUP BY ALL)
             SELECT CAST(k.ingest_date AS VARCHAR), coalesce(r.n, 0), coalesce(s.n, 0),
