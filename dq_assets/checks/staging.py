@@ -10,7 +10,6 @@ import dataclasses
 from dataclasses import dataclass
 
 import dagster as dg
-import pyarrow as pa
 
 from dq_assets.checks.model import SAMPLE_KEYS, CheckDef, Outcome, Recon, partition_filter
 from dq_assets.contract.gate import ERROR, WARN, GateConfig
@@ -54,10 +53,10 @@ class PartitionCounts:
     earlier_raw_rows: tuple[int, ...] = ()  # landed rows of the previous partitions, newest first
 
 
-def partition_counts(conn, t: Table, partition_keys: list[str], raw: pa.Table, result) -> dict[str, PartitionCounts]:
-    """Rows landed, staged and quarantined, hours with rows and duplicate keys left in
-    staging, per partition of a chunk."""
-    conn.register("_raw", raw)
+def partition_counts(conn, t: Table, partition_keys: list[str], raw_rows: dict[str, int],
+                     result) -> dict[str, PartitionCounts]:
+    """Rows landed (`raw_rows`, counted on the raw rows themselves), staged and quarantined,
+    hours with rows and duplicate keys left in staging, per partition of a chunk."""
     conn.register("_staging", result.staging)
     conn.register("_quarantine", result.quarantine)
     key = ", ".join(quote(k) for k in t.key)
@@ -69,7 +68,6 @@ def partition_counts(conn, t: Table, partition_keys: list[str], raw: pa.Table, r
                  f"WHERE CAST({col} AS DATE) = ingest_date GROUP BY ALL")
     rows = conn.execute(
         f"""WITH k AS (SELECT unnest(CAST(? AS DATE[])) AS ingest_date),
-                r AS (SELECT ingest_date, count(*) AS n FROM _raw GROUP BY ALL),
                 s AS (SELECT ingest_date, count(*) AS n FROM _staging GROUP BY ALL),
                 q AS (SELECT ingest_date, count(*) AS n FROM _quarantine GROUP BY ALL),
                 h AS ({hours}),
@@ -80,20 +78,20 @@ def partition_counts(conn, t: Table, partition_keys: list[str], raw: pa.Table, r
                             SEMI JOIN dh ON dh.ingest_date = st.ingest_date AND dh.h = hash({key})
                             GROUP BY ingest_date, {key} HAVING count(*) > 1)
                       GROUP BY ALL)
-            SELECT CAST(k.ingest_date AS VARCHAR), coalesce(r.n, 0), coalesce(s.n, 0),
+            SELECT CAST(k.ingest_date AS VARCHAR), coalesce(s.n, 0),
                    coalesce(q.n, 0), {"coalesce(h.n, 0)" if t.hourly_coverage_column else "NULL"},
                    coalesce(d.n, 0), d.samples
-            FROM k LEFT JOIN r USING (ingest_date) LEFT JOIN s USING (ingest_date)
+            FROM k LEFT JOIN s USING (ingest_date)
                    LEFT JOIN q USING (ingest_date) LEFT JOIN h USING (ingest_date)
                    LEFT JOIN d USING (ingest_date)""",
         [list(partition_keys)],
     ).fetchall()
-    for name in ("_raw", "_staging", "_quarantine"):
+    for name in ("_staging", "_quarantine"):
         conn.unregister(name)
     return {
-        pk: PartitionCounts(raw_rows, staging_rows, quarantined, dup_keys, list(dup_samples or []),
-                            hours_with_rows=hours_with_rows)
-        for pk, raw_rows, staging_rows, quarantined, hours_with_rows, dup_keys, dup_samples in rows
+        pk: PartitionCounts(raw_rows.get(pk, 0), staging_rows, quarantined, dup_keys,
+                            list(dup_samples or []), hours_with_rows=hours_with_rows)
+        for pk, staging_rows, quarantined, hours_with_rows, dup_keys, dup_samples in rows
     }
 
 

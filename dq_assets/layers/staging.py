@@ -28,13 +28,15 @@ from dq_assets.keys import (
 )
 from dq_assets.layers.common import mark_writes, partition_metadata
 from dq_assets.partitions import DAILY
-from dq_assets.rules.cleaning import validate
-from dq_assets.rules.profiling import column_profiles, profile_markdown, revenue
+from dq_assets.rules.cleaning import Validation, open_validation
+from dq_assets.rules.profiling import column_profiles, profile_markdown, raw_revenue, revenue
 from dq_assets.rules.values import trimmed
 from dq_assets.storage.batches import (
+    Handover,
     PartitionBatches,
     PartitionReader,
     chunk_producer,
+    partition_row_counts,
     partition_slice,
     run_partition_keys,
 )
@@ -106,12 +108,17 @@ def build_staging_asset(t: Table) -> dg.AssetsDefinition:
         mark_writes(context, quality_store, [skey, qkey])
         quarantined: dict[str, pa.Table] = {}  # a partition's, until written with its staging
 
-        def validate_chunk(chunk: list[str], raw: pa.Table) -> pa.Table:
+        def validate_chunk(chunk: list[str], handed: Handover) -> pa.Table:
             """Staging rows of a chunk of partitions; each partition's quarantine waits for
-            the write of its staging rows."""
-            result = validate(conn, t, raw, ref_keys)
-            counts.update(partition_counts(conn, t, chunk, raw, result))
-            revenues.update(revenue(conn, t, raw, result.staging, result.quarantine, chunk))
+            the write of its staging rows. The raw rows are let go before the staging rows are
+            fetched: a big day never holds both (the step's peak memory)."""
+            raw = handed.take()
+            raw_rows, raw_rev = partition_row_counts(raw, chunk), raw_revenue(conn, t, raw, chunk)
+            opened = open_validation(conn, t, raw, ref_keys)
+            del raw
+            result = Validation(opened.staging(), opened.quarantine, opened.failures)
+            counts.update(partition_counts(conn, t, chunk, raw_rows, result))
+            revenues.update(revenue(conn, t, raw_rev, result.staging, result.quarantine, chunk))
             profiles.update(column_profiles(conn, t, result.staging, chunk))
             failures.extend(result.failures.to_pylist())
             quarantined.update((k, partition_slice(result.quarantine, k)) for k in chunk)
@@ -125,7 +132,7 @@ def build_staging_asset(t: Table) -> dg.AssetsDefinition:
         quarantine = PartitionBatches.for_asset(context, qkey, quarantined.pop)
         yield dg.Output(
             PartitionBatches.for_asset(
-                context, skey, chunk_producer(keys, raw_rows, validate_chunk),
+                context, skey, chunk_producer(keys, raw_rows, validate_chunk, hand_over=True),
                 describe=lambda k: staging_metadata(counts[k], revenues[k], profiles[k]),
                 together=[quarantine], publishes=[raw_rows.publication()]),
             output_name="staging",

@@ -267,12 +267,37 @@ def failure_stats_sql(t: Table) -> str:
     return " UNION ALL ".join(branches) + " ORDER BY ingest_date, reason, \"column\""
 
 
-def validate(
+@dataclass
+class OpenValidation:
+    """A validation whose quarantine and failures are fetched and whose raw rows the connection
+    no longer holds; its staging rows wait in the connection's temp tables until `staging()`
+    fetches them. So a caller that lets its raw rows go first never holds a big day's raw and
+    staging rows together (1.4 GB and 1 GB of Arrow for the events of a 1M-order day)."""
+
+    conn: duckdb.DuckDBPyConnection
+    t: Table
+    quarantine: pa.Table
+    failures: pa.Table
+
+    def staging(self) -> pa.Table:
+        """The staging rows (once): valid rows but the older versions of a key."""
+        rows = fetch_arrow(
+            self.conn,
+            f"""SELECT {', '.join(staging_columns(self.t))} FROM validated v
+                WHERE NOT _invalid AND NOT EXISTS (
+                    SELECT 1 FROM duplicates d
+                    WHERE d.ingest_date = v.ingest_date AND d.source_line = v.source_line)""",
+        )
+        self.conn.execute("DROP TABLE validated")
+        self.conn.execute("DROP TABLE duplicates")
+        return rows
+
+
+def open_validation(
     conn: duckdb.DuckDBPyConnection, t: Table, raw: pa.Table, refs: dict[str, pa.Table]
-) -> Validation:
-    """Split raw rows into staging and quarantine. `refs` maps each referencing column to the
-    received keys of its target: a table of (key VARCHAR, ingest_date DATE), a key on as many
-    dates, and as many times, as it was received."""
+) -> OpenValidation:
+    """Split raw rows into staging and quarantine (see `validate`): the quarantine and the
+    failures now, the staging rows when asked (`OpenValidation.staging`)."""
     conn.execute("SET TimeZone = 'UTC'")  # timestamps without an offset are UTC (contract §2)
     conn.register("raw_rows", raw)
     ref_names = {}
@@ -284,7 +309,6 @@ def validate(
     conn.execute(f"CREATE OR REPLACE TEMP TABLE duplicates AS {duplicates_sql(t, 'validated')}")
     # Staging rows come in no particular order (sorting millions of wide rows costs more than
     # validating them; the warehouse keeps no order either); quarantine rows, few, in file order.
-    order = "ORDER BY ingest_date, source_line"
     rejected = """
         SELECT ingest_date, source_line, _first_reason AS reject_reason,
                _reasons AS reject_reasons, _details AS reject_details
@@ -293,22 +317,27 @@ def validate(
         SELECT ingest_date, source_line, 'duplicate', 'duplicate',
                'duplicate: older version of the key kept at line ' || _kept_line
         FROM duplicates"""
-    result = Validation(
-        staging=fetch_arrow(
-            conn,
-            f"""SELECT {', '.join(staging_columns(t))} FROM validated v
-                WHERE NOT _invalid AND NOT EXISTS (
-                    SELECT 1 FROM duplicates d
-                    WHERE d.ingest_date = v.ingest_date AND d.source_line = v.source_line)""",
-        ),
+    opened = OpenValidation(
+        conn, t,
         quarantine=fetch_arrow(
             conn,
             f"""SELECT {', '.join(quarantine_columns(t))}
-                FROM raw_rows JOIN ({rejected}) USING (ingest_date, source_line) {order}""",
+                FROM raw_rows JOIN ({rejected}) USING (ingest_date, source_line)
+                ORDER BY ingest_date, source_line""",
         ),
         failures=fetch_arrow(conn, failure_stats_sql(t)),
     )
-    conn.execute("DROP TABLE validated")
-    conn.execute("DROP TABLE duplicates")
     conn.unregister("raw_rows")
-    return result
+    for name in ref_names.values():
+        conn.unregister(name)
+    return opened
+
+
+def validate(
+    conn: duckdb.DuckDBPyConnection, t: Table, raw: pa.Table, refs: dict[str, pa.Table]
+) -> Validation:
+    """Split raw rows into staging and quarantine. `refs` maps each referencing column to the
+    received keys of its target: a table of (key VARCHAR, ingest_date DATE), a key on as many
+    dates, and as many times, as it was received."""
+    opened = open_validation(conn, t, raw, refs)
+    return Validation(staging=opened.staging(), quarantine=opened.quarantine, failures=opened.failures)

@@ -47,38 +47,53 @@ def profile_markdown(profile: list[dict]) -> str:
     )
 
 
-def revenue(conn, t: Table, raw: pa.Table, staging: pa.Table, quarantine: pa.Table,
+def raw_revenue(conn, t: Table, raw: pa.Table, partition_keys: list[str]) -> dict:
+    """Per partition, the raw revenue as landed (see `revenue`), of the raw rows themselves:
+    taken before they are let go. None for a table without a revenue column."""
+    if not t.revenue_column:
+        return {k: None for k in partition_keys}
+    conn.register("_raw_rev", raw)
+    amount = parse_decimal(trimmed(f'"{t.revenue_column}"'))
+    status = f"lower({trimmed('status')})"
+    rows = conn.execute(
+        f"""WITH k AS (SELECT unnest(CAST(? AS DATE[])) AS ingest_date),
+                r AS (SELECT ingest_date, sum({amount}) AS v FROM _raw_rev
+                      WHERE {status} IN {REVENUE_IN} GROUP BY ALL)
+            SELECT CAST(k.ingest_date AS VARCHAR), coalesce(r.v, 0) FROM k LEFT JOIN r USING (ingest_date)""",
+        [list(partition_keys)],
+    ).fetchall()
+    conn.unregister("_raw_rev")
+    return dict(rows)
+
+
+def revenue(conn, t: Table, raw_rev: dict, staging: pa.Table, quarantine: pa.Table,
             partition_keys: list[str]) -> dict:
-    """Per partition, (raw revenue as landed, clean revenue in staging, revenue at risk) of a
-    table with a revenue column: amounts of rows whose status counts as revenue. The revenue at
-    risk is the money on the rows held back: the absolute amounts of quarantined revenue rows,
-    duplicates left out (their key reached staging). Absolute, because a rejected -5.00 is
-    money in doubt as much as a rejected 5.00: netting them would hide both. Amounts beyond
-    the supported range (contracts.NUMBER_DIGITS, MONEY_SCALE) have no stored value and are in
-    neither: they are quarantined out_of_range. (None, None, None) for a table without a
-    revenue column."""
+    """Per partition, (raw revenue as landed (`raw_rev`, from `raw_revenue`), clean revenue in
+    staging, revenue at risk) of a table with a revenue column: amounts of rows whose status
+    counts as revenue. The revenue at risk is the money on the rows held back: the absolute
+    amounts of quarantined revenue rows, duplicates left out (their key reached staging).
+    Absolute, because a rejected -5.00 is money in doubt as much as a rejected 5.00: netting
+    them would hide both. Amounts beyond the supported range (contracts.NUMBER_DIGITS,
+    MONEY_SCALE) have no stored value and are in neither: they are quarantined out_of_range.
+    (None, None, None) for a table without a revenue column."""
     if not t.revenue_column:
         return {k: (None, None, None) for k in partition_keys}
-    conn.register("_raw_rev", raw)
     conn.register("_stg_rev", staging)
     conn.register("_q_rev", quarantine)
     amount = parse_decimal(trimmed(f'"{t.revenue_column}"'))
     status = f"lower({trimmed('status')})"
     rows = conn.execute(
         f"""WITH k AS (SELECT unnest(CAST(? AS DATE[])) AS ingest_date),
-                r AS (SELECT ingest_date, sum({amount}) AS v FROM _raw_rev
-                      WHERE {status} IN {REVENUE_IN} GROUP BY ALL),
                 s AS (SELECT ingest_date, sum("{t.revenue_column}") AS v FROM _stg_rev
                       WHERE status IN {REVENUE_IN} GROUP BY ALL),
                 q AS (SELECT ingest_date, sum(abs({amount})) AS v FROM _q_rev
                       WHERE {status} IN {REVENUE_IN}
                         AND NOT list_contains(string_split(reject_reasons, ','), 'duplicate')
                       GROUP BY ALL)
-            SELECT CAST(k.ingest_date AS VARCHAR), coalesce(r.v, 0), coalesce(s.v, 0), coalesce(q.v, 0)
-            FROM k LEFT JOIN r USING (ingest_date) LEFT JOIN s USING (ingest_date)
-                   LEFT JOIN q USING (ingest_date)""",
+            SELECT CAST(k.ingest_date AS VARCHAR), coalesce(s.v, 0), coalesce(q.v, 0)
+            FROM k LEFT JOIN s USING (ingest_date) LEFT JOIN q USING (ingest_date)""",
         [list(partition_keys)],
     ).fetchall()
-    for name in ("_raw_rev", "_stg_rev", "_q_rev"):
+    for name in ("_stg_rev", "_q_rev"):
         conn.unregister(name)
-    return {key: (raw_rev, clean_rev, at_risk) for key, raw_rev, clean_rev, at_risk in rows}
+    return {key: (raw_rev[key], clean_rev, at_risk) for key, clean_rev, at_risk in rows}

@@ -297,16 +297,31 @@ def partition_slice(data: pa.Table, partition_key: str) -> pa.Table:
     return data.filter(pc.equal(column, day))
 
 
+class Handover:
+    """Rows handed to a consumer that lets them go before it returns: `take()` gives them
+    (once) and keeps no reference, so they are freed when the consumer drops its own."""
+
+    def __init__(self, rows: pa.Table):
+        self._rows = [rows]
+
+    def take(self) -> pa.Table:
+        return self._rows.pop()
+
+
 def chunk_producer(partition_keys: Sequence[str], reader: PartitionReader,
-                   compute: Callable[[list[str], pa.Table], pa.Table]) -> Callable[[str], pa.Table]:
+                   compute: Callable[[list[str], pa.Table], pa.Table],
+                   hand_over: bool = False) -> Callable[[str], pa.Table]:
     """A producer for `PartitionBatches` that works a chunk of partitions at a time: one read
     and one `compute(chunk keys, chunk rows)` per chunk (a query's fixed cost, paid per day,
-    adds up over a year), then hands out each partition's slice of the result, in order."""
+    adds up over a year), then hands out each partition's slice of the result, in order.
+    With `hand_over`, compute gets a `Handover` of the rows instead, to let them go midway."""
     chunks, ready = chunked(partition_keys, reader), {}
 
     def produce(partition_key: str) -> pa.Table:
         while partition_key not in ready:
             chunk, rows = next(chunks)
+            if hand_over:
+                rows = Handover(rows)
             result = compute(chunk, rows)
             del rows
             for k in chunk:
@@ -314,3 +329,13 @@ def chunk_producer(partition_keys: Sequence[str], reader: PartitionReader,
         return ready.pop(partition_key)
 
     return produce
+
+
+def partition_row_counts(data: pa.Table, partition_keys: Sequence[str]) -> dict[str, int]:
+    """Rows of each partition of `partition_keys` in `data` (0 for one it lacks)."""
+    counts = {k: 0 for k in partition_keys}
+    if data.num_rows:
+        days = data.column(PARTITION_COLUMN).cast(pa.date32()).value_counts()
+        for day, n in zip(days.field("values").to_pylist(), days.field("counts").to_pylist(), strict=True):
+            counts[day.isoformat()] = n
+    return counts
