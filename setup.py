@@ -52,7 +52,13 @@ setup(
             f"dagster-dg-cli=={DAGSTER}",
             # the import-layer contract of pyproject's [tool.importlinter] (`lint-imports`)
             "import-linter>=2.1",
+            # deploy/k8s: the K8sRunLauncher and k8s_job_executor config schemas the snippets are
+            # validated against (dq_assets_tests/test_deploy_launchers.py); EcsRunLauncher is in
+            # dagster-aws already
+            f"dagster-k8s=={LIBS}",
         ],
+        # an image that runs steps as Kubernetes Jobs (DQ_EXECUTOR=k8s, deploy/k8s/)
+        "k8s": [f"dagster-k8s=={LIBS}"],
         # benchmarks/ (python -m benchmarks.run): the peer check tools, psutil for peak RSS,
         # py-spy to profile a run. Resolves with dagster 1.13.27 and pandas 2.x.
         "bench": [

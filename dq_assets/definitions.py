@@ -19,6 +19,7 @@ for _beta in ("include_sources", "execution_type"):
 
 # (the warehouse's modules after the filters: they define assets as they are imported)
 from dq_assets.catalog.apply import with_catalog
+from dq_assets.executors import build_executor
 from dq_assets.layers.marts import mart_assets
 from dq_assets.layers.quality import quality_assets
 from dq_assets.layers.raw import raw_assets
@@ -28,7 +29,7 @@ from dq_assets.operations.failure_alerts import sensors
 from dq_assets.operations.freshness import freshness_checks, freshness_sensor, with_freshness_policies
 from dq_assets.operations.jobs import jobs
 from dq_assets.operations.landing_runs import daily_warehouse_schedule, landing_sensor
-from dq_assets.resources import build_resources
+from dq_assets.resources import build_resources, deployment_name
 
 ALL_ASSETS = [*raw_assets, *staging_assets, *quality_assets, *mart_assets]
 
@@ -44,8 +45,9 @@ defs = dg.Definitions(
     resources=build_resources(),
     # Each failure once and a one-line gate summary on the console (dq_assets.operations.console).
     loggers={"console": gate_console},
-    # One process for the whole run: no per-step subprocess start-up, and one DuckDB writer.
-    executor=dg.in_process_executor,
+    # DQ_EXECUTOR (dq_assets.executors): in process by default, one process for the whole run (no
+    # per-step start-up, one DuckDB writer); multiprocess or k8s (a pod per step) on aws only.
+    executor=build_executor(deployment_name()),
 )
 defs = with_freshness_policies(defs)
 defs = with_catalog(defs)  # column schemas, table names, kinds, owners, code references

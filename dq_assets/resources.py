@@ -66,11 +66,15 @@ def aws_resources(
     }
 
 
+def deployment_name(deployment: str | None = None) -> str:
+    """The deployment asked for (default: DQ_DEPLOYMENT, else local), checked."""
+    name = (deployment or os.environ.get(DEPLOYMENT_ENV) or "local").strip().lower()
+    if name not in DEPLOYMENTS:
+        raise ValueError(f"{DEPLOYMENT_ENV}={name!r}: expected one of {', '.join(DEPLOYMENTS)}")
+    return name
+
+
 def build_resources(deployment: str | None = None) -> dict:
     """The resource map of a deployment (default: DQ_DEPLOYMENT, else local)."""
-    name = (deployment or os.environ.get(DEPLOYMENT_ENV) or "local").strip().lower()
-    if name == "local":
-        return local_resources()
-    if name == "aws":
-        return aws_resources()
-    raise ValueError(f"{DEPLOYMENT_ENV}={name!r}: expected one of {', '.join(DEPLOYMENTS)}")
+    name = deployment_name(deployment)
+    return local_resources() if name == "local" else aws_resources()

@@ -105,6 +105,10 @@ def test_the_private_api_is_where_and_what_it_was():
     with dg.instance_for_test() as instance:
         key = dg.AssetCheckKey(dg.AssetKey("a"), "c")
         assert dp.latest_check_executions(instance, [key]) == {}
+    # config validation of deploy/: a schema's errors, and an instance file's (without starting it)
+    assert dp.config_errors({"n": int}, {"n": 1}) == []
+    assert dp.config_errors({"n": int}, {"n": "x"}) and dp.config_errors({"n": int}, {"m": 1})
+    assert callable(dp.instance_config_errors)
 
 
 def test_every_imported_package_is_declared():
