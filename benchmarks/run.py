@@ -238,11 +238,13 @@ def parse_run_log(path: Path, peak_at: float | None = None) -> dict:
     }
 
 
-def materialize(tmp: Path, name: str, module: str, landing: Path, partition: str | None = None,
+def materialize(tmp: Path, name: str, module: str, landing: Path | str, partition: str | None = None,
                 partition_range: str | None = None, timeout: float = 1500,
-                wrap: list[str] | None = None, instance: PgInstance | None = None) -> dict:
+                wrap: list[str] | None = None, instance: PgInstance | None = None,
+                extra_env: dict[str, str | None] | None = None) -> dict:
     """One `dagster asset materialize` run in a fresh warehouse and Dagster home (with
-    `instance`, a dagster.yaml keeping the Dagster records in PostgreSQL)."""
+    `instance`, a dagster.yaml keeping the Dagster records in PostgreSQL; `extra_env` set last,
+    a None value removing the variable: the aws deployment's settings, benchmarks/aws.py)."""
     run_dir = tmp / "runs" / name
     if run_dir.exists():
         shutil.rmtree(run_dir)
@@ -258,6 +260,11 @@ def materialize(tmp: Path, name: str, module: str, landing: Path, partition: str
         "DQ_ALERT_FILE": str(run_dir / "alerts.jsonl"),
         "DQ_BENCH_NOOP_SPEC": str(tmp / "noop_graph.json"),
     })
+    for var, value in (extra_env or {}).items():
+        if value is None:
+            env.pop(var, None)
+        else:
+            env[var] = value
     cmd = [bin_path("dagster"), "asset", "materialize", "-m", module, "--select", "*"]
     cmd += ["--partition", partition] if partition else ["--partition-range", partition_range]
     r = run_measured([*(wrap or []), *cmd], env=env, cwd=str(REPO), log=run_dir / "run.log",
