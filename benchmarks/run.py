@@ -15,7 +15,9 @@ then measures, each run in a fresh warehouse and DAGSTER_HOME, through the same 
   3b. (the `peers` part) `dbt build` of benchmarks/dbt_project on the big day's landing files:
      the same staging rules, quarantine and revenue mart, with dbt's tests (dbt in its own
      virtualenv), against the big day end to end;
-  4. optionally (--profile) the big day once more under py-spy, summarised by function.
+  4. optionally (--profile) the big day once more under py-spy, summarised by function;
+  5. optionally (--aws PG_URL) the aws deployment (moto S3 in its own process + PostgreSQL): a
+     day and a range through the same CLI, their outputs compared with DuckDB's (aws.py).
 
 Wall time and peak RSS (the process tree polled with psutil, and GNU time's maximum RSS) of
 every run go to benchmarks/results/latest.json and latest.md (also printed). The targets are
@@ -41,6 +43,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from benchmarks import aws
 from benchmarks.checksums import differences, table_checksums
 from benchmarks.measure import GNU_TIME, peak_mib, run_measured
 from benchmarks.peers import DEFAULT_DIR as PEERS_VENV_DIR
@@ -575,6 +578,7 @@ def markdown(res: dict) -> str:
             lines.append(f"| backfill {days} days x {p['backfill_orders']:,} orders, one run{instance}{note} | "
                          f"{_fmt_s(run['wall_s'])} | {_fmt_mib(run['peak_mib'])} | {cmp} | "
                          f"{(str(_ratio(run['wall_s'], noop['wall_s'])) + 'x') if noop else ''} | {target} | {met} |")
+    lines += aws.table_rows(res, sys.modules[__name__])
     cs = res.get("check_suite")
     if cs:
         lines += ["", f"## Check suite alone ({', '.join(f'{t} {n:,} rows' for t, n in cs.get('rows', {}).items())})", ""]
@@ -636,6 +640,7 @@ def markdown(res: dict) -> str:
         lines += ["", "| package of the innermost frame | % |", "|---|---:|"]
         for row in prof["innermost_package_pct"][:6]:
             lines.append(f"| {row['package']} | {row['pct']} |")
+    lines += aws.details(res)
     ds = res.get("datasets", {})
     if ds:
         lines += ["", "## Data generated (dq-generate)", "", "| dataset | days x orders | rows | CSV MiB | generate s |",
@@ -697,7 +702,7 @@ def main(argv=None) -> int:
     p.add_argument("--backfill-days", help="comma list (default 30,365; quick 7)")
     p.add_argument("--defect-rate", type=float, default=0.001, help="rate of each defect kind in the big day")
     p.add_argument("--repeat", type=int, default=3, help="runs of the tiny day and the no-op floor (median)")
-    p.add_argument("--skip", default="", help="comma list of: big,tiny,backfill,checks,peers "
+    p.add_argument("--skip", default="", help="comma list of: big,tiny,backfill,checks,peers,aws "
                    "(peers: pandera, Great Expectations and Soda in the check suite, and dbt)")
     p.add_argument("--peers-venv", type=Path, default=PEERS_VENV_DIR,
                    help="where the Soda and dbt virtualenvs are created on first use "
@@ -713,6 +718,13 @@ def main(argv=None) -> int:
     p.add_argument("--pg-instance", metavar="URL",
                    help="also run the backfills with Dagster's records in PostgreSQL on this server "
                         "(a fresh database per run) and its settings for long backfills")
+    p.add_argument("--aws", metavar="PG_URL",
+                   help="also run the aws deployment (moto S3 in its own process, staging, marts and "
+                        "quality in a fresh database per run on this PostgreSQL server): a day and a "
+                        "range, compared with DuckDB's outputs")
+    p.add_argument("--aws-orders", type=int, help="orders of the aws day (default 100,000; quick 2,000)")
+    p.add_argument("--aws-days", type=int, help="days of the aws range, at --backfill-orders a day "
+                   "(default 30; quick 3)")
     args = p.parse_args(argv)
 
     quick = args.quick
@@ -872,6 +884,10 @@ def main(argv=None) -> int:
                                 tmp, name, module, tmp / "land_backfill", partition_range=rng,
                                 timeout=args.timeout, instance=instance)
                         checkpoint(name)
+
+        # -- the aws deployment (after the backfills: it compares with them when it can)
+        if args.aws and "aws" not in skip:
+            aws.run_rows(sys.modules[__name__], tmp, args, res, start, checkpoint)
     except SystemExit as e:
         failures.append(str(e))
         log(f"FAILED: {e}")
@@ -963,6 +979,7 @@ def evaluate(res: dict, failures: list[str]) -> None:
         notes.append(f"the big day's {len(tables['checksums'])} tables are identical to the last run's "
                      "of the same size" if not differ else
                      f"the big day's tables DIFFER from the last run's of the same size: {', '.join(differ)}")
+    aws.evaluate(res, failures)
     if res["params"]["quick"]:
         notes.append("--quick: small numbers; the targets are stated for the full run")
     res["failures"] = failures
