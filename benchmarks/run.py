@@ -34,13 +34,13 @@ import platform
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Self
 from urllib.parse import urlsplit, urlunsplit
 
 from benchmarks import aws
@@ -190,7 +190,7 @@ class PgInstance:
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             conn.execute(sql)
 
-    def __enter__(self) -> "PgInstance":
+    def __enter__(self) -> Self:
         self._admin(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
         self._admin(f'CREATE DATABASE "{self.database}"')
         return self
@@ -210,7 +210,7 @@ def _duration_s(text: str) -> float:
 
 
 _START = re.compile(r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}) \+0000 - dagster - \w+ - [^-]+ - [0-9a-f-]+ - \d+ - "
-                    r"(\S+) - STEP_START", re.M)
+                    r"(\S+) - STEP_START", re.MULTILINE)
 
 
 def step_at(text: str, when: float | None) -> str | None:
@@ -220,7 +220,7 @@ def step_at(text: str, when: float | None) -> str | None:
         return None
     current = None
     for m in _START.finditer(text):
-        t = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
+        t = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC).timestamp()
         if t > when:
             break
         current = m.group(2)
@@ -384,8 +384,8 @@ def run_dbt(tmp: Path, venv: dict, landing: Path, day: str, timeout: float, name
             with duckdb.connect(str(run_dir / "dbt.duckdb"), read_only=True) as conn:
                 rows = {}
                 for t in DBT_TABLES:
-                    for schema, name in (("raw", t), ("staging", t), ("quality", f"{t}_quarantine")):
-                        rows[f"{schema}.{name}"] = conn.execute(f"SELECT count(*) FROM {schema}.{name}").fetchall()[0][0]
+                    for schema, table in (("raw", t), ("staging", t), ("quality", f"{t}_quarantine")):
+                        rows[f"{schema}.{table}"] = conn.execute(f"SELECT count(*) FROM {schema}.{table}").fetchall()[0][0]
                 rows["marts.fact_revenue_daily"] = conn.execute(
                     "SELECT count(*) FROM marts.fact_revenue_daily").fetchall()[0][0]
                 r["revenue"] = {cur: str(v) for cur, v in conn.execute(
@@ -513,7 +513,7 @@ def summarise_collapsed(path: Path) -> dict:
         m = re.search(r"\(([^():]+):\d+\)$", frames[-1])
         path = m.group(1) if m else ""
         modules[path.split("/")[0] if "/" in path else "(stdlib / script)"] += n
-    pct = lambda n: round(100 * n / total, 1) if total else 0.0  # noqa: E731
+    pct = lambda n: round(100 * n / total, 1) if total else 0.0
     return {
         "samples": total,
         "dq_assets_inclusive_pct": [{"function": f, "pct": pct(n)} for f, n in inclusive.most_common(20)],
@@ -544,9 +544,9 @@ def _met(ok) -> str:
 def markdown(res: dict) -> str:
     p = res["params"]
     lines = [f"# dq_assets benchmarks ({'quick' if p['quick'] else 'full'})", "",
-             f"{res['finished_at']} · {res['machine'].get('cpus')} CPUs, "
-             f"{res['machine'].get('memory_gib', '?')} GiB · dagster {res['versions']['dagster']}, "
-             f"duckdb {res['versions']['duckdb']}, pandas {res['versions']['pandas']}", "",
+             (f"{res['finished_at']} · {res['machine'].get('cpus')} CPUs, "
+              f"{res['machine'].get('memory_gib', '?')} GiB · dagster {res['versions']['dagster']}, "
+              f"duckdb {res['versions']['duckdb']}, pandas {res['versions']['pandas']}"), "",
              "## End to end (`dagster asset materialize`, CLI wall time incl. start-up)", "",
              "| run | wall s | peak RSS MiB | compared with | ratio | target | met |",
              "|---|---:|---:|---|---:|---|---|"]
@@ -625,8 +625,8 @@ def markdown(res: dict) -> str:
         if floor_steps is not None:
             lines.append(f"| (no-op graph: sum of its steps) | {floor_steps:.1f} |")
         if big.get("peak_rss_during_step"):
-            lines += ["", f"Peak RSS {_fmt_mib(big['peak_mib'])} MiB, reached during step "
-                          f"`{big['peak_rss_during_step']}`."]
+            lines += ["", (f"Peak RSS {_fmt_mib(big['peak_mib'])} MiB, reached during step "
+                           f"`{big['peak_rss_during_step']}`.")]
     prof = res.get("profile")
     if prof and prof.get("dq_assets_inclusive_pct"):
         lines += ["", f"## Profile of the big day ({prof['tool']}, {prof['samples']:,} samples)", "",
@@ -916,7 +916,7 @@ def save(res: dict, out: Path, quick: bool, failures: list[str], t_all: float) -
     res = copy.deepcopy(res)
     failures = list(failures)
     res["total_s"] = round(time.perf_counter() - t_all, 1)
-    res["finished_at"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    res["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     evaluate(res, failures)
     if res.get("in_progress"):
         res["notes"].append(f"IN PROGRESS (written after: {res['in_progress']}); not a finished run")
