@@ -15,7 +15,9 @@ then measures, each run in a fresh warehouse and DAGSTER_HOME, through the same 
   3b. (the `peers` part) `dbt build` of benchmarks/dbt_project on the big day's landing files:
      the same staging rules, quarantine and revenue mart, with dbt's tests (dbt in its own
      virtualenv), against the big day end to end;
-  4. optionally (--profile) the big day once more under py-spy, summarised by function.
+  4. optionally (--profile) the big day once more under py-spy, summarised by function;
+  5. optionally (--aws PG_URL) the aws deployment (moto S3 in its own process + PostgreSQL): a
+     day and a range through the same CLI, their outputs compared with DuckDB's (aws.py).
 
 Wall time and peak RSS (the process tree polled with psutil, and GNU time's maximum RSS) of
 every run go to benchmarks/results/latest.json and latest.md (also printed). The targets are
@@ -32,15 +34,16 @@ import platform
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Self
 from urllib.parse import urlsplit, urlunsplit
 
+from benchmarks import aws
 from benchmarks.checksums import differences, table_checksums
 from benchmarks.measure import GNU_TIME, peak_mib, run_measured
 from benchmarks.peers import DEFAULT_DIR as PEERS_VENV_DIR
@@ -190,7 +193,7 @@ class PgInstance:
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             conn.execute(sql)
 
-    def __enter__(self) -> "PgInstance":
+    def __enter__(self) -> Self:
         self._admin(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
         self._admin(f'CREATE DATABASE "{self.database}"')
         return self
@@ -210,7 +213,7 @@ def _duration_s(text: str) -> float:
 
 
 _START = re.compile(r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}) \+0000 - dagster - \w+ - [^-]+ - [0-9a-f-]+ - \d+ - "
-                    r"(\S+) - STEP_START", re.M)
+                    r"(\S+) - STEP_START", re.MULTILINE)
 
 
 def step_at(text: str, when: float | None) -> str | None:
@@ -220,7 +223,7 @@ def step_at(text: str, when: float | None) -> str | None:
         return None
     current = None
     for m in _START.finditer(text):
-        t = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
+        t = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC).timestamp()
         if t > when:
             break
         current = m.group(2)
@@ -241,11 +244,13 @@ def parse_run_log(path: Path, peak_at: float | None = None) -> dict:
     }
 
 
-def materialize(tmp: Path, name: str, module: str, landing: Path, partition: str | None = None,
+def materialize(tmp: Path, name: str, module: str, landing: Path | str, partition: str | None = None,
                 partition_range: str | None = None, timeout: float = 1500,
-                wrap: list[str] | None = None, instance: PgInstance | None = None) -> dict:
+                wrap: list[str] | None = None, instance: PgInstance | None = None,
+                extra_env: dict[str, str | None] | None = None) -> dict:
     """One `dagster asset materialize` run in a fresh warehouse and Dagster home (with
-    `instance`, a dagster.yaml keeping the Dagster records in PostgreSQL)."""
+    `instance`, a dagster.yaml keeping the Dagster records in PostgreSQL; `extra_env` set last,
+    a None value removing the variable: the aws deployment's settings, benchmarks/aws.py)."""
     run_dir = tmp / "runs" / name
     if run_dir.exists():
         shutil.rmtree(run_dir)
@@ -261,6 +266,11 @@ def materialize(tmp: Path, name: str, module: str, landing: Path, partition: str
         "DQ_ALERT_FILE": str(run_dir / "alerts.jsonl"),
         "DQ_BENCH_NOOP_SPEC": str(tmp / "noop_graph.json"),
     })
+    for var, value in (extra_env or {}).items():
+        if value is None:
+            env.pop(var, None)
+        else:
+            env[var] = value
     cmd = [bin_path("dagster"), "asset", "materialize", "-m", module, "--select", "*"]
     cmd += ["--partition", partition] if partition else ["--partition-range", partition_range]
     r = run_measured([*(wrap or []), *cmd], env=env, cwd=str(REPO), log=run_dir / "run.log",
@@ -377,8 +387,8 @@ def run_dbt(tmp: Path, venv: dict, landing: Path, day: str, timeout: float, name
             with duckdb.connect(str(run_dir / "dbt.duckdb"), read_only=True) as conn:
                 rows = {}
                 for t in DBT_TABLES:
-                    for schema, name in (("raw", t), ("staging", t), ("quality", f"{t}_quarantine")):
-                        rows[f"{schema}.{name}"] = conn.execute(f"SELECT count(*) FROM {schema}.{name}").fetchall()[0][0]
+                    for schema, table in (("raw", t), ("staging", t), ("quality", f"{t}_quarantine")):
+                        rows[f"{schema}.{table}"] = conn.execute(f"SELECT count(*) FROM {schema}.{table}").fetchall()[0][0]
                 rows["marts.fact_revenue_daily"] = conn.execute(
                     "SELECT count(*) FROM marts.fact_revenue_daily").fetchall()[0][0]
                 r["revenue"] = {cur: str(v) for cur, v in conn.execute(
@@ -506,7 +516,7 @@ def summarise_collapsed(path: Path) -> dict:
         m = re.search(r"\(([^():]+):\d+\)$", frames[-1])
         path = m.group(1) if m else ""
         modules[path.split("/")[0] if "/" in path else "(stdlib / script)"] += n
-    pct = lambda n: round(100 * n / total, 1) if total else 0.0  # noqa: E731
+    pct = lambda n: round(100 * n / total, 1) if total else 0.0
     return {
         "samples": total,
         "dq_assets_inclusive_pct": [{"function": f, "pct": pct(n)} for f, n in inclusive.most_common(20)],
@@ -537,9 +547,9 @@ def _met(ok) -> str:
 def markdown(res: dict) -> str:
     p = res["params"]
     lines = [f"# dq_assets benchmarks ({'quick' if p['quick'] else 'full'})", "",
-             f"{res['finished_at']} · {res['machine'].get('cpus')} CPUs, "
-             f"{res['machine'].get('memory_gib', '?')} GiB · dagster {res['versions']['dagster']}, "
-             f"duckdb {res['versions']['duckdb']}, pandas {res['versions']['pandas']}", "",
+             (f"{res['finished_at']} · {res['machine'].get('cpus')} CPUs, "
+              f"{res['machine'].get('memory_gib', '?')} GiB · dagster {res['versions']['dagster']}, "
+              f"duckdb {res['versions']['duckdb']}, pandas {res['versions']['pandas']}"), "",
              "## End to end (`dagster asset materialize`, CLI wall time incl. start-up)", "",
              "| run | wall s | peak RSS MiB | compared with | ratio | target | met |",
              "|---|---:|---:|---|---:|---|---|"]
@@ -572,6 +582,7 @@ def markdown(res: dict) -> str:
             lines.append(f"| backfill {days} days x {p['backfill_orders']:,} orders, one run{instance}{note} | "
                          f"{_fmt_s(run['wall_s'])} | {_fmt_mib(run['peak_mib'])} | {cmp} | "
                          f"{(str(_ratio(run['wall_s'], noop['wall_s'])) + 'x') if noop else ''} | {target} | {met} |")
+    lines += aws.table_rows(res, sys.modules[__name__])
     cs = res.get("check_suite")
     if cs:
         lines += ["", f"## Check suite alone ({', '.join(f'{t} {n:,} rows' for t, n in cs.get('rows', {}).items())})", ""]
@@ -618,8 +629,8 @@ def markdown(res: dict) -> str:
         if floor_steps is not None:
             lines.append(f"| (no-op graph: sum of its steps) | {floor_steps:.1f} |")
         if big.get("peak_rss_during_step"):
-            lines += ["", f"Peak RSS {_fmt_mib(big['peak_mib'])} MiB, reached during step "
-                          f"`{big['peak_rss_during_step']}`."]
+            lines += ["", (f"Peak RSS {_fmt_mib(big['peak_mib'])} MiB, reached during step "
+                           f"`{big['peak_rss_during_step']}`.")]
     prof = res.get("profile")
     if prof and prof.get("dq_assets_inclusive_pct"):
         lines += ["", f"## Profile of the big day ({prof['tool']}, {prof['samples']:,} samples)", "",
@@ -633,6 +644,7 @@ def markdown(res: dict) -> str:
         lines += ["", "| package of the innermost frame | % |", "|---|---:|"]
         for row in prof["innermost_package_pct"][:6]:
             lines.append(f"| {row['package']} | {row['pct']} |")
+    lines += aws.details(res)
     ds = res.get("datasets", {})
     if ds:
         lines += ["", "## Data generated (dq-generate)", "", "| dataset | days x orders | rows | CSV MiB | generate s |",
@@ -694,7 +706,7 @@ def main(argv=None) -> int:
     p.add_argument("--backfill-days", help="comma list (default 30,365; quick 7)")
     p.add_argument("--defect-rate", type=float, default=0.001, help="rate of each defect kind in the big day")
     p.add_argument("--repeat", type=int, default=3, help="runs of the tiny day and the no-op floor (median)")
-    p.add_argument("--skip", default="", help="comma list of: big,tiny,backfill,checks,peers "
+    p.add_argument("--skip", default="", help="comma list of: big,tiny,backfill,checks,peers,aws "
                    "(peers: pandera, Great Expectations and Soda in the check suite, and dbt)")
     p.add_argument("--peers-venv", type=Path, default=PEERS_VENV_DIR,
                    help="where the Soda and dbt virtualenvs are created on first use "
@@ -710,6 +722,13 @@ def main(argv=None) -> int:
     p.add_argument("--pg-instance", metavar="URL",
                    help="also run the backfills with Dagster's records in PostgreSQL on this server "
                         "(a fresh database per run) and its settings for long backfills")
+    p.add_argument("--aws", metavar="PG_URL",
+                   help="also run the aws deployment (moto S3 in its own process, staging, marts and "
+                        "quality in a fresh database per run on this PostgreSQL server): a day and a "
+                        "range, compared with DuckDB's outputs")
+    p.add_argument("--aws-orders", type=int, help="orders of the aws day (default 100,000; quick 2,000)")
+    p.add_argument("--aws-days", type=int, help="days of the aws range, at --backfill-orders a day "
+                   "(default 30; quick 3)")
     args = p.parse_args(argv)
 
     quick = args.quick
@@ -869,6 +888,10 @@ def main(argv=None) -> int:
                                 tmp, name, module, tmp / "land_backfill", partition_range=rng,
                                 timeout=args.timeout, instance=instance)
                         checkpoint(name)
+
+        # -- the aws deployment (after the backfills: it compares with them when it can)
+        if args.aws and "aws" not in skip:
+            aws.run_rows(sys.modules[__name__], tmp, args, res, start, checkpoint)
     except SystemExit as e:
         failures.append(str(e))
         log(f"FAILED: {e}")
@@ -897,7 +920,7 @@ def save(res: dict, out: Path, quick: bool, failures: list[str], t_all: float) -
     res = copy.deepcopy(res)
     failures = list(failures)
     res["total_s"] = round(time.perf_counter() - t_all, 1)
-    res["finished_at"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    res["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     evaluate(res, failures)
     if res.get("in_progress"):
         res["notes"].append(f"IN PROGRESS (written after: {res['in_progress']}); not a finished run")
@@ -965,6 +988,7 @@ def evaluate(res: dict, failures: list[str]) -> None:
         notes.append(f"the big day's {len(tables['checksums'])} tables are identical to the last run's "
                      "of the same size" if not differ else
                      f"the big day's tables DIFFER from the last run's of the same size: {', '.join(differ)}")
+    aws.evaluate(res, failures)
     if res["params"]["quick"]:
         notes.append("--quick: small numbers; the targets are stated for the full run")
     res["failures"] = failures
