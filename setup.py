@@ -56,9 +56,17 @@ setup(
             # validated against (dq_assets_tests/test_deploy_launchers.py); EcsRunLauncher is in
             # dagster-aws already
             f"dagster-k8s=={LIBS}",
+            # DQ_EXECUTOR=celery and its tests (dq_assets_tests/test_celery.py: real workers
+            # against the machine's RabbitMQ); brings celery 5.x, kombu and amqp
+            f"dagster-celery=={LIBS}",
+            "celery>=5.5,<6",
         ],
         # an image that runs steps as Kubernetes Jobs (DQ_EXECUTOR=k8s, deploy/k8s/)
         "k8s": [f"dagster-k8s=={LIBS}"],
+        # runs whose steps are Celery tasks, and the `dagster-celery worker` machines that execute
+        # them (DQ_EXECUTOR=celery, deploy/README.md "Celery: steps over many machines")
+        # (dagster-celery asks only for celery>=4.3; tested with celery 5.7)
+        "celery": [f"dagster-celery=={LIBS}", "celery>=5.5,<6"],
         # benchmarks/ (python -m benchmarks.run): the peer check tools, psutil for peak RSS,
         # py-spy to profile a run. Resolves with dagster 1.13.27 and pandas 2.x.
         "bench": [

@@ -421,12 +421,52 @@ def test_the_executor_switch(monkeypatch):
     assert build_executor("aws", "multiprocess") is dg.multiprocess_executor
     monkeypatch.setenv("DQ_EXECUTOR", "k8s")
     assert build_executor("aws") is k8s_job_executor
-    for name in ("multiprocess", "k8s"):  # one DuckDB writer: the local deployment stays in process
+    for name in ("multiprocess", "k8s", "celery"):  # one DuckDB writer: the local deployment stays in process
         with pytest.raises(ValueError, match="needs DQ_DEPLOYMENT=aws"):
             build_executor("local", name)
-    with pytest.raises(ValueError, match="expected one of in_process, multiprocess, k8s"):
-        build_executor("aws", "celery")
-    assert EXECUTORS == ("in_process", "multiprocess", "k8s")
+    with pytest.raises(ValueError, match="expected one of in_process, multiprocess, k8s, celery"):
+        build_executor("aws", "dask")
+    assert EXECUTORS == ("in_process", "multiprocess", "k8s", "celery")
+
+
+def test_the_celery_executor_takes_broker_backend_and_queue_from_the_environment(monkeypatch):
+    """DQ_EXECUTOR=celery: dagster-celery's executor, its broker, backend and queue read when the
+    run starts (the environment of the run, as of the workers: dq_assets.celery_app); a run may
+    name another queue in its run config."""
+    from dagster._core.definitions.job_base import InMemoryJob
+    from dagster._core.executor.init import InitExecutorContext
+    from dagster._core.system_config.objects import ResolvedRunConfig
+
+    for name in ("DQ_CELERY_BROKER_URL", "DQ_CELERY_BACKEND", "DQ_CELERY_QUEUE"):
+        monkeypatch.delenv(name, raising=False)
+    executor = build_executor("aws", "celery")
+    assert executor.name == "celery"
+
+    @dg.op
+    def noop():
+        pass
+
+    @dg.job(executor_def=executor)
+    def job():
+        noop()
+
+    def celery_of(run_config=None):
+        """The executor a run with `run_config` gets, in this environment."""
+        config = ResolvedRunConfig.build(job, run_config or {}).execution.execution_engine_config
+        with dg.instance_for_test() as instance:
+            return executor.executor_creation_fn(InitExecutorContext(
+                job=InMemoryJob(job), executor_def=executor, executor_config=config, instance=instance))
+
+    default = celery_of()
+    assert (default.broker, default.backend, default.config_source.task_default_queue) == (
+        "pyamqp://guest@localhost//", "rpc://", "dagster")
+    monkeypatch.setenv("DQ_CELERY_BROKER_URL", "pyamqp://dq@broker.internal:5672/dq")
+    monkeypatch.setenv("DQ_CELERY_BACKEND", "rpc://")
+    monkeypatch.setenv("DQ_CELERY_QUEUE", "warehouse")
+    configured = celery_of()
+    assert (configured.broker, configured.config_source.task_default_queue) == (
+        "pyamqp://dq@broker.internal:5672/dq", "warehouse")
+    assert celery_of({"execution": {"config": {"queue": "big"}}}).config_source.task_default_queue == "big"
 
 
 # ---------------------------------------------------------------- the guide
