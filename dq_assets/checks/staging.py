@@ -14,6 +14,7 @@ import dagster as dg
 from dq_assets.checks.model import SAMPLE_KEYS, CheckDef, Outcome, Recon, partition_filter
 from dq_assets.contract.gate import ERROR, WARN, GateConfig
 from dq_assets.contract.tables import Table
+from dq_assets.rules.cleaning import rows_of_repeated_keys
 from dq_assets.storage.sql import quote
 
 
@@ -71,11 +72,9 @@ def partition_counts(conn, t: Table, partition_keys: list[str], raw_rows: dict[s
                 s AS (SELECT ingest_date, count(*) AS n FROM _staging GROUP BY ALL),
                 q AS (SELECT ingest_date, count(*) AS n FROM _quarantine GROUP BY ALL),
                 h AS ({hours}),
-                -- keys seen twice, found by hash first (as in cleaning.duplicates_sql)
-                dh AS (SELECT ingest_date, hash({key}) AS h FROM _staging GROUP BY ALL HAVING count(*) > 1),
                 d AS (SELECT ingest_date, count(*) AS n, list(k)[1:{SAMPLE_KEYS}] AS samples
-                      FROM (SELECT ingest_date, {sample} AS k FROM _staging st
-                            SEMI JOIN dh ON dh.ingest_date = st.ingest_date AND dh.h = hash({key})
+                      FROM (SELECT ingest_date, {sample} AS k
+                            FROM ({rows_of_repeated_keys("_staging", key)})
                             GROUP BY ingest_date, {key} HAVING count(*) > 1)
                       GROUP BY ALL)
             SELECT CAST(k.ingest_date AS VARCHAR), coalesce(s.n, 0),

@@ -200,22 +200,28 @@ def duplicates_sql(t: Table, validated: str) -> str:
     (by version column, then file order), with the line of the version kept."""
     key = ", ".join(f'"{k}"' for k in t.key)
     version = f'"{t.version_column}" DESC NULLS LAST, ' if t.version_column else ""
-    # Keys seen twice are found by their 64-bit hash (grouping millions of text keys cost twice
-    # as much); a hash shared by different keys only brings more rows to the exact ranking below.
     return f"""
-    WITH repeated AS (
-        SELECT ingest_date, hash({key}) AS _h FROM {validated} WHERE NOT _invalid
-        GROUP BY ALL HAVING count(*) > 1
-    ),
-    ranked AS (
+    WITH ranked AS (
         SELECT ingest_date, source_line, {sample_key(t)} AS _key,
                row_number() OVER w AS _rank, first_value(source_line) OVER w AS _kept_line
-        FROM {validated} v SEMI JOIN repeated r ON r.ingest_date = v.ingest_date AND r._h = hash({key})
-        WHERE NOT _invalid
+        FROM ({rows_of_repeated_keys(validated, key, "NOT _invalid")})
         WINDOW w AS (PARTITION BY ingest_date, {key} ORDER BY {version}source_line DESC)
     )
     SELECT ingest_date, source_line, _key, _kept_line FROM ranked WHERE _rank > 1
     """
+
+
+def rows_of_repeated_keys(source: str, key: str, where: str = "true") -> str:
+    """SQL: the rows of `source` (those `where` holds for) whose key (`key`, its columns) occurs
+    more than once in their partition, candidates included. Keys are found by their 64-bit hash
+    first (grouping millions of text keys cost twice as much); a hash shared by different keys
+    only brings a few more rows, which the caller's exact grouping by key sets apart."""
+    return f"""
+        SELECT * FROM {source} s SEMI JOIN (
+            SELECT ingest_date, hash({key}) AS _h FROM {source} WHERE {where}
+            GROUP BY ALL HAVING count(*) > 1
+        ) r ON r.ingest_date = s.ingest_date AND r._h = hash({key})
+        WHERE {where}"""
 
 
 def sample_key(t: Table) -> str:
