@@ -47,14 +47,19 @@ def profile_markdown(profile: list[dict]) -> str:
     )
 
 
+def _as_received(t: Table) -> tuple[str, str]:
+    """SQL of a revenue row's amount and status read from the text as received (raw and
+    quarantine rows)."""
+    return parse_decimal(trimmed(f'"{t.revenue_column}"')), f"lower({trimmed('status')})"
+
+
 def raw_revenue(conn, t: Table, raw: pa.Table, partition_keys: list[str]) -> dict:
     """Per partition, the raw revenue as landed (see `revenue`), of the raw rows themselves:
     taken before they are let go. None for a table without a revenue column."""
     if not t.revenue_column:
         return {k: None for k in partition_keys}
     conn.register("_raw_rev", raw)
-    amount = parse_decimal(trimmed(f'"{t.revenue_column}"'))
-    status = f"lower({trimmed('status')})"
+    amount, status = _as_received(t)
     rows = conn.execute(
         f"""WITH k AS (SELECT unnest(CAST(? AS DATE[])) AS ingest_date),
                 r AS (SELECT ingest_date, sum({amount}) AS v FROM _raw_rev
@@ -80,8 +85,7 @@ def revenue(conn, t: Table, raw_rev: dict, staging: pa.Table, quarantine: pa.Tab
         return {k: (None, None, None) for k in partition_keys}
     conn.register("_stg_rev", staging)
     conn.register("_q_rev", quarantine)
-    amount = parse_decimal(trimmed(f'"{t.revenue_column}"'))
-    status = f"lower({trimmed('status')})"
+    amount, status = _as_received(t)
     rows = conn.execute(
         f"""WITH k AS (SELECT unnest(CAST(? AS DATE[])) AS ingest_date),
                 s AS (SELECT ingest_date, sum("{t.revenue_column}") AS v FROM _stg_rev
