@@ -146,7 +146,7 @@ def read_csv_file(
     # A line break inside the header's names (rare): the reader's `skip = 1` may skip the wrong
     # lines, so it reads a copy whose header is one line (`_readable`).
     header_breaks = any("\n" in h or "\r" in h for h in header)
-    with _readable(path, len(header), header_breaks) as readable:
+    with _readable(path, len(header), header_breaks, quoted) as readable:
         try:
             data = fetch_arrow(conn, sql, [str(readable), partition_key, file_name])
         except duckdb.Error as e:
@@ -193,7 +193,7 @@ def _has_padded_quotes(data) -> bool:
 
 
 @contextmanager
-def _readable(path: Path, header_fields: int, header_breaks: bool) -> Iterator[Path]:
+def _readable(path: Path, header_fields: int, header_breaks: bool, quoted: bool = True) -> Iterator[Path]:
     """The file for DuckDB's reader: itself, or (rare files) a copy it reads right, with the
     spaces and tabs around quoted values removed (when `_has_padded_quotes`) and, when the
     header's names hold a line break (`header_breaks`), the header record replaced by one line
@@ -203,8 +203,11 @@ def _readable(path: Path, header_fields: int, header_breaks: bool) -> Iterator[P
     record without an error. Every record after the header keeps its bytes and its number, so
     the sha256, every line number (the header's physical lines are counted from its names) and
     the record a reader error names are those of the file itself."""
-    with _mapped(path) as data:
-        padded = _has_padded_quotes(data)
+    if quoted:  # (a file without a quote character has no quoted value to unpad)
+        with _mapped(path) as data:
+            padded = _has_padded_quotes(data)
+    else:
+        padded = False
     if not (padded or header_breaks):
         yield path
         return
