@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from dq_assets_tests.pg_fixtures import PG_ENV_VARS, with_database
+from dq_assets_tests.yaml_tree import leaves
 
 # The end-to-end tier (`-m slow`): the production instance of deploy/ (PostgreSQL storage)
 # through the CLI.
@@ -42,19 +43,9 @@ _STRIPPED = PG_ENV_VARS + (
 )
 
 
-def _env_refs(node, path=()):
+def _env_refs(node):
     """Every (path, value) leaf of a parsed YAML document; `{env: NAME}` counts as one leaf."""
-    if isinstance(node, dict):
-        if set(node) == {"env"}:
-            yield path, node
-            return
-        for key, value in node.items():
-            yield from _env_refs(value, (*path, str(key)))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from _env_refs(value, (*path, str(i)))
-    else:
-        yield path, node
+    return leaves(node, is_leaf=lambda n: set(n) == {"env"})
 
 
 def _deploy_config() -> dict:

@@ -37,6 +37,7 @@ from dagster_k8s import K8sRunLauncher, k8s_job_executor
 
 from dq_assets import dagster_private as dp
 from dq_assets.executors import EXECUTORS, build_executor
+from dq_assets_tests.yaml_tree import leaves
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
@@ -292,17 +293,6 @@ def test_helm_values_mistakes_fail(tmp_path, path, value, named):
     assert errors and named in "\n".join(errors), errors
 
 
-def _leaves(node, path=()):
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from _leaves(value, (*path, str(key)))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from _leaves(value, (*path, str(i)))
-    else:
-        yield path, node
-
-
 def _deployment_env(values: dict) -> dict:
     (deployment,) = values["dagster-user-deployments"]["deployments"]
     return {e["name"]: e["value"] for e in deployment["env"]}
@@ -320,7 +310,7 @@ def test_helm_values_run_this_code_location_without_literal_secrets():
     assert values["global"]["postgresqlSecretName"]
     assert "postgresqlPassword" not in values["postgresql"]
     assert {"name": "dq-warehouse-postgres"} in deployment["envSecrets"]
-    for path, value in _leaves(values):
+    for path, value in leaves(values):
         # a secret-like key holds a switch or the name of a Secret, never a value
         named = path[-1] == "postgresqlSecretName" or "envSecrets" in path or isinstance(value, bool)
         assert named or not SECRETISH.search(path[-1]), ".".join(path)
