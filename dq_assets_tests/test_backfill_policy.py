@@ -81,3 +81,19 @@ def test_a_refused_value_stops_the_code_location_from_loading(tmp_path):
     proc = python("import dq_assets.definitions", fresh_env(tmp_path, DQ_BACKFILL_RUN_DAYS="ten"))
     assert proc.returncode != 0
     assert "DQ_BACKFILL_RUN_DAYS='ten': expected a whole number of days" in proc.stderr
+
+
+def test_the_backfill_command_says_when_no_webserver_answers(capsys):
+    from dq_assets.operations.backfills import main
+    from dq_assets_tests.pg_fixtures import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    assert main(["--url", url, "--from", "2025-01-01", "--to", "2025-01-03"]) == 2
+    assert f"error: no Dagster webserver answers at {url}" in capsys.readouterr().err
+
+
+def test_the_backfill_command_refuses_a_reversed_range(capsys):
+    from dq_assets.operations.backfills import main
+
+    assert main(["--from", "2025-01-03", "--to", "2025-01-01"]) == 2
+    assert "error: the range 2025-01-03..2025-01-01 ends before it starts" in capsys.readouterr().err

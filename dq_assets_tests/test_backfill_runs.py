@@ -1,0 +1,210 @@
+"""A backfill split into runs of a few days (DQ_BACKFILL_RUN_DAYS) that the run queue executes side
+by side, on the aws deployment with Dagster's instance from deploy/dagster.yaml: `dagster dev`
+(webserver and daemon) and a backfill of every asset launched the way the UI launches it.
+
+The range's customers first arrive the day before their first order, each day in a run of its
+own: a run that checked its days before the previous run had loaded
+its customers would report unknown references (and its landing audit would report an incomplete
+history). The declared order across days (dq_assets.partitions.previous_days) must keep every day
+after its history, while runs still overlap: the backfill succeeds, no reference check fails, and
+every table and check result equals those of one in-order run of the same range.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import boto3
+import dagster as dg
+import psycopg
+import pytest
+
+from dq_assets.operations.backfills import launch_asset_backfill, wait_for_backfill
+from dq_assets_tests.conftest import DAY1, DAY2, Landing
+from dq_assets_tests.pg_fixtures import free_port, with_database
+from dq_assets_tests.test_celery import BIN, REPO, _base_env, _home, contents, outcomes, tables
+from dq_assets_tests.test_ui_browser import _stop_group, _wait_until_served
+
+pytestmark = pytest.mark.slow
+
+FIRST, LAST, RUN_DAYS = "2025-01-01", "2025-01-02", 1
+DAYS = ["2025-01-01", "2025-01-02"]
+# Day 2 (conftest's): customer C3 arrives; order O3 is of customer C2, who arrived on day 1, and
+# order O1 of day 1 comes again, shipped, its payment captured on day 1. Resolving C2, and finding
+# O1's captured payment, needs the day before, which is in a run of its own.
+DAY2_AGAIN = {**DAY2, "orders": DAY2["orders"] + [
+    ["O1", "C1", "2025-01-01T10:00:00Z", "shipped", "EUR", "25.00", "2025-01-02T10:00:00Z"]]}
+
+
+def _column(path: Path, name: str) -> set[str]:
+    """A column of a landed file, whose header may be padded or capitalised (as the generator
+    writes some)."""
+    with path.open(newline="") as f:
+        rows = csv.reader(f)
+        at = [h.strip().lower() for h in next(rows)].index(name)
+        return {row[at].strip() for row in rows if row}
+
+
+def first_seen_customers(landing: Path) -> dict[str, str]:
+    """customer_id -> the day its first version landed."""
+    seen: dict[str, str] = {}
+    for day in sorted(p.name.removeprefix("ingest_date=") for p in landing.glob("ingest_date=*")):
+        if not (landing / f"ingest_date={day}" / "customers.csv").exists():
+            continue
+        for cid in _column(landing / f"ingest_date={day}" / "customers.csv", "customer_id"):
+            seen.setdefault(cid, day)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def site(pg_url, moto_endpoint, tmp_path_factory):
+    """The landing zone on S3, two warehouses (PostgreSQL databases and S3 prefixes), Dagster's
+    instance database and compute-log bucket; removed afterwards."""
+    tag = uuid.uuid4().hex[:10]
+    root = tmp_path_factory.mktemp("backfill_runs")
+    aws = {"AWS_ENDPOINT_URL": moto_endpoint, "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    logs_bucket, warehouse_bucket, landing_bucket = (f"dq-runs-{n}-{tag}" for n in ("logs", "wh", "landing"))
+    for bucket in (logs_bucket, warehouse_bucket, landing_bucket):
+        s3.create_bucket(Bucket=bucket)
+    landing = root / "landing"
+    for day, files in zip(DAYS, (DAY1, DAY2_AGAIN)):
+        Landing(landing).write(day, files)
+    for path in landing.rglob("*"):
+        if path.is_file():
+            s3.upload_file(str(path), landing_bucket, f"landing/{path.relative_to(landing).as_posix()}")
+    databases = []
+
+    def database(name: str) -> str:
+        db = f"dq_{name}_{tag}"
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{db}"')
+        databases.append(db)
+        return with_database(pg_url, db)
+
+    instance_url = database("dagster")
+    with psycopg.connect(pg_url) as conn:
+        host, port, user = conn.info.host, conn.info.port, conn.info.user
+    env = {**_base_env(), **aws, "PYTHONPATH": str(REPO),
+           "DAGSTER_PG_HOST": "" if host.startswith("/") else host, "DAGSTER_PG_PORT": str(port),
+           "DAGSTER_PG_DB": instance_url.rsplit("/", 1)[1], "DAGSTER_PG_USERNAME": user,
+           "DAGSTER_PG_PASSWORD": "", "DAGSTER_COMPUTE_LOGS_BUCKET": logs_bucket,
+           "DAGSTER_COMPUTE_LOGS_PREFIX": "logs",
+           "DQ_DEPLOYMENT": "aws", "DQ_S3_BUCKET": warehouse_bucket, "DQ_LANDING": f"s3://{landing_bucket}/landing"}
+    if host.startswith("/"):
+        env["PGHOST"] = host
+    yield {"root": root, "env": env, "landing": landing, "database": database, "instance_url": instance_url}
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        for db in databases:
+            admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def in_order(site):
+    """The range as one CLI run (in order by construction), into a warehouse of its own."""
+    cwd = site["root"] / "in_order"
+    home = _home(cwd / "dagster_home")
+    env = {**site["env"], "DAGSTER_HOME": str(home), "DQ_S3_PREFIX": "in_order",
+           "DQ_PG_URL": site["database"]("in_order")}
+    proc = subprocess.run([str(BIN / "dagster"), "asset", "materialize", "-m", "dq_assets", "--select", "*",
+                           "--partition-range", f"{FIRST}...{LAST}"],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    return env["DQ_PG_URL"]
+
+
+@pytest.fixture(scope="module")
+def backfill(site):
+    """The range as a UI backfill in runs of RUN_DAYS days, executed by `dagster dev`'s daemon
+    through the run queue of deploy/dagster.yaml."""
+    cwd = site["root"] / "runs"
+    home = _home(cwd / "dagster_home")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**site["env"], "DAGSTER_HOME": str(home), "DQ_S3_PREFIX": "runs",
+           "DQ_PG_URL": site["database"]("runs"), "DQ_BACKFILL_RUN_DAYS": str(RUN_DAYS)}
+    log = cwd / "dagster_dev.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "dagster", "dev", "-m", "dq_assets", "-p", str(port),
+                                 "-h", "127.0.0.1"], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        _wait_until_served(url, proc, log, deadline_s=180)
+        backfill_id = launch_asset_backfill(url, FIRST, LAST)
+        state = wait_for_backfill(url, backfill_id, timeout=600)
+    finally:
+        _stop_group(proc)
+    os.environ.update({k: site["env"][k] for k in site["env"] if k.startswith("DAGSTER_")})
+    try:
+        instance = dg.DagsterInstance.from_config(str(home))
+        runs = {r.dagster_run.run_id: r for r in instance.get_run_records(
+            dg.RunsFilter(tags={"dagster/backfill": backfill_id}))}
+    finally:
+        for k in site["env"]:
+            if k.startswith("DAGSTER_"):
+                os.environ.pop(k, None)
+    described = "\n".join(sorted(_describe(r) for r in runs.values()))
+    (cwd / "runs.txt").write_text(described)  # what ran when, for whoever reads a failure
+    return {"state": state, "pg": env["DQ_PG_URL"], "runs": runs, "log": log, "described": described}
+
+
+def _describe(record) -> str:
+    run = record.dagster_run
+    tags = run.tags
+    days = f"{tags.get('dagster/asset_partition_range_start', tags.get('dagster/partition'))}.." \
+           f"{tags.get('dagster/asset_partition_range_end', tags.get('dagster/partition'))}"
+    assets = sorted(k.to_user_string() for k in run.asset_selection or [])
+    return (f"{record.create_timestamp.isoformat()} start {record.start_time} end {record.end_time} {days} "
+            f"{run.status.value} {run.run_id[:8]} {assets}")
+
+
+def test_the_backfill_succeeds_in_runs_of_a_few_days_that_overlap(backfill):
+    state = backfill["state"]
+    assert state["status"] == "COMPLETED_SUCCESS", (backfill["described"], backfill["log"].read_text()[-3000:])
+    records = list(backfill["runs"].values())
+    assert len(records) >= 4 and all(r.dagster_run.status == dg.DagsterRunStatus.SUCCESS for r in records)
+    ranges = set()
+    for r in records:
+        tags = r.dagster_run.tags
+        start = tags.get("dagster/asset_partition_range_start", tags.get("dagster/partition"))
+        end = tags.get("dagster/asset_partition_range_end", tags.get("dagster/partition"))
+        ranges.add((start, end))
+        assert (datetime.fromisoformat(end) - datetime.fromisoformat(start)).days < RUN_DAYS
+    assert {(d, d) for d in DAYS} == ranges, ranges
+    # the run queue ran some of them side by side
+    spans = sorted((r.start_time, r.end_time) for r in records)
+    assert any(b_start < a_end for (_, a_end), (b_start, _) in zip(spans, spans[1:])), spans
+
+
+def test_customers_first_arrive_the_day_before_across_the_run_boundary(site):
+    """The case the order is for is in the data (else the test would prove nothing): on each
+    day after the first, an order of a customer first seen the day before, in another run."""
+    landing = site["landing"]
+    seen = first_seen_customers(landing)
+    for before, day in zip(DAYS, DAYS[1:]):
+        ordered = _column(landing / f"ingest_date={day}" / "orders.csv", "customer_id")
+        assert any(seen.get(c) == before for c in ordered), f"no order on {day} of a customer first seen {before}"
+
+
+def test_no_reference_fails_and_every_day_passes_the_gate(backfill):
+    with psycopg.connect(backfill["pg"]) as conn:
+        failed = conn.execute("""SELECT partition_key, asset_key, check_name, observed FROM quality.check_results
+                                 WHERE NOT passed AND severity = 'ERROR'""").fetchall()
+        gates = conn.execute("SELECT ingest_date::text, gate_passed FROM quality.partition_gate ORDER BY 1").fetchall()
+    assert failed == [], backfill["described"]
+    assert gates == [(d, True) for d in DAYS]
+
+
+def test_tables_and_check_results_equal_one_in_order_run(backfill, in_order):
+    assert tables(backfill["pg"]) == tables(in_order)
+    for name in tables(in_order):
+        assert contents(backfill["pg"], name) == contents(in_order, name), name
+    assert outcomes(backfill["pg"]) == outcomes(in_order)
