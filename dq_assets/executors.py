@@ -80,9 +80,9 @@ class _FailedTaskAsStepFailure:
     returning the step's events: the step's worker was lost, `StepWorkerLost`, or its pool
     process died, Celery's WorkerLostError) read as a STEP_FAILURE event of the step.
 
-    dagster-celery's loop keeps such an error aside and stops submitting steps, but waits for the
-    steps it then never submits: the run never ends (seen: a run spinning for minutes after a
-    lost worker's steps had failed). A step failure instead is the failure of any step: the
+    dagster-celery's loop keeps such an error aside and stops submitting steps, but keeps waiting
+    for the steps it no longer submits: the run never ends (seen: a run still STARTED 90 s after
+    its lost worker's tasks had been refused, with nothing left running). A step failure instead is the failure of any step: the
     steps downstream are skipped, the others finish, and the run fails naming the step."""
 
     def __init__(self, result, plan_context, step):
