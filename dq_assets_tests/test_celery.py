@@ -601,11 +601,13 @@ def test_a_worker_lost_mid_step_fails_the_run_and_a_rerun_converges(site, instan
                     run_id = run_id or next(iter(_run_ids(site) - before), None)
                     locks = _advisory_locks(hold)
                     waiting = [pid for pid, key, granted in locks if key == held and not granted]
-                    if run_id and waiting and (waiting[0], written, True) in locks:
+                    if run_id and waiting:
                         writer = waiting[0]
+                        # staging written, in the same open transaction (asserted below)
+                        mid_transaction = (writer, written, True) in locks
                 by_worker, _ = worker_steps(instance, run_id)
                 kinds = [e.event_type for e in _step_events(instance, run_id, LOST_STEP)]
-                # mid-step: started, not finished; staging written in the open transaction
+                # mid-step: started, not finished
                 assert dg.DagsterEventType.STEP_START in kinds, kinds
                 assert not {dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE} & set(kinds)
                 lost = by_worker[LOST_STEP].split("@")[0]
@@ -647,6 +649,9 @@ def test_a_worker_lost_mid_step_fails_the_run_and_a_rerun_converges(site, instan
         for name, rows in previous.items():
             assert contents(pg, name) == rows, name
         assert_no_partial_partition(partition_rows(wh, s3_endpoint))
+        # and the kill did hit the step's transaction with staging written (checked after the
+        # tables, so that a write that is not one transaction shows as the partial partition)
+        assert mid_transaction, f"{LOST_STEP} was not holding {WRITTEN}'s write lock"
 
         # a rerun of the range, workers up (one started in place of the lost one), converges
         workers.start(1)
@@ -658,3 +663,4 @@ def test_a_worker_lost_mid_step_fails_the_run_and_a_rerun_converges(site, instan
         workers.delete_queue()
     assert snapshot(pg) == snapshot(reference["pg"])
     assert_no_partial_partition(partition_rows(wh, s3_endpoint))
+
