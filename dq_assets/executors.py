@@ -12,7 +12,9 @@ loads (`dq_assets.definitions`).
   broker, results backend and queue come from the environment (`DQ_CELERY_BROKER_URL`,
   `DQ_CELERY_BACKEND`, `DQ_CELERY_QUEUE`), read by the run when it starts and by the workers
   (`-A dq_assets.celery_app`); a run may pick another queue with run config
-  (`execution: {config: {queue: NAME}}`). deploy/README.md: "Celery: steps over many machines".
+  (`execution: {config: {queue: NAME}}`). A step whose worker is lost fails the run
+  (`StepWorkerLost`, see dq_assets.celery_app). deploy/README.md: "Celery: steps over many
+  machines".
 
 Anything but `in_process` needs `DQ_DEPLOYMENT=aws`, where every piece of data state lives in S3
 and PostgreSQL and steps may run anywhere; on the local deployment it is refused at load time.
@@ -36,6 +38,19 @@ CELERY_DEFAULT_BROKER = "pyamqp://guest@localhost//"
 # results travel back over the broker itself (RabbitMQ reply queues): nothing else to share
 CELERY_DEFAULT_BACKEND = "rpc://"
 CELERY_DEFAULT_QUEUE = "dagster"
+# With rpc:// each run's process receives its steps' results on a reply queue of its own, which
+# it polls (basic.get) and never consumes from, so RabbitMQ's auto-delete never removes it: it is
+# declared to expire after this many seconds without use (Celery's result_expires, RabbitMQ's
+# x-expires; Celery's default, a day, left one empty queue per run for a day). The run polls it
+# every second and declares it again before each task it sends, so it cannot expire under a run.
+CELERY_RESULT_EXPIRES_ENV = "DQ_CELERY_RESULT_EXPIRES"
+CELERY_DEFAULT_RESULT_EXPIRES = 600
+
+
+class StepWorkerLost(Exception):
+    """A step's Celery task came back to the broker because the worker executing it was lost
+    (raised by the worker that received it next, dq_assets.celery_app.StepTask; defined here so
+    that the run's process rebuilds it by name)."""
 
 
 def celery_settings() -> dict[str, str]:
@@ -48,8 +63,86 @@ def celery_settings() -> dict[str, str]:
     }
 
 
+def celery_result_expires() -> int:
+    """Seconds an unused reply queue of a run lives (`DQ_CELERY_RESULT_EXPIRES`, default 600)."""
+    value = os.environ.get(CELERY_RESULT_EXPIRES_ENV) or str(CELERY_DEFAULT_RESULT_EXPIRES)
+    try:
+        seconds = int(value)
+    except ValueError:
+        seconds = 0
+    if seconds < 1:
+        raise ValueError(f"{CELERY_RESULT_EXPIRES_ENV}={value!r}: expected a whole number of seconds, at least 1")
+    return seconds
+
+
+class _FailedTaskAsStepFailure:
+    """A step's Celery result (celery.AsyncResult) whose task failed (raised, rather than
+    returning the step's events: the step's worker was lost, `StepWorkerLost`, or its pool
+    process died, Celery's WorkerLostError) read as a STEP_FAILURE event of the step.
+
+    dagster-celery's loop keeps such an error aside and stops submitting steps, but keeps waiting
+    for the steps it no longer submits: the run never ends (seen: a run still STARTED 90 s after
+    its lost worker's tasks had been refused, with nothing left running). A step failure instead is the failure of any step: the
+    steps downstream are skipped, the others finish, and the run fails naming the step."""
+
+    def __init__(self, result, plan_context, step):
+        self.result, self.plan_context, self.step = result, plan_context, step
+
+    def ready(self) -> bool:
+        return self.result.ready()
+
+    def revoke(self, *args, **kwargs):
+        return self.result.revoke(*args, **kwargs)
+
+    def get(self, *args, **kwargs):
+        import sys
+
+        from celery.exceptions import TaskRevokedError
+        from dagster._core.events import DagsterEvent
+        from dagster._core.execution.plan.objects import StepFailureData
+        from dagster._serdes import serialize_value
+        from dagster._utils.error import serializable_error_info_from_exc_info
+
+        try:
+            return self.result.get(*args, **kwargs)
+        except TaskRevokedError:  # the run was stopped: dagster-celery reports it
+            raise
+        except Exception as exc:
+            error = serializable_error_info_from_exc_info(sys.exc_info())
+            first = (str(exc).strip().splitlines() or [""])[0]
+            event = DagsterEvent.step_failure_event(
+                step_context=self.plan_context.for_step(self.step),
+                step_failure_data=StepFailureData(error=error, user_failure_data=None),
+                message=(f'Execution of step "{self.step.key}" failed: its Celery task failed with '
+                         f"{type(exc).__name__}: {first}"),
+            )
+            return [serialize_value(event)]
+
+
 def _celery_executor() -> dg.ExecutorDefinition:
-    from dagster_celery import celery_executor  # the `celery` extra
+    # the `celery` extra
+    from dagster._core.execution.retries import RetryMode
+    from dagster_celery.core_execution_loop import core_celery_execution_loop
+    from dagster_celery.executor import CELERY_CONFIG, CeleryExecutor, _submit_task
+
+    def submit(app, plan_context, step, queue, priority, known_state):
+        return _FailedTaskAsStepFailure(
+            _submit_task(app, plan_context, step, queue, priority, known_state), plan_context, step)
+
+    class Executor(CeleryExecutor):
+        """dagster-celery's executor, a failed task read as its step's failure"""
+
+        def execute(self, plan_context, execution_plan):
+            return core_celery_execution_loop(plan_context, execution_plan, step_execution_fn=submit)
+
+    @dg.executor(name="celery", config_schema=CELERY_CONFIG,
+                 requirements=dg.multiple_process_executor_requirements())
+    def celery_executor(init_context):
+        # as dagster_celery.celery_executor
+        config = init_context.executor_config
+        return Executor(broker=config.get("broker"), backend=config.get("backend"),
+                        config_source=config.get("config_source"), include=config.get("include"),
+                        retries=RetryMode.from_config(config["retries"]))
 
     def config(run: dict) -> dict:
         # called when a run starts: the environment of the run's process, not of the loader
@@ -58,7 +151,8 @@ def _celery_executor() -> dg.ExecutorDefinition:
             "broker": settings["broker"],
             "backend": settings["backend"],
             # a step goes to the executor's default queue (unless a step tag says otherwise)
-            "config_source": {"task_default_queue": run.get("queue") or settings["queue"]},
+            "config_source": {"task_default_queue": run.get("queue") or settings["queue"],
+                              "result_expires": celery_result_expires()},
         }
 
     return celery_executor.configured(

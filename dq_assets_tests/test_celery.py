@@ -15,6 +15,7 @@ DQ_TEST_REQUIRE_ALL=1, as .ci/run sets)."""
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import signal
@@ -28,6 +29,7 @@ from pathlib import Path
 import boto3
 import dagster as dg
 import psycopg
+import pyarrow.parquet as pq
 import pytest
 
 from dq_assets.contract.tables import TABLE_NAMES
@@ -141,12 +143,14 @@ class Workers:
     """`dagster-celery worker start` processes, each in a directory of its own (cwd and
     DAGSTER_HOME), listening on one queue; stopped with their whole process group."""
 
-    def __init__(self, root: Path, env: dict, queue: str):
-        self.root, self.env, self.queue = root, env, queue
+    def __init__(self, root: Path, env: dict, queue: str, includes: tuple[str, ...] = ()):
+        self.root, self.env, self.queue, self.includes = root, env, queue, includes
         self.procs: list[tuple[str, subprocess.Popen, Path]] = []
 
     def start(self, n: int) -> None:
-        for i in range(n):
+        """n more workers (named on from the ones started before), ready when it returns."""
+        first = len(self.procs)
+        for i in range(first, first + n):
             name = f"{self.queue}-w{i}"
             cwd = self.root / name
             home = _home(cwd / "dagster_home")
@@ -155,11 +159,12 @@ class Workers:
             with open(log, "wb") as out:
                 proc = subprocess.Popen(
                     [str(BIN / "dagster-celery"), "worker", "start", "-A", "dq_assets.celery_app",
-                     "-q", self.queue, "-n", name, "--loglevel", "INFO", "--", "-c", "2"],
+                     "-q", self.queue, "-n", name, "--loglevel", "INFO",
+                     *(a for m in self.includes for a in ("-i", m)), "--", "-c", "2"],
                     cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
             self.procs.append((name, proc, log))
         deadline = time.monotonic() + 90
-        for name, proc, log in self.procs:
+        for name, proc, log in self.procs[first:]:
             while "ready." not in log.read_text(errors="replace"):
                 assert proc.poll() is None, f"worker {name} exited:\n{log.read_text()[-3000:]}"
                 assert time.monotonic() < deadline, f"worker {name} not ready:\n{log.read_text()[-3000:]}"
@@ -188,7 +193,8 @@ class Workers:
 
     def delete_queue(self) -> None:
         """The test's queue off the broker (Celery declares it durable). The runs' reply queues
-        (rpc://, one per run, empty) expire on their own after Celery's result_expires."""
+        (rpc://, one per run, empty) expire on their own (DQ_CELERY_RESULT_EXPIRES, see
+        test_no_reply_queue_outlives_its_run)."""
         from kombu import Connection
 
         with Connection(self.env["DQ_CELERY_BROKER_URL"], connect_timeout=5) as conn:
@@ -198,37 +204,56 @@ class Workers:
         return {name: log.read_text(errors="replace") for name, _, log in self.procs}
 
 
-def materialize(site: dict, scenario: str, executor: str) -> dict:
-    """One CLI run of the range into a warehouse of its own; with celery, by two workers."""
-    name = f"{scenario}-{executor}"
+def warehouse(site: dict, scenario: str, name: str, executor: str) -> dict:
+    """A working directory, DAGSTER_HOME and warehouse (S3 prefix, PostgreSQL database) of its
+    own for the runs of `name`, reading the landing zone of `scenario`."""
     cwd = site["root"] / name
-    home = _home(cwd / "dagster_home")
-    db = site["database"](f"{scenario}_{executor}")
+    db = site["database"](name.replace("-", "_"))
     env = {**_base_env(), **site["env"], "PYTHONPATH": str(REPO),
            "DQ_LANDING": f"{site['landing']}/{scenario}", "DQ_S3_PREFIX": name,
            "DQ_PG_URL": with_database(site["pg_url"], db)}
-    before = _run_ids(site)
-    workers = None
     if executor == "celery":
         queue = f"dq-test-{uuid.uuid4().hex[:10]}"  # parallel test runs never take each other's tasks
         env.update({"DQ_EXECUTOR": "celery", "DQ_CELERY_QUEUE": queue})
-        workers = Workers(cwd, env, queue)
+    elif executor != "in_process":
+        env["DQ_EXECUTOR"] = executor
+    return {"cwd": cwd, "home": _home(cwd / "dagster_home"), "env": env, "pg": env["DQ_PG_URL"],
+            "queue": env.get("DQ_CELERY_QUEUE")}
+
+
+def cli_args(partition: str | None = None) -> list[str]:
+    """`dagster asset materialize` of every asset, for the range or one partition."""
+    where = ["--partition", partition] if partition else ["--partition-range", f"{FIRST}...{LAST}"]
+    return [str(BIN / "dagster"), "asset", "materialize", "-m", "dq_assets", "--select", "*", *where]
+
+
+def materialize(site: dict, scenario: str, executor: str, *, partition: str | None = None,
+                wh: dict | None = None, includes: tuple[str, ...] = (), env: dict | None = None,
+                on_exit=None) -> dict:
+    """One CLI run of the range (or of `partition`) into a warehouse of its own (or `wh`); with
+    celery, by two workers started for it. `env` is added to the run's and the workers'
+    environment. `on_exit()` is called when the run has exited, its workers still up."""
+    name = f"{scenario}-{executor}" + (f"-{partition}" if partition else "")
+    wh = wh or warehouse(site, scenario, name, executor)
+    run_env = {**wh["env"], **(env or {}), "DAGSTER_HOME": str(wh["home"])}
+    before = _run_ids(site)
+    workers = (Workers(wh["cwd"], {**wh["env"], **(env or {})}, wh["queue"], includes)
+               if executor == "celery" else None)
     try:
         if workers:
             workers.start(WORKERS)
         started = time.monotonic()
-        proc = subprocess.run(
-            [str(BIN / "dagster"), "asset", "materialize", "-m", "dq_assets", "--select", "*",
-             "--partition-range", f"{FIRST}...{LAST}"],
-            cwd=cwd, env={**env, "DAGSTER_HOME": str(home)}, capture_output=True, text=True, timeout=900,
-            check=False)  # its exit code is compared by the tests
+        proc = subprocess.run(cli_args(partition), cwd=wh["cwd"], env=run_env, capture_output=True,
+                              text=True, timeout=900, check=False)  # its exit code is compared by the tests
         seconds = time.monotonic() - started
+        if on_exit:
+            on_exit()
     finally:
         if workers:
             workers.stop()
             workers.delete_queue()
     [run_id] = _run_ids(site) - before
-    return {"exit": proc.returncode, "output": proc.stdout + proc.stderr, "pg": env["DQ_PG_URL"],
+    return {"exit": proc.returncode, "output": proc.stdout + proc.stderr, "pg": wh["pg"], "wh": wh,
             "run_id": run_id,
             "seconds": seconds, "worker_logs": workers.logs() if workers else {},
             "worker_names": [n for n, _, _ in workers.procs] if workers else []}
@@ -303,10 +328,24 @@ def worker_steps(inst: dg.DagsterInstance, run_id: str) -> tuple[dict, set]:
     return by_worker, started
 
 
+@pytest.fixture(scope="module")
+def in_process(site):
+    """The in-process run of a scenario's range (made once per module: other tests compare with
+    it)."""
+    done = {}
+
+    def run(scenario: str) -> dict:
+        if scenario not in done:
+            done[scenario] = materialize(site, scenario, "in_process")
+        return done[scenario]
+
+    return run
+
+
 @pytest.fixture(scope="module", params=["clean", "defect"])
-def pair(request, site):
+def pair(request, site, in_process):
     scenario = request.param
-    inproc = materialize(site, scenario, "in_process")
+    inproc = in_process(scenario)
     celery = materialize(site, scenario, "celery")
     return scenario, inproc, celery
 
@@ -374,3 +413,254 @@ def test_the_steps_ran_in_the_workers(pair, instance):
     events = "\n".join(repr(r) for r in instance.all_logs(celery["run_id"]))
     for text in (*logs.values(), celery["output"], events):
         assert f":{BROKER_PASSWORD}@" not in text
+
+
+# ---------------------------------------------------------------- one partition; reply queues
+
+DAY = FIRST
+# the run's reply queue (rpc://) expires this long after the run stopped using it (the
+# default, dq_assets.executors.CELERY_DEFAULT_RESULT_EXPIRES, is longer than a test should wait)
+REPLY_EXPIRES = 6
+PROBE = "dq_assets_tests.celery_reply_probe"
+
+
+def snapshot(url: str) -> dict:
+    """Every table's rows and every check's latest result of a warehouse."""
+    return {"tables": {name: contents(url, name) for name in tables(url)}, "outcomes": outcomes(url)}
+
+
+def reply_queue_exists(broker: str, name: str) -> bool:
+    from amqp.exceptions import NotFound
+    from kombu import Connection
+
+    with Connection(broker, connect_timeout=5) as conn:
+        try:
+            conn.channel().queue_declare(name, passive=True)
+            return True
+        except NotFound:
+            return False
+
+
+@pytest.fixture(scope="module")
+def single_day(site, tmp_path_factory):
+    """DAY alone (`--partition`), in process and with the celery executor, each into a
+    warehouse of its own, snapshotted when its run ends; the celery run's reply queue looked
+    for on the broker as soon as the run has exited. The celery warehouse is left for
+    test_a_worker_lost_mid_step_fails_the_run_and_a_rerun_converges, as its previous version."""
+    inproc = materialize(site, "clean", "in_process", partition=DAY)
+    inproc["snapshot"] = snapshot(inproc["pg"])
+    replies = tmp_path_factory.mktemp("replies") / "reply_queues.txt"
+    seen = {}
+
+    def look():
+        seen["queues"] = set(replies.read_text().split()) if replies.exists() else set()
+        seen["existed"] = {q: reply_queue_exists(site["env"]["DQ_CELERY_BROKER_URL"], q) for q in seen["queues"]}
+        seen["at"] = time.monotonic()
+
+    celery = materialize(site, "clean", "celery", partition=DAY, includes=(PROBE,), on_exit=look,
+                         env={"DQ_CELERY_RESULT_EXPIRES": str(REPLY_EXPIRES),
+                              "DQ_TEST_REPLY_QUEUES": str(replies)})
+    celery["snapshot"] = snapshot(celery["pg"])
+    return {"in_process": inproc, "celery": celery, "replies": seen}
+
+
+def test_a_single_partition_by_the_workers_equals_in_process(single_day, instance):
+    """`--partition DAY` with the celery executor: the same exit, tables (DAY only) and check
+    results as in process, every step executed by a worker."""
+    inproc, celery = single_day["in_process"], single_day["celery"]
+    print(f"one day: in process {inproc['seconds']:.1f} s, celery {celery['seconds']:.1f} s")
+    assert inproc["exit"] == 0, inproc["output"][-4000:]
+    assert celery["exit"] == 0, celery["output"][-4000:]
+    assert celery["snapshot"] == inproc["snapshot"]
+    days = {r[0] for r in query(celery["pg"], "SELECT DISTINCT ingest_date::text FROM staging.orders")}
+    assert days == {DAY}, days
+    assert any(o[0] == DAY for o in celery["snapshot"]["outcomes"])
+    by_worker, started = worker_steps(instance, celery["run_id"])
+    assert started and set(by_worker) == started, started - set(by_worker)
+
+
+def test_no_reply_queue_outlives_its_run(single_day, site):
+    """With rpc:// the run's process gets its steps' results on a reply queue of its own, which
+    it polls and never consumes from, so RabbitMQ's auto-delete never removes it; it is declared
+    to expire once unused (DQ_CELERY_RESULT_EXPIRES): there when the run has just exited, gone
+    soon after."""
+    seen = single_day["replies"]
+    assert len(seen["queues"]) == 1, seen  # one run, one reply queue, named by every task
+    [queue] = seen["queues"]
+    assert seen["existed"] == {queue: True}, seen  # the name is right: the queue was there
+    time.sleep(max(0.0, seen["at"] + REPLY_EXPIRES + 4 - time.monotonic()))
+    assert not reply_queue_exists(site["env"]["DQ_CELERY_BROKER_URL"], queue)
+
+
+# ---------------------------------------------------------------- a worker lost mid-step
+
+LOST_STEP, LOST_TABLE = "stage_orders", "orders"
+# The step writes staging, then quarantine, in one transaction, each table under an advisory
+# lock (dq_assets.storage.postgres.tables._lock, key "dq_assets:table:SCHEMA.TABLE"): the test
+# holds the quarantine's, so the step stops in the middle of its transaction, staging written.
+WRITTEN, HELD = f"staging.{LOST_TABLE}", f"quality.{LOST_TABLE}_quarantine"
+LOST_WITHIN = 180  # seconds from the kill to the failed run's end
+
+
+def _lock_key(conn, table: str) -> int:
+    return conn.execute("SELECT hashtextextended(%s, 0)", [f"dq_assets:table:{table}"]).fetchone()[0]
+
+
+def _advisory_locks(conn) -> list[tuple[int, int, bool]]:
+    """(backend pid, key, granted) of the advisory locks in the connection's database."""
+    return conn.execute("""
+        SELECT pid, (classid::bigint << 32) | objid::bigint, granted FROM pg_locks
+        WHERE locktype = 'advisory'
+          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())""").fetchall()
+
+
+def _step_events(inst: dg.DagsterInstance, run_id: str, step_key: str) -> list:
+    return [r.dagster_event for r in inst.all_logs(run_id)
+            if r.dagster_event is not None and r.dagster_event.step_key == step_key]
+
+
+def partition_rows(wh: dict, s3_endpoint: str) -> dict:
+    """(table, day) -> (raw rows, staging rows, quarantine rows) of every partition of a
+    warehouse that has any: raw counted in the S3 object that quality.raw_current names for the
+    day (the version its staging and quarantine were published with); nothing where nothing."""
+    pg = wh["pg"]
+    out: dict = {}
+
+    def add(key, i, n):
+        out.setdefault(key, [0, 0, 0])[i] = n
+
+    if query(pg, "SELECT to_regclass('quality.raw_current')")[0][0]:
+        s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+        for asset_key, day, location in query(
+                pg, "SELECT asset_key, ingest_date::text, current_object FROM quality.raw_current"):
+            bucket, key = location.removeprefix("s3://").split("/", 1)
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            add((asset_key.removeprefix("raw/"), day), 0, pq.read_metadata(io.BytesIO(body)).num_rows)
+    for t in TABLE_NAMES:
+        for i, name in ((1, f"staging.{t}"), (2, f"quality.{t}_quarantine")):
+            if query(pg, f"SELECT to_regclass('{name}')")[0][0]:
+                for day, n in query(pg, f"SELECT ingest_date::text, count(*) FROM {name} GROUP BY 1"):
+                    add((t, day), i, n)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def assert_no_partial_partition(rows: dict) -> None:
+    """Every partition of a staged table is whole: its raw version is published (current) and
+    its rows are the staging rows plus the quarantined ones; no staging or quarantine rows of an
+    unpublished partition."""
+    for (t, day), (raw, staging, quarantine) in sorted(rows.items()):
+        assert raw == staging + quarantine, f"{t} {day}: raw {raw} != staging {staging} + quarantine {quarantine}"
+
+
+def test_a_worker_lost_mid_step_fails_the_run_and_a_rerun_converges(site, instance, in_process, single_day):
+    """A worker SIGKILLed (its whole process group: `celery worker` and the pool process
+    executing the step) in the middle of LOST_STEP's write, over a warehouse that holds DAY
+    from an earlier run:
+
+    - no partial partition: the step's tables hold their previous version (DAY as before, the
+      other days nothing), and in every table raw = staging + quarantine per partition;
+    - the run fails within LOST_WITHIN seconds, the step failed with a message that says its
+      worker was lost. What happens (seen with dagster-celery 0.29.27): the lost worker had
+      not acknowledged the task (dq_assets.celery_app.StepTask, acks_late), so RabbitMQ gives
+      it to the other worker, which refuses to execute it again (StepWorkerLost); the run reads
+      the failed task as the step's failure (dq_assets.executors), skips what is downstream,
+      finishes the rest and fails. Without these two, the run waits forever;
+    - a rerun of the range with workers up equals the in-process run, table by table and check
+      by check."""
+    reference = in_process("clean")
+    wh = single_day["celery"]["wh"]
+    pg, s3_endpoint = wh["pg"], site["env"]["AWS_ENDPOINT_URL"]
+    previous = {name: contents(pg, name) for name in (WRITTEN, HELD)}
+    assert {r[0] for r in query(pg, f"SELECT DISTINCT ingest_date::text FROM {WRITTEN}")} == {DAY}
+    # the premise of the invariant, in a clean warehouse: raw = staging + quarantine
+    clean_rows = partition_rows({"pg": reference["pg"]}, s3_endpoint)
+    assert len(clean_rows) == len(TABLE_NAMES) * 3 and all(r[0] for r in clean_rows.values()), clean_rows
+    assert_no_partial_partition(clean_rows)
+
+    queue = f"dq-test-{uuid.uuid4().hex[:10]}"  # workers of its own (the earlier run's are gone)
+    env = {**wh["env"], "DQ_CELERY_QUEUE": queue}
+    workers = Workers(wh["cwd"], env, queue)
+    run_env = {**env, "DAGSTER_HOME": str(wh["home"])}
+    try:
+        workers.start(WORKERS)
+        with psycopg.connect(pg, autocommit=True) as hold:
+            written, held = _lock_key(hold, WRITTEN), _lock_key(hold, HELD)
+            hold.execute("SELECT pg_advisory_lock(%s)", [held])
+            before = _run_ids(site)
+            with open(wh["cwd"] / "killed_run.log", "wb") as log:
+                run = subprocess.Popen(cli_args(), cwd=wh["cwd"], env=run_env, stdout=log,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                # wait for the step to stop on the held lock, in the middle of its transaction
+                deadline, run_id, writer = time.monotonic() + 300, None, None
+                while writer is None:
+                    assert run.poll() is None, (wh["cwd"] / "killed_run.log").read_text()[-4000:]
+                    assert time.monotonic() < deadline, f"{LOST_STEP} never reached its write"
+                    time.sleep(0.5)
+                    run_id = run_id or next(iter(_run_ids(site) - before), None)
+                    locks = _advisory_locks(hold)
+                    waiting = [pid for pid, key, granted in locks if key == held and not granted]
+                    if run_id and waiting:
+                        writer = waiting[0]
+                        # staging written, in the same open transaction (asserted below)
+                        mid_transaction = (writer, written, True) in locks
+                by_worker, _ = worker_steps(instance, run_id)
+                kinds = [e.event_type for e in _step_events(instance, run_id, LOST_STEP)]
+                # mid-step: started, not finished
+                assert dg.DagsterEventType.STEP_START in kinds, kinds
+                assert not {dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE} & set(kinds)
+                lost = by_worker[LOST_STEP].split("@")[0]
+                [(_, proc, _)] = [p for p in workers.procs if p[0] == lost]
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
+                killed = time.monotonic()
+            finally:
+                hold.execute("SELECT pg_advisory_unlock(%s)", [held])
+            # the killed step's connection goes, its transaction rolled back
+            while any(pid == writer for pid, *_ in _advisory_locks(hold)):
+                assert time.monotonic() < killed + 60, "the killed step's transaction is still open"
+                time.sleep(0.5)
+        try:
+            exit_code = run.wait(timeout=LOST_WITHIN)
+        except subprocess.TimeoutExpired:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait(timeout=30)
+            pytest.fail(f"the run did not end within {LOST_WITHIN} s of its worker's loss:\n"
+                        + (wh["cwd"] / "killed_run.log").read_text()[-4000:])
+        failed_in = time.monotonic() - killed
+        output = (wh["cwd"] / "killed_run.log").read_text(errors="replace")
+        print(f"killed {lost} in {LOST_STEP}'s write; the run failed {failed_in:.1f} s later")
+
+        # the run failed, naming the step and its lost worker
+        assert exit_code == 1, output[-4000:]
+        assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE
+        [failure] = [e for e in _step_events(instance, run_id, LOST_STEP)
+                     if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+        assert "StepWorkerLost" in failure.message and "was lost" in failure.message, failure.message
+        assert f"step {LOST_STEP} of run {run_id}" in failure.step_failure_data.error.message
+        [steps_failed] = [line for line in output.splitlines() if "Steps failed:" in line]
+        assert f"'{LOST_STEP}'" in steps_failed, steps_failed
+        # the other worker received the task again and refused it
+        others = "\n".join(text for name, text in workers.logs().items() if name != lost)
+        assert "StepWorkerLost" in others and f"step {LOST_STEP} of run {run_id}" in others
+
+        # no partial partition: the step's tables as before the run, every partition whole
+        for name, rows in previous.items():
+            assert contents(pg, name) == rows, name
+        assert_no_partial_partition(partition_rows(wh, s3_endpoint))
+        # and the kill did hit the step's transaction with staging written (checked after the
+        # tables, so that a write that is not one transaction shows as the partial partition)
+        assert mid_transaction, f"{LOST_STEP} was not holding {WRITTEN}'s write lock"
+
+        # a rerun of the range, workers up (one started in place of the lost one), converges
+        workers.start(1)
+        rerun = subprocess.run(cli_args(), cwd=wh["cwd"], env=run_env, capture_output=True, text=True,
+                               timeout=900, check=False)
+        assert rerun.returncode == 0, (rerun.stdout + rerun.stderr)[-4000:]
+    finally:
+        workers.stop()
+        workers.delete_queue()
+    assert snapshot(pg) == snapshot(reference["pg"])
+    assert_no_partial_partition(partition_rows(wh, s3_endpoint))
+
