@@ -91,6 +91,12 @@ def kind_of(cmdline: list[str]) -> str:
         return "webserver"
     if "execute_run" in text or "asset materialize" in text or "execute_step" in text:
         return "run"
+    if "resource_tracker" in text:
+        return "other: multiprocessing resource tracker"
+    if "spawn_main" in text:  # a run the code server started (multiprocessing, spawn)
+        return "run"
+    if cmdline and Path(cmdline[0]).name == "tail":  # Dagster's compute-log capture of a run
+        return "run: log tail"
     if "api grpc" in text or "code-server" in text or "grpc" in text:
         return "code server"
     return "other: " + (Path(cmdline[0]).name if cmdline else "?")
@@ -258,15 +264,15 @@ def instance_env(bench, server_url: str, database: str) -> dict[str, str]:
 
 
 def dagster_home(path: Path, max_runs: int | None = None) -> Path:
-    """A DAGSTER_HOME holding deploy/dagster.yaml; with `max_runs`, its run queue's limits (at
-    most 4 runs, one backfill run at a time) set to `max_runs` both."""
+    """A DAGSTER_HOME holding deploy/dagster.yaml; with `max_runs`, its run queue's limit of runs
+    at once (and a limit on backfill runs, where the file has one) set to `max_runs`."""
     path.mkdir(parents=True, exist_ok=True)
     text = DEPLOY_YAML.read_text(encoding="utf-8")
     if max_runs is not None:
         text, n = re.subn(r"max_concurrent_runs: \d+", f"max_concurrent_runs: {max_runs}", text)
-        text, m = re.subn(r"(key: dagster/backfill\n\s+limit: )\d+", rf"\g<1>{max_runs}", text)
-        if n != 1 or m != 1:
-            raise RuntimeError("deploy/dagster.yaml: its run queue limits moved; update distributed.py")
+        if n != 1:
+            raise RuntimeError("deploy/dagster.yaml: no max_concurrent_runs to set; update distributed.py")
+        text = re.sub(r"(key: dagster/backfill\n\s+limit: )\d+", rf"\g<1>{max_runs}", text)
     (path / "dagster.yaml").write_text(text, encoding="utf-8")
     return path
 
@@ -343,6 +349,8 @@ def event_log(url: str, deps: dict[str, list[str]], wall_s: float, t0: float) ->
     run_events: dict[str, dict[str, float]] = defaultdict(dict)
     start, end, submitted, taken = {}, {}, {}, {}
     for run_id, kind, step, ts, event in rows:
+        if kind and kind.startswith("PIPELINE_"):  # the event log's names of the run events
+            kind = "RUN_" + kind.removeprefix("PIPELINE_")
         if kind and kind.startswith("RUN_"):
             run_events[run_id].setdefault(kind, ts)
         if not step:
@@ -394,10 +402,10 @@ def event_log(url: str, deps: dict[str, list[str]], wall_s: float, t0: float) ->
         begin = ev.get("RUN_START", st)
         if begin:
             stages["created_to_started_s"].append(begin - created[run_id])
-        if ev.get("RUN_DEQUEUED") and ev.get("RUN_ENQUEUED"):
-            stages["queued_s"].append(ev["RUN_DEQUEUED"] - ev["RUN_ENQUEUED"])
-        if ev.get("RUN_DEQUEUED") and begin:
-            stages["dequeued_to_started_s"].append(begin - ev["RUN_DEQUEUED"])
+        if ev.get("RUN_STARTING") and ev.get("RUN_ENQUEUED"):
+            stages["queued_s"].append(ev["RUN_STARTING"] - ev["RUN_ENQUEUED"])
+        if ev.get("RUN_STARTING") and begin:
+            stages["starting_to_started_s"].append(begin - ev["RUN_STARTING"])
         finish = ev.get("RUN_SUCCESS") or ev.get("RUN_FAILURE") or en
         if begin and finish:
             stages["run_s"].append(finish - begin)
@@ -409,10 +417,13 @@ def event_log(url: str, deps: dict[str, list[str]], wall_s: float, t0: float) ->
                          "steps": len(steps), "step_s": round(sum(steps.values()), 1)})
     out["run_stages"] = {k: _stats(v) for k, v in stages.items()}
     out["runs_timeline"] = timeline
-    if len(runs) > 1:
+    if created:
         first, last = min(created.values()), max(created.values())
         out["runs_created_over_s"] = round(last - first, 1)
         out["first_run_created_after_s"] = round(first - t0, 1)
+        ends = [r["ended_at_s"] for r in timeline if r["ended_at_s"] is not None]
+        if ends:
+            out["last_run_ended_at_s"] = max(ends)
     if backfills:
         out["backfills"] = [{"id": k, "status": s, "created_at_s": round(ts - t0, 1)} for k, s, ts in backfills]
     if submitted:
@@ -488,6 +499,22 @@ def celery_workers(n: int, concurrency: int, env: dict, root: Path, sampler: Pro
             pass
 
 
+_TASK = re.compile(r"succeeded in ([0-9.]+)s: .*?Executing steps (\S+) in celery worker")
+
+
+def worker_tasks(logs: list[Path], step_s: dict[str, float]) -> dict:
+    """Each worker's tasks from its log (`Task execute_plan[...] succeeded in S s`): how many, their
+    seconds, and those seconds beyond the step's own (STEP_START to STEP_SUCCESS in the event
+    log): what a step costs a worker besides the step (the job and plan rebuilt, the instance
+    opened, the events serialized back)."""
+    out, beyond = {}, []
+    for log in logs:
+        tasks = [(float(t), step) for t, step in _TASK.findall(log.read_text(errors="replace"))]
+        out[log.parent.name] = {"tasks": len(tasks), "task_s": round(sum(t for t, _ in tasks), 1)}
+        beyond += [t - step_s[step] for t, step in tasks if step in step_s]
+    return {"workers": out, "task_beyond_step_s": _stats(beyond)}
+
+
 def _graphql(url: str, query: str) -> dict:
     import urllib.request
 
@@ -512,7 +539,8 @@ def run_backfill(bench, args, env: dict, root: Path, sampler: ProcessSampler, fi
     from dq_assets.operations.backfills import launch_asset_backfill, wait_for_backfill
 
     port = aws.free_port()
-    url = f"http://127.0.0.1:{port}/graphql"
+    base = f"http://127.0.0.1:{port}"
+    url = f"{base}/graphql"
     web_log, daemon_log = root / "webserver.log", root / "daemon.log"
     out: dict = {"graphql": url}
     with ExitStack() as stack:
@@ -529,12 +557,18 @@ def run_backfill(bench, args, env: dict, root: Path, sampler: ProcessSampler, fi
         out["webserver_ready_s"] = round(time.perf_counter() - t_up, 1)
         t0 = time.perf_counter()
         out["launched_at"] = time.time()
-        backfill_id = launch_asset_backfill(url, first, last, title=f"bench {first}...{last}")
+        backfill_id = launch_asset_backfill(base, first, last, title=f"bench {first}...{last}")
         out["backfill_id"] = backfill_id
-        status = wait_for_backfill(url, backfill_id, args.timeout)
+        state = wait_for_backfill(base, backfill_id, args.timeout)
         out["wall_s"] = round(time.perf_counter() - t0, 3)
+        status = state.get("status") if isinstance(state, dict) else state
         out["status"] = status
-        out["ok"] = str(status).upper() in ("COMPLETED", "COMPLETED_SUCCESS")
+        if isinstance(state, dict):
+            out["run_statuses"] = dict(Counter(r.get("status") for r in state.get("runs", [])))
+            if state.get("error"):
+                out["backfill_error"] = state["error"]
+        out["ok"] = str(status).upper() in ("COMPLETED", "COMPLETED_SUCCESS") and set(
+            out.get("run_statuses", {"SUCCESS": 1})) == {"SUCCESS"}
         bench.log(f"  backfill {backfill_id}: {status} after {out['wall_s']:.1f} s")
     return out
 
@@ -603,7 +637,10 @@ def one(bench, tmp: Path, args, res: dict, variant: str, landing: Path, keys: li
             entry["s3_requests"] = s3_requests(moto.log, moto_offset)
             entry["s3_raw"] = aws.stored(client, aws.WAREHOUSE_BUCKET)
             entry["events"] = event_log(aws.database_url(args.distributed, instance.database),
-                                        deps_cache, run["wall_s"], t0)
+                                        deps_cache, run["wall_s"], run.get("launched_at", t0))
+            if variant.startswith("celery"):
+                entry["worker_tasks"] = worker_tasks(
+                    sorted((root / "workers").glob("*/worker.log")), entry["events"]["steps_s"])
             if run["ok"]:
                 entry["outputs"] = aws.pg_outputs(wh_url, keys)
             bench.log(f"  {name}: {run['wall_s']:.1f} s, " + summary(entry))
@@ -688,36 +725,39 @@ def table(res: dict) -> list[str]:
     p = res["params"]
     lines = ["", f"## Distributed backfill (`--distributed`): {p['distributed_days']} days x "
              f"{p['backfill_orders']:,} orders, aws deployment, instance in PostgreSQL", "",
-             "| variant | wall s | runs | steps | step s (sum) | critical path s | wall − critical path s | "
-             "event rows (/s) | S3 requests | peak RSS MiB: run(s) | celery workers | moto | daemon + webserver (+ code servers) | same outputs |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "| variant | wall s | runs | steps (at most at once) | step s, sum | some step running, s | "
+             "no step running, s | critical path s | event rows (/s) | S3 requests | peak RSS MiB: run(s) | "
+             "celery workers | moto | daemon, webserver, code servers | same outputs |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for v, e in out.items():
         if e.get("error"):
-            lines.append(f"| {e['label']} (**FAILED**: {e['error'][:300]}) |" + " |" * 13)
+            lines.append(f"| {e['label']} (**FAILED**: {e['error'][:300]}) |" + " |" * 14)
             continue
         ev, rss = e.get("events") or {}, (e.get("rss") or {}).get("by_kind", {})
-        cp = ev.get("critical_path_s")
-        if cp is None and ev.get("critical_path_per_run_s"):
-            cp_txt = "per run " + "/".join(f"{t:.0f}" for t in ev["critical_path_per_run_s"].values())
-            over = "-"
+        if ev.get("critical_path_s") is not None:
+            cp = f"{ev['critical_path_s']:.1f}"
+        elif ev.get("critical_path_per_run_s"):
+            cp = "per run " + " / ".join(f"{t:.0f}" for t in ev["critical_path_per_run_s"].values())
         else:
-            cp_txt, over = (f"{cp:.1f}" if cp is not None else "-"), (f"{ev.get('overhead_s'):.1f}" if cp is not None else "-")
+            cp = "-"
         run = rss.get("run", {})
-        run_txt = _mib(run.get("max_one_mib")) + (f" (sum {_mib(run.get('peak_sum_mib'))}, {run['processes']} proc.)"
+        run_txt = _mib(run.get("max_one_mib")) + (f" each, {_mib(run.get('peak_sum_mib'))} at once ({run['processes']} proc.)"
                                                   if run.get("processes", 0) > 1 else "")
         roots = (e.get("rss") or {}).get("by_root", {})
-        workers = ", ".join(_mib(m) for n, m in roots.items() if n.startswith("celery worker")) or "-"
+        workers = " + ".join(_mib(m) for n, m in roots.items() if n.startswith("celery worker")) or "-"
         svc = [f"{k} {_mib(rss[k]['max_one_mib'])}" for k in ("daemon", "webserver") if k in rss]
         if "code server" in rss:
             c = rss["code server"]
-            svc.append(f"code servers {_mib(c['max_one_mib'])} x{c['processes']}")
+            svc.append(f"code server {_mib(c['max_one_mib'])} (x{c['processes']})")
         cmp = e.get("comparison")
         same = "(reference)" if v == "in_process" else "-" if not cmp else (
             "yes" if cmp["agree"] else f"**no** ({len(cmp['differences'])} differ)")
         note = "" if e.get("ok") else " (**not ok**)"
-        lines.append(f"| {e['label']}{note} | {e['wall_s']:.1f} | {ev.get('runs')} | {ev.get('steps_executed')} | "
-                     f"{ev.get('step_s_total')} | {cp_txt} | {over} | {ev.get('event_rows'):,} ({ev.get('event_rows_per_s')}) | "
-                     f"{e['s3_requests']['total']:,} | {run_txt} | {workers} | {_mib((e.get('moto') or {}).get('peak_rss_mib'))} | "
+        idle = round(e["wall_s"] - ev.get("step_busy_s", 0), 1)
+        lines.append(f"| {e['label']}{note} | {e['wall_s']:.1f} | {ev.get('runs')} | {ev.get('steps_executed')} "
+                     f"({ev.get('max_steps_at_once')}) | {ev.get('step_s_total')} | {ev.get('step_busy_s')} | {idle} | {cp} | "
+                     f"{ev.get('event_rows', 0):,} ({ev.get('event_rows_per_s')}) | {e['s3_requests']['total']:,} | "
+                     f"{run_txt} | {workers} | {_mib((e.get('moto') or {}).get('peak_rss_mib'))} | "
                      f"{', '.join(svc) or '-'} | {same} |")
     return lines
 
@@ -743,18 +783,27 @@ def details(res: dict) -> list[str]:
             parts.append("run created → started: median " + f"{st['created_to_started_s']['median']} s, max "
                          f"{st['created_to_started_s']['max']} s;")
         if st.get("queued_s"):
-            parts.append(f"queued (enqueued → dequeued): median {st['queued_s']['median']} s, max {st['queued_s']['max']} s;")
-        if st.get("dequeued_to_started_s"):
-            parts.append(f"dequeued → started (launch, process start, code load): median "
-                         f"{st['dequeued_to_started_s']['median']} s;")
-        if ev.get("first_run_created_after_s") is not None:
-            parts.append(f"first run created {ev['first_run_created_after_s']} s after the launch, the "
-                         f"{ev['runs']} runs created over {ev['runs_created_over_s']} s;")
+            parts.append(f"in the run queue (enqueued → launched): median {st['queued_s']['median']} s, "
+                         f"max {st['queued_s']['max']} s;")
+        if st.get("starting_to_started_s"):
+            parts.append(f"launched → started (process start, code load): median "
+                         f"{st['starting_to_started_s']['median']} s;")
+        if v == "backfill" and ev.get("first_run_created_after_s") is not None:
+            bf = (ev.get("backfills") or [{}])[0]
+            parts.append(f"after the launch: backfill stored at {bf.get('created_at_s')} s, first run created at "
+                         f"{ev['first_run_created_after_s']} s, the {ev['runs']} runs created over "
+                         f"{ev['runs_created_over_s']} s, the last run ended at {ev.get('last_run_ended_at_s')} s, "
+                         f"the backfill seen done at {e['wall_s']:.1f} s (the webserver and daemon were up "
+                         f"{(e.get('run') or {}).get('webserver_ready_s')} s before the launch);")
         cel = ev.get("celery")
         if cel:
             parts.append(f"celery: submitted → taken by a worker median {cel['submitted_to_worker_s'].get('median')} s "
                          f"(sum {cel['submitted_to_worker_s'].get('sum')} s), taken → STEP_START median "
                          f"{cel['worker_to_step_start_s'].get('median')} s (sum {cel['worker_to_step_start_s'].get('sum')} s);")
+        wt = e.get("worker_tasks")
+        if wt:
+            parts.append("worker tasks: " + ", ".join(f"{w} {x['tasks']} ({x['task_s']} s)" for w, x in wt["workers"].items())
+                         + f", each {wt['task_beyond_step_s'].get('median')} s (median) beyond its step;")
         parts.append(f"{ev['event_rows']:,} event-log rows ({ev['event_rows_per_s']}/s of wall time, "
                      f"{ev['event_rows_per_step']} per step);")
         s3 = e["s3_requests"]
