@@ -147,7 +147,7 @@ class ProcessSampler:
             self.proc_peak[p.pid] = max(self.proc_peak.get(p.pid, 0), rss[p.pid])
         for kind, total in sums.items():
             self.kind_sum_peak[kind] = max(self.kind_sum_peak[kind], total)
-        for name, pid in self.roots.items():
+        for name, pid in list(self.roots.items()):
             try:
                 tree = [ps.Process(pid), *ps.Process(pid).children(recursive=True)]
             except ps.Error:
@@ -402,6 +402,8 @@ def event_log(url: str, deps: dict[str, list[str]], wall_s: float, t0: float) ->
         begin = ev.get("RUN_START", st)
         if begin:
             stages["created_to_started_s"].append(begin - created[run_id])
+        if ev.get("RUN_ENQUEUED"):
+            stages["created_to_enqueued_s"].append(ev["RUN_ENQUEUED"] - created[run_id])
         if ev.get("RUN_STARTING") and ev.get("RUN_ENQUEUED"):
             stages["queued_s"].append(ev["RUN_STARTING"] - ev["RUN_ENQUEUED"])
         if ev.get("RUN_STARTING") and begin:
@@ -782,6 +784,8 @@ def details(res: dict) -> list[str]:
         if st.get("created_to_started_s"):
             parts.append("run created → started: median " + f"{st['created_to_started_s']['median']} s, max "
                          f"{st['created_to_started_s']['max']} s;")
+        if st.get("created_to_enqueued_s"):
+            parts.append(f"created → enqueued: median {st['created_to_enqueued_s']['median']} s;")
         if st.get("queued_s"):
             parts.append(f"in the run queue (enqueued → launched): median {st['queued_s']['median']} s, "
                          f"max {st['queued_s']['max']} s;")
