@@ -643,8 +643,10 @@ def one(bench, tmp: Path, args, res: dict, variant: str, landing: Path, keys: li
             if variant.startswith("celery"):
                 entry["worker_tasks"] = worker_tasks(
                     sorted((root / "workers").glob("*/worker.log")), entry["events"]["steps_s"])
-            if run["ok"]:
+            try:  # a failed variant's too: what differs says where it failed
                 entry["outputs"] = aws.pg_outputs(wh_url, keys)
+            except Exception as e:  # noqa: BLE001 - e.g. no table written at all
+                entry["outputs_error"] = f"{type(e).__name__}: {e}"
             bench.log(f"  {name}: {run['wall_s']:.1f} s, " + summary(entry))
     except Exception as e:  # noqa: BLE001 - a failed row of the report, not a crash
         entry["error"] = f"{type(e).__name__}: {e}"
@@ -739,7 +741,8 @@ def table(res: dict) -> list[str]:
         if ev.get("critical_path_s") is not None:
             cp = f"{ev['critical_path_s']:.1f}"
         elif ev.get("critical_path_per_run_s"):
-            cp = "per run " + " / ".join(f"{t:.0f}" for t in ev["critical_path_per_run_s"].values())
+            per = list(ev["critical_path_per_run_s"].values())
+            cp = f"per run: max {max(per):.0f}, sum {sum(per):.0f}"
         else:
             cp = "-"
         run = rss.get("run", {})
