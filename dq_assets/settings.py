@@ -44,6 +44,23 @@ def partitions_start(value: str | None = None) -> str:
     return day.isoformat()
 
 
+BACKFILL_RUN_DAYS_ENV = "DQ_BACKFILL_RUN_DAYS"
+
+
+def backfill_run_days(value: str | None = None) -> int | None:
+    """Days per run of a backfill launched from the UI (or Dagster's GraphQL): `value`, else
+    `DQ_BACKFILL_RUN_DAYS`; unset, empty or 0 means every backfill is one run. Refused with a
+    message naming the variable unless it is a whole number of days."""
+    if value is None:
+        value = os.environ.get(BACKFILL_RUN_DAYS_ENV, "")
+    text = value.strip()
+    if not text:
+        return None
+    if not re.fullmatch(r"\d+", text):
+        raise ValueError(f"{BACKFILL_RUN_DAYS_ENV}={value!r}: expected a whole number of days per "
+                         "backfill run (unset or 0: one run per backfill)")
+    return int(text) or None
+
 
 def repo_root() -> Path:
     """The checkout's root (where data/ is) when running from one, else the working directory."""

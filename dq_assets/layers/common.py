@@ -3,7 +3,7 @@ their table, and the write marks a step leaves before it writes."""
 
 import dagster as dg
 
-from dq_assets.partitions import DAILY
+from dq_assets.partitions import BACKFILL_POLICY, DAILY, WAREHOUSE_POOL
 from dq_assets.storage.batches import PARTITION_COLUMN
 from dq_assets.storage.quality_store import QualityStore
 
@@ -17,7 +17,8 @@ def partition_asset_args(group: str) -> dict:
     """What every daily asset of the warehouse shares."""
     return dict(
         partitions_def=DAILY,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        backfill_policy=BACKFILL_POLICY,
+        pool=WAREHOUSE_POOL,
         group_name=group,
         metadata=partition_metadata(),
     )

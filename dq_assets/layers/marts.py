@@ -38,7 +38,7 @@ from dq_assets.keys import (
     staging_key,
 )
 from dq_assets.layers.common import partition_metadata
-from dq_assets.partitions import DAILY
+from dq_assets.partitions import BACKFILL_POLICY, DAILY, WAREHOUSE_POOL
 from dq_assets.rules.profiling import REVENUE_IN
 from dq_assets.storage.batches import (
     PARTITION_COLUMN,
@@ -172,7 +172,8 @@ def _changed_since(decision: dict, writes_here: list[dict]) -> str:
         "gate": dg.AssetIn(key=GATE_KEY),
     },
     check_specs=[MATCHES_STAGING.spec(DAILY)],
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    backfill_policy=BACKFILL_POLICY,
+    pool=WAREHOUSE_POOL,
     can_subset=False,
 )
 def publish_marts(

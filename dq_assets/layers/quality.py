@@ -35,7 +35,7 @@ from dq_assets.checks.reporting import report
 from dq_assets.contract.gate import load_gate_config
 from dq_assets.keys import GATE_KEY, QUALITY_GROUP, RECON_KEY, quarantine_key, staging_key
 from dq_assets.layers.common import mark_writes, partition_asset_args
-from dq_assets.partitions import DAILY
+from dq_assets.partitions import DAILY, WAREHOUSE_POOL, previous_days
 from dq_assets.rules.history import day_ranges
 from dq_assets.rules.reconcile import amount_totals, first_captured, row_mismatches
 from dq_assets.storage.batches import PartitionBatches, PartitionReader, chunked, run_partition_keys
@@ -71,6 +71,7 @@ def partition_gate(context: dg.AssetExecutionContext, quality_store: QualityStor
     name="gate_passed",
     specs=[GATE_PASSED.spec(DAILY)],
     ins={"partition_gate": dg.AssetIn(key=GATE_KEY)},
+    pool=WAREHOUSE_POOL,
 )
 def gate_passed(context, quality_store: QualityStore, partition_gate: pd.DataFrame):
     outcomes = gate_passed_outcomes(partition_gate, context.partition_keys)
@@ -98,6 +99,10 @@ def gate_passed(context, quality_store: QualityStore, partition_gate: pd.DataFra
     "payments of unknown orders (missing keys), paid/shipped/delivered orders with no "
     "captured payment yet (extra keys). One row per key.",
     check_specs=[d.spec(DAILY) for d in RECON_CHECK_DEFS],
+    # Captured payments of every earlier day count (order_without_captured_payment): in a
+    # backfill of several runs day D follows day D-1, which followed D-1's payments, so no day is
+    # reconciled while an earlier day's payments are still being staged in another run.
+    deps=previous_days(RECON_KEY),
     **partition_asset_args(QUALITY_GROUP),
 )
 def recon_row_mismatches(

@@ -22,7 +22,8 @@ from dq_assets.keys import LANDING_FILES_KEY, RAW_GROUP, raw_key
 from dq_assets.landing.csv_files import FileSchema, empty_raw, read_csv_file, read_header
 from dq_assets.landing.zone import LandingError, LandingZone, sha256_of, table_of_file
 from dq_assets.layers.common import mark_writes, partition_asset_args
-from dq_assets.partitions import DAILY
+from dq_assets.partitions import DAILY, previous_days
+from dq_assets.rules.history import history_tables
 from dq_assets.rules.values import money_sum
 from dq_assets.storage.batches import PartitionBatches, run_partition_keys
 from dq_assets.storage.duckdb.warehouse import connect_duckdb
@@ -44,6 +45,8 @@ def build_raw_asset(t: Table) -> dg.AssetsDefinition:
             "(ingest_date, source_file, source_line, loaded_at). Checked against the manifest."
         ),
         check_specs=[d.spec(DAILY) for d in check_defs],
+        # a referenced table's day follows its previous day (see landing_files)
+        deps=previous_days(key) if t.name in history_tables() else [],
         **partition_asset_args(RAW_GROUP),
     )
     def raw_table(
@@ -116,6 +119,11 @@ def _load_partition(conn, landing: LandingZone, t: Table, key, partition_key: st
         "file's sha256 and size, and its header against the contract."
     ),
     check_specs=[NO_UNEXPECTED_FILES.spec(DAILY), HISTORY.spec(DAILY)],
+    # What history_complete checks, declared for a backfill of several runs: day D's audit
+    # follows the previous day of every table that references resolve against, each of which
+    # follows its own previous day, so staging (after the audit) never starts a day whose
+    # history is still loading in another run.
+    deps=previous_days(*(raw_key(t) for t in history_tables())),
     **partition_asset_args(RAW_GROUP),
 )
 def landing_files(

@@ -27,7 +27,7 @@ from dq_assets.keys import (
     staging_key,
 )
 from dq_assets.layers.common import mark_writes, partition_metadata
-from dq_assets.partitions import DAILY
+from dq_assets.partitions import BACKFILL_POLICY, DAILY, WAREHOUSE_POOL
 from dq_assets.rules.cleaning import Validation, open_validation
 from dq_assets.rules.profiling import column_profiles, profile_markdown, raw_revenue, revenue
 from dq_assets.rules.values import trimmed
@@ -88,7 +88,8 @@ def build_staging_asset(t: Table) -> dg.AssetsDefinition:
         },
         check_specs=[d.spec(DAILY) for d in staging_check_defs(t, skey)],
         partitions_def=DAILY,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        backfill_policy=BACKFILL_POLICY,
+        pool=WAREHOUSE_POOL,
     )
     def stage(
         context: dg.AssetExecutionContext,

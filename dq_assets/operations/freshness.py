@@ -34,7 +34,7 @@ from dq_assets.contract.gate import WARN, load_gate_config
 from dq_assets.dagster_private import latest_check_executions, latest_completed_tick
 from dq_assets.operations.alerts.delivery import deliver, sinks_from_env
 from dq_assets.operations.alerts.model import Alert, ui_base_url
-from dq_assets.partitions import DAILY, PARTITIONS_START
+from dq_assets.partitions import DAILY, PARTITIONS_START, WAREHOUSE_POOL
 from dq_assets.storage.quality_store import QualityStore
 
 POLICY_CHECK = "freshness_policy"
@@ -186,7 +186,7 @@ def freshness_checks(assets: list[dg.AssetsDefinition]) -> dg.AssetChecksDefinit
                                 f"({cron}, UTC) has passed. Evaluated by the freshness_alerts "
                                 "sensor."))
 
-    @dg.multi_asset_check(specs=specs, can_subset=True, name="freshness_checks")
+    @dg.multi_asset_check(specs=specs, can_subset=True, name="freshness_checks", pool=WAREHOUSE_POOL)
     def _freshness_checks(context: dg.AssetCheckExecutionContext, quality_store: QualityStore):
         selected = [s for s in specs if s.key in context.selected_asset_check_keys]
         states = evaluate(context.instance, selected, utc_now())
