@@ -48,7 +48,7 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -185,7 +185,7 @@ class PgActivity:
     """Peak connections per database of the server (pg_stat_activity, every `interval` s)."""
 
     def __init__(self, url: str, interval: float = 0.5):
-        self.url, self.interval, self.peak = url, interval, Counter()
+        self.url, self.interval, self.peak, self.error = url, interval, Counter(), None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -199,8 +199,8 @@ class PgActivity:
                                               "WHERE datname IS NOT NULL GROUP BY 1").fetchall():
                         self.peak[db] = max(self.peak[db], n)
                     self._stop.wait(self.interval)
-        except Exception:  # noqa: BLE001 - a missing figure, not a failed benchmark
-            pass
+        except Exception as e:  # noqa: BLE001 - a missing figure, not a failed benchmark
+            self.error = f"{type(e).__name__}: {e}"
 
     def __enter__(self):
         self._thread.start()
@@ -335,7 +335,9 @@ def event_log(url: str, deps: dict[str, list[str]], wall_s: float, t0: float) ->
     import psycopg
 
     with psycopg.connect(url) as conn:
-        q = lambda sql: conn.execute(sql).fetchall()  # noqa: E731
+        def q(sql: str) -> list[tuple]:
+            return conn.execute(sql).fetchall()
+
         runs = q("SELECT run_id, status, extract(epoch FROM create_timestamp)::float8, start_time, end_time FROM runs "
                  "ORDER BY create_timestamp")
         rows = q("SELECT run_id, dagster_event_type, step_key, "
@@ -492,13 +494,10 @@ def celery_workers(n: int, concurrency: int, env: dict, root: Path, sampler: Pro
     finally:
         for _, proc, _ in procs:
             stop_group(proc)
-        try:
-            from kombu import Connection
+        from kombu import Connection
 
-            with Connection(env["DQ_CELERY_BROKER_URL"], connect_timeout=5) as conn:
-                conn.default_channel.queue_delete(env["DQ_CELERY_QUEUE"])
-        except Exception:  # noqa: BLE001 - a leftover empty queue
-            pass
+        with suppress(Exception), Connection(env["DQ_CELERY_BROKER_URL"], connect_timeout=5) as conn:
+            conn.default_channel.queue_delete(env["DQ_CELERY_QUEUE"])  # else an empty queue is left
 
 
 _TASK = re.compile(r"succeeded in ([0-9.]+)s: .*?Executing steps (\S+) in celery worker")
@@ -679,6 +678,8 @@ def one(bench, tmp: Path, args, res: dict, variant: str, landing: Path, keys: li
             entry["rss"] = sampler.report()
             entry["pg_connections_peak"] = {"warehouse": activity.peak.get(warehouse.database, 0),
                                             "instance": activity.peak.get(instance.database, 0)}
+            if activity.error:
+                entry["pg_connections_error"] = activity.error
             entry["s3_requests"] = s3_requests(moto.log, moto_offset)
             entry["s3_raw"] = aws.stored(client, aws.WAREHOUSE_BUCKET)
             entry["events"] = event_log(aws.database_url(args.distributed, instance.database),
@@ -700,9 +701,9 @@ def one(bench, tmp: Path, args, res: dict, variant: str, landing: Path, keys: li
 
 def summary(e: dict) -> str:
     ev = e.get("events") or {}
-    parts = [f"{ev.get('runs')} run(s), {ev.get('steps_executed')} steps, step time "
-             f"{ev.get('step_s_total')} s (busy {ev.get('step_busy_s')} s, at most "
-             f"{ev.get('max_steps_at_once')} at once)"]
+    parts = [(f"{ev.get('runs')} run(s), {ev.get('steps_executed')} steps, step time "
+              f"{ev.get('step_s_total')} s (busy {ev.get('step_busy_s')} s, at most "
+              f"{ev.get('max_steps_at_once')} at once)")]
     if "critical_path_s" in ev:
         parts.append(f"critical path {ev['critical_path_s']} s")
     parts.append(f"{ev.get('event_rows')} event rows ({ev.get('event_rows_per_s')}/s)")
@@ -770,11 +771,11 @@ def table(res: dict) -> list[str]:
     if not out:
         return []
     p = res["params"]
-    lines = ["", f"## Distributed backfill (`--distributed`): {p['distributed_days']} days x "
-             f"{p['backfill_orders']:,} orders, aws deployment, instance in PostgreSQL", "",
-             "| variant | wall s | runs | steps (at most at once) | step s, sum | some step running, s | "
-             "no step running, s | critical path s | event rows (/s) | S3 requests | peak RSS MiB: run(s) | "
-             "celery workers | moto | daemon, webserver, code servers | same outputs |",
+    lines = ["", (f"## Distributed backfill (`--distributed`): {p['distributed_days']} days x "
+                  f"{p['backfill_orders']:,} orders, aws deployment, instance in PostgreSQL"), "",
+             ("| variant | wall s | runs | steps (at most at once) | step s, sum | some step running, s | "
+              "no step running, s | critical path s | event rows (/s) | S3 requests | peak RSS MiB: run(s) | "
+              "celery workers | moto | daemon, webserver, code servers | same outputs |"),
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for v, e in out.items():
         if e.get("error"):
@@ -821,9 +822,9 @@ def details(res: dict) -> list[str]:
         if not ev:
             continue
         parts = [f"- **{e['label']}** (load before {e.get('load_before')}):",
-                 f"{ev['runs']} run(s) {ev['run_status']}, {ev['steps_executed']} steps, at most "
-                 f"{ev['max_steps_at_once']} at once; steps ran {ev['step_s_total']} s in all, some step was "
-                 f"running during {ev['step_busy_s']} s of the {e['wall_s']:.1f} s;"]
+                 (f"{ev['runs']} run(s) {ev['run_status']}, {ev['steps_executed']} steps, at most "
+                  f"{ev['max_steps_at_once']} at once; steps ran {ev['step_s_total']} s in all, some step was "
+                  f"running during {ev['step_busy_s']} s of the {e['wall_s']:.1f} s;")]
         if ev.get("critical_path"):
             parts.append(f"critical path {ev['critical_path_s']} s (`{'` → `'.join(ev['critical_path'])}`);")
         st = ev.get("run_stages") or {}
