@@ -17,7 +17,11 @@ then measures, each run in a fresh warehouse and DAGSTER_HOME, through the same 
      virtualenv), against the big day end to end;
   4. optionally (--profile) the big day once more under py-spy, summarised by function;
   5. optionally (--aws PG_URL) the aws deployment (moto S3 in its own process + PostgreSQL): a
-     day and a range through the same CLI, their outputs compared with DuckDB's (aws.py).
+     day and a range through the same CLI, their outputs compared with DuckDB's (aws.py);
+  6. optionally (--distributed PG_URL) a range on the aws deployment with Dagster's instance in
+     PostgreSQL, in process, with the celery executor on 1 and 2 workers, and as an asset
+     backfill of multi-day runs executed by the daemon; where the time goes, outputs compared
+     with the in-process run's (distributed.py).
 
 Wall time and peak RSS (the process tree polled with psutil, and GNU time's maximum RSS) of
 every run go to benchmarks/results/latest.json and latest.md (also printed). The targets are
@@ -43,7 +47,7 @@ from pathlib import Path
 from typing import Self
 from urllib.parse import urlsplit, urlunsplit
 
-from benchmarks import aws
+from benchmarks import aws, distributed
 from benchmarks.checksums import differences, table_checksums
 from benchmarks.measure import GNU_TIME, peak_mib, run_measured
 from benchmarks.peers import DEFAULT_DIR as PEERS_VENV_DIR
@@ -645,6 +649,7 @@ def markdown(res: dict) -> str:
         for row in prof["innermost_package_pct"][:6]:
             lines.append(f"| {row['package']} | {row['pct']} |")
     lines += aws.details(res)
+    lines += distributed.table(res) + distributed.details(res)
     ds = res.get("datasets", {})
     if ds:
         lines += ["", "## Data generated (dq-generate)", "", "| dataset | days x orders | rows | CSV MiB | generate s |",
@@ -706,8 +711,9 @@ def main(argv=None) -> int:
     p.add_argument("--backfill-days", help="comma list (default 30,365; quick 7)")
     p.add_argument("--defect-rate", type=float, default=0.001, help="rate of each defect kind in the big day")
     p.add_argument("--repeat", type=int, default=3, help="runs of the tiny day and the no-op floor (median)")
-    p.add_argument("--skip", default="", help="comma list of: big,tiny,backfill,checks,peers,aws "
-                   "(peers: pandera, Great Expectations and Soda in the check suite, and dbt)")
+    p.add_argument("--skip", default="", help="comma list of: big,tiny,backfill,checks,peers,aws,"
+                   "floor,distributed (peers: pandera, Great Expectations and Soda in the check suite, "
+                   "and dbt; floor: the no-op graph's day)")
     p.add_argument("--peers-venv", type=Path, default=PEERS_VENV_DIR,
                    help="where the Soda and dbt virtualenvs are created on first use "
                         "(default benchmarks/.venvs)")
@@ -729,6 +735,22 @@ def main(argv=None) -> int:
     p.add_argument("--aws-orders", type=int, help="orders of the aws day (default 100,000; quick 2,000)")
     p.add_argument("--aws-days", type=int, help="days of the aws range, at --backfill-orders a day "
                    "(default 30; quick 3)")
+    p.add_argument("--distributed", metavar="PG_URL",
+                   help="also run a range on the aws deployment with Dagster's instance in PostgreSQL "
+                        "(fresh databases on this server): in process, celery on 1 and 2 workers, and an "
+                        "asset backfill of multi-day runs by the daemon (distributed.py)")
+    p.add_argument("--distributed-days", type=int, help="days of that range, at --backfill-orders a day "
+                   "(default 30; quick 3)")
+    p.add_argument("--distributed-variants", help="comma list of: " + ",".join(distributed.VARIANTS)
+                   + " (default all)")
+    p.add_argument("--celery-concurrency", type=int, default=1,
+                   help="-c of each celery worker: steps at once per worker (default 1)")
+    p.add_argument("--backfill-run-days", type=int, default=10,
+                   help="days per run of the asset backfill (DQ_BACKFILL_RUN_DAYS, default 10)")
+    p.add_argument("--max-concurrent-runs", type=int, default=2,
+                   help="the run queue's limit for the asset backfill (default 2)")
+    p.add_argument("--broker", default=distributed.DEFAULT_BROKER,
+                   help="the celery broker (default RabbitMQ on 127.0.0.1:5672, guest)")
     args = p.parse_args(argv)
 
     quick = args.quick
@@ -788,9 +810,10 @@ def main(argv=None) -> int:
         checkpoint("datasets")
 
         # -- Dagster's floor and the tiny day
-        log(f"no-op graph, 1 day x{args.repeat}")
-        res["runs"]["noop_day"] = repeated(tmp, "noop_day", args.repeat, module="benchmarks.noop_defs",
-                                           landing=tmp / "land_tiny", partition=day, timeout=args.timeout)
+        if "floor" not in skip:
+            log(f"no-op graph, 1 day x{args.repeat}")
+            res["runs"]["noop_day"] = repeated(tmp, "noop_day", args.repeat, module="benchmarks.noop_defs",
+                                               landing=tmp / "land_tiny", partition=day, timeout=args.timeout)
         if "tiny" not in skip:
             log(f"tiny day ({args.tiny_orders} orders) x{args.repeat}")
             res["runs"]["tiny_day"] = repeated(tmp, "tiny_day", args.repeat, module="dq_assets",
@@ -892,6 +915,10 @@ def main(argv=None) -> int:
         # -- the aws deployment (after the backfills: it compares with them when it can)
         if args.aws and "aws" not in skip:
             aws.run_rows(sys.modules[__name__], tmp, args, res, start, checkpoint)
+
+        # -- a distributed backfill: in process, celery, multi-day runs by the daemon
+        if args.distributed and "distributed" not in skip:
+            distributed.run_rows(sys.modules[__name__], tmp, args, res, start, checkpoint)
     except SystemExit as e:
         failures.append(str(e))
         log(f"FAILED: {e}")
@@ -989,6 +1016,7 @@ def evaluate(res: dict, failures: list[str]) -> None:
                      "of the same size" if not differ else
                      f"the big day's tables DIFFER from the last run's of the same size: {', '.join(differ)}")
     aws.evaluate(res, failures)
+    distributed.evaluate(res, failures)
     if res["params"]["quick"]:
         notes.append("--quick: small numbers; the targets are stated for the full run")
     res["failures"] = failures
