@@ -54,6 +54,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from benchmarks import aws
+from dq_assets.operations.backfills import launch_asset_backfill, wait_for_backfill
 
 DEFAULT_BROKER = "pyamqp://guest:guest@127.0.0.1:5672//"
 VARIANTS = ("in_process", "celery_1", "celery_2", "backfill")
@@ -525,50 +526,6 @@ def _graphql(url: str, query: str, variables: dict | None = None) -> dict:
         return json.loads(r.read())
 
 
-def _backfill_client():
-    """(launch, wait) of dq_assets.operations.backfills; where this checkout has no such module,
-    the same GraphQL calls here: `launchPartitionBackfill` of every partitioned asset over the
-    days, then `partitionBackfillOrError` polled until the backfill is done."""
-    try:
-        from dq_assets.operations.backfills import launch_asset_backfill, wait_for_backfill
-
-        return launch_asset_backfill, wait_for_backfill
-    except ImportError:
-        pass
-
-    def launch(base: str, first: str, last: str, *, title: str | None = None) -> str:
-        from datetime import date
-
-        url = f"{base}/graphql"
-        nodes = _graphql(url, "{ assetNodes { assetKey { path } isPartitioned } }")["data"]["assetNodes"]
-        a, b = date.fromisoformat(first).toordinal(), date.fromisoformat(last).toordinal()
-        params = {"assetSelection": [{"path": n["assetKey"]["path"]} for n in nodes if n["isPartitioned"]],
-                  "partitionNames": [date.fromordinal(d).isoformat() for d in range(a, b + 1)],
-                  "title": title}
-        result = _graphql(url, "mutation L($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) "
-                               "{ __typename ... on LaunchBackfillSuccess { backfillId } ... on Error { message } "
-                               "... on PythonError { message } } }", {"p": params})
-        out = (result.get("data") or {}).get("launchPartitionBackfill") or {}
-        if out.get("__typename") != "LaunchBackfillSuccess":
-            raise RuntimeError(f"backfill not launched: {result}")
-        return out["backfillId"]
-
-    def wait(base: str, backfill_id: str, timeout: float) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            result = _graphql(f"{base}/graphql", "query S($id: String!) { partitionBackfillOrError(backfillId: $id) "
-                              "{ __typename ... on PartitionBackfill { status runs(limit: 10000) { runId status } } } }",
-                              {"id": backfill_id})
-            state = result["data"]["partitionBackfillOrError"]
-            if state.get("status") in ("COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"):
-                return state
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"backfill {backfill_id} still {state.get('status')} after {timeout:.0f} s")
-            time.sleep(2)
-
-    return launch, wait
-
-
 def _location_loaded(url: str) -> bool:
     try:
         data = _graphql(url, "{ repositoriesOrError { __typename ... on RepositoryConnection "
@@ -581,7 +538,6 @@ def _location_loaded(url: str) -> bool:
 def run_backfill(bench, args, env: dict, root: Path, sampler: ProcessSampler, first: str, last: str) -> dict:
     """The webserver and the daemon on the variant's instance; an asset backfill of first..last
     launched through GraphQL; timed from the launch to its final status."""
-    launch_asset_backfill, wait_for_backfill = _backfill_client()
     port = aws.free_port()
     base = f"http://127.0.0.1:{port}"
     url = f"{base}/graphql"

@@ -108,21 +108,31 @@ def site(pg_url, moto_endpoint, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def in_order(site):
-    """The range as one CLI run (in order by construction), into a warehouse of its own."""
+def in_order_run(site):
+    """The range as one CLI run (in order by construction), into a warehouse of its own; started
+    here and awaited by `in_order`, so that it runs while the backfill waits for its daemon."""
     cwd = site["root"] / "in_order"
     home = _home(cwd / "dagster_home")
     env = {**site["env"], "DAGSTER_HOME": str(home), "DQ_S3_PREFIX": "in_order",
            "DQ_PG_URL": site["database"]("in_order")}
-    proc = subprocess.run([str(BIN / "dagster"), "asset", "materialize", "-m", "dq_assets", "--select", "*",
-                           "--partition-range", f"{FIRST}...{LAST}"],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    return env["DQ_PG_URL"]
+    log = cwd / "cli.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([str(BIN / "dagster"), "asset", "materialize", "-m", "dq_assets", "--select", "*",
+                                 "--partition-range", f"{FIRST}...{LAST}"],
+                                cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    yield {"proc": proc, "log": log, "pg": env["DQ_PG_URL"]}
+    if proc.poll() is None:
+        proc.kill()
 
 
 @pytest.fixture(scope="module")
-def backfill(site):
+def in_order(in_order_run):
+    assert in_order_run["proc"].wait(timeout=600) == 0, in_order_run["log"].read_text()[-4000:]
+    return in_order_run["pg"]
+
+
+@pytest.fixture(scope="module")
+def backfill(site, in_order_run):
     """The range as a UI backfill in runs of RUN_DAYS days, executed by `dagster dev`'s daemon
     through the run queue of deploy/dagster.yaml."""
     cwd = site["root"] / "runs"
