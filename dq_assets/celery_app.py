@@ -36,11 +36,10 @@ __all__ = ["StepTask", "app"]
 def _what(kwargs: dict) -> tuple[str, str]:
     """(the step keys, the run id) of an execute_plan task's arguments, as far as they unpack."""
     try:
-        from dagster._grpc.types import ExecuteStepArgs
-        from dagster._serdes import unpack_value
+        from dq_assets.dagster_private import step_keys_and_run
 
-        args = unpack_value(kwargs["execute_step_args_packed"], as_type=ExecuteStepArgs)
-        return ", ".join(args.step_keys_to_execute or []) or "?", args.run_id
+        steps, run_id = step_keys_and_run(kwargs["execute_step_args_packed"])
+        return ", ".join(steps) or "?", run_id
     except Exception:  # the message is still worth sending without them
         return "?", "?"
 

@@ -19,14 +19,21 @@ import dagster as dg
 from dagster._config import validate_config
 from dagster._core.definitions.metadata import TableMetadataSet
 from dagster._core.errors import DagsterAssetCheckFailedError
+from dagster._core.events import DagsterEvent
+from dagster._core.execution.plan.objects import StepFailureData
+from dagster._core.execution.retries import RetryMode
 from dagster._core.instance.config import dagster_instance_config
 from dagster._core.storage.db_io_manager import DbClient, DbIOManager, DbTypeHandler, TableSlice
+from dagster._grpc.types import ExecuteStepArgs
+from dagster._serdes import serialize_value, unpack_value
+from dagster._utils.error import serializable_error_info_from_exc_info
 from dagster._utils.schedules import get_latest_completed_cron_tick
 
 __all__ = [
     "DbClient", "DbIOManager", "DbTypeHandler", "TableSlice", "TableMetadataSet",
     "EXPECTED_ERROR_CLASSES", "latest_completed_tick", "latest_check_executions",
-    "config_errors", "instance_config_errors",
+    "config_errors", "instance_config_errors", "RetryMode", "step_keys_and_run",
+    "step_failure_event",
 ]
 
 # The qualified class names Dagster prints for errors the warehouse raises on purpose (the
@@ -69,3 +76,20 @@ def instance_config_errors(home: str) -> list[str]:
             cls = getattr(importlib.import_module(value["module"]), value["class"])
             errors += [f"{key}: {m}" for m in config_errors(cls.config_type(), value.get("config") or {})]
     return errors
+
+
+# The celery executor (dq_assets.executors, dq_assets.celery_app): what a step's task carries, and
+# a failed task told to the run as the failure of its step.
+def step_keys_and_run(execute_step_args_packed) -> tuple[list[str], str]:
+    """(the step keys, the run id) of dagster-celery's packed execute_plan arguments."""
+    args = unpack_value(execute_step_args_packed, as_type=ExecuteStepArgs)
+    return list(args.step_keys_to_execute or []), args.run_id
+
+
+def step_failure_event(plan_context, step, exc_info, message: str) -> str:
+    """A STEP_FAILURE event of `step` for the error `exc_info`, serialized as an executor's
+    step function returns its events."""
+    error = serializable_error_info_from_exc_info(exc_info)
+    return serialize_value(DagsterEvent.step_failure_event(
+        step_context=plan_context.for_step(step),
+        step_failure_data=StepFailureData(error=error, user_failure_data=None), message=message))

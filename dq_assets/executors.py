@@ -98,32 +98,27 @@ class _FailedTaskAsStepFailure:
         import sys
 
         from celery.exceptions import TaskRevokedError
-        from dagster._core.events import DagsterEvent
-        from dagster._core.execution.plan.objects import StepFailureData
-        from dagster._serdes import serialize_value
-        from dagster._utils.error import serializable_error_info_from_exc_info
+
+        from dq_assets.dagster_private import step_failure_event
 
         try:
             return self.result.get(*args, **kwargs)
         except TaskRevokedError:  # the run was stopped: dagster-celery reports it
             raise
         except Exception as exc:
-            error = serializable_error_info_from_exc_info(sys.exc_info())
             first = (str(exc).strip().splitlines() or [""])[0]
-            event = DagsterEvent.step_failure_event(
-                step_context=self.plan_context.for_step(self.step),
-                step_failure_data=StepFailureData(error=error, user_failure_data=None),
-                message=(f'Execution of step "{self.step.key}" failed: its Celery task failed with '
-                         f"{type(exc).__name__}: {first}"),
-            )
-            return [serialize_value(event)]
+            return [step_failure_event(
+                self.plan_context, self.step, sys.exc_info(),
+                f'Execution of step "{self.step.key}" failed: its Celery task failed with '
+                f"{type(exc).__name__}: {first}")]
 
 
 def _celery_executor() -> dg.ExecutorDefinition:
     # the `celery` extra
-    from dagster._core.execution.retries import RetryMode
     from dagster_celery.core_execution_loop import core_celery_execution_loop
     from dagster_celery.executor import CELERY_CONFIG, CeleryExecutor, _submit_task
+
+    from dq_assets.dagster_private import RetryMode
 
     def submit(app, plan_context, step, queue, priority, known_state):
         return _FailedTaskAsStepFailure(
