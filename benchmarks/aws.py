@@ -55,6 +55,16 @@ DAY_LABEL = "aws deployment: 1 day x {orders:,} orders (moto S3 + PostgreSQL)"
 RANGE_LABEL = "aws deployment: backfill {days} days x {orders:,} orders, one run"
 
 
+
+def range_landing(bench, tmp: Path, res: dict, name: str, start, days: int, orders: int, timeout: float) -> Path:
+    """The landing zone of `days` days at `orders` a day: the backfill row's when it has them,
+    else generated as dataset `name` (land_<name>)."""
+    bf = res["datasets"].get("backfill") or {}
+    if bf.get("orders_per_day") == orders and bf.get("days", 0) >= days:
+        return tmp / "land_backfill"
+    res["datasets"][name] = bench.generate(tmp, f"land_{name}", start, days, orders, timeout=timeout)
+    return tmp / f"land_{name}"
+
 # ------------------------------------------------------------------ S3: moto in its own process
 
 
@@ -295,13 +305,7 @@ def run_rows(bench, tmp: Path, args, res: dict, start, checkpoint) -> None:
     # -- D days at the backfill's orders a day, one run
     rng = bench.day_range(start, days)
     keys = [(start + timedelta(days=i)).isoformat() for i in range(days)]
-    bf = res["datasets"].get("backfill") or {}
-    if bf.get("orders_per_day") == bf_orders and bf.get("days", 0) >= days:
-        landing = tmp / "land_backfill"
-    else:
-        landing = tmp / "land_aws_range"
-        res["datasets"]["aws_range"] = bench.generate(tmp, landing.name, start, days, bf_orders,
-                                                      timeout=args.timeout)
+    landing = range_landing(bench, tmp, res, "aws_range", start, days, bf_orders, args.timeout)
     mine = res["runs"].get(f"backfill_{days}")
     ref = f"backfill_{days}" if mine and mine.get("ok") and landing.name == "land_backfill" \
         else f"aws_backfill_{days}_duckdb"

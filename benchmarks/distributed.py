@@ -103,7 +103,26 @@ def kind_of(cmdline: list[str]) -> str:
     return "other: " + (Path(cmdline[0]).name if cmdline else "?")
 
 
-class ProcessSampler:
+class _Sampling:
+    """A daemon thread (`_run`) from `with` to its end; `_stop` tells it to end."""
+
+    def __init__(self):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+class ProcessSampler(_Sampling):
     """Every `interval` s, the RSS of every descendant of this driver, by kind (kind_of): per
     kind the peak of one process, the peak of their sum at one moment and how many there were;
     and per named root (a celery worker, moto, the daemon) the peak of its whole tree."""
@@ -117,8 +136,7 @@ class ProcessSampler:
         self.proc_peak: dict[int, int] = {}
         self.kind_sum_peak: Counter = Counter()
         self.root_peak: Counter = Counter()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__()
 
     def root(self, name: str, pid: int) -> None:
         self.roots[name] = pid
@@ -161,14 +179,6 @@ class ProcessSampler:
             self.sample()
             self._stop.wait(self.interval)
 
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
     def report(self) -> dict:
         by_kind: dict[str, dict] = {}
         for pid, peak in self.proc_peak.items():
@@ -182,13 +192,12 @@ class ProcessSampler:
                 "by_root": {n: round(v / MIB, 1) for n, v in sorted(self.root_peak.items())}}
 
 
-class PgActivity:
+class PgActivity(_Sampling):
     """Peak connections per database of the server (pg_stat_activity, every `interval` s)."""
 
     def __init__(self, url: str, interval: float = 0.5):
         self.url, self.interval, self.peak, self.error = url, interval, Counter(), None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__()
 
     def _run(self) -> None:
         import psycopg
@@ -202,14 +211,6 @@ class PgActivity:
                     self._stop.wait(self.interval)
         except Exception as e:  # noqa: BLE001 - a missing figure, not a failed benchmark
             self.error = f"{type(e).__name__}: {e}"
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
 
 def stop_group(proc: subprocess.Popen, timeout: float = 30) -> None:
@@ -688,13 +689,7 @@ def run_rows(bench, tmp: Path, args, res: dict, start, checkpoint) -> None:
                           "max_concurrent_runs": args.max_concurrent_runs,
                           "distributed_pg_server": urlsplit(args.distributed).netloc.rpartition("@")[2],
                           "load_before": os.getloadavg()})
-    bf = res["datasets"].get("backfill") or {}
-    if bf.get("orders_per_day") == orders and bf.get("days", 0) >= days:
-        landing = tmp / "land_backfill"
-    else:
-        landing = tmp / "land_distributed"
-        res["datasets"]["distributed"] = bench.generate(tmp, landing.name, start, days, orders,
-                                                        timeout=args.timeout)
+    landing = aws.range_landing(bench, tmp, res, "distributed", start, days, orders, args.timeout)
     out = res.setdefault("distributed", {})
     deps: dict = {}
     for variant in variants:

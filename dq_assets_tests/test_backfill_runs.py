@@ -20,7 +20,6 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
-import boto3
 import dagster as dg
 import psycopg
 import pytest
@@ -28,7 +27,7 @@ import pytest
 from dq_assets.operations.backfills import launch_asset_backfill, wait_for_backfill
 from dq_assets_tests.conftest import DAY1, DAY2, Landing
 from dq_assets_tests.pg_fixtures import free_port, with_database
-from dq_assets_tests.test_celery import BIN, REPO, _base_env, _home, contents, outcomes, tables
+from dq_assets_tests.test_celery import BIN, REPO, _base_env, _home, contents, moto_s3, outcomes, tables
 from dq_assets_tests.test_ui_browser import _stop_group, _wait_until_served
 
 pytestmark = pytest.mark.slow
@@ -68,10 +67,7 @@ def site(pg_url, moto_endpoint, tmp_path_factory):
     instance database and compute-log bucket; removed afterwards."""
     tag = uuid.uuid4().hex[:10]
     root = tmp_path_factory.mktemp("backfill_runs")
-    aws = {"AWS_ENDPOINT_URL": moto_endpoint, "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1",
-                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    aws, s3 = moto_s3(moto_endpoint)
     logs_bucket, warehouse_bucket, landing_bucket = (f"dq-runs-{n}-{tag}" for n in ("logs", "wh", "landing"))
     for bucket in (logs_bucket, warehouse_bucket, landing_bucket):
         s3.create_bucket(Bucket=bucket)

@@ -74,16 +74,21 @@ def broker():
     return BROKER_URL
 
 
+def moto_s3(endpoint: str) -> tuple[dict, object]:
+    """(the environment that points a process at the moto server, a boto3 S3 client of it)."""
+    aws = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    return aws, boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                             aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
 @pytest.fixture(scope="module")
 def site(broker, pg_url, moto_endpoint, tmp_path_factory):
     """What every process shares: the broker, the S3 endpoint with the landing zones and the
     compute logs bucket, PostgreSQL with Dagster's instance database; removed afterwards."""
     tag = uuid.uuid4().hex[:10]
     root = tmp_path_factory.mktemp("celery")
-    aws = {"AWS_ENDPOINT_URL": moto_endpoint, "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1",
-                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    aws, s3 = moto_s3(moto_endpoint)
     logs_bucket, warehouse_bucket, landing_bucket = (f"dq-celery-{n}-{tag}" for n in ("logs", "wh", "landing"))
     for bucket in (logs_bucket, warehouse_bucket):
         s3.create_bucket(Bucket=bucket)
