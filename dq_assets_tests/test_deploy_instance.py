@@ -147,9 +147,14 @@ def test_instance_is_the_production_configuration(deployed_run):
     assert isinstance(inst.schedule_storage, PostgresScheduleStorage)
     assert isinstance(inst.compute_log_manager, S3ComputeLogManager)
     assert isinstance(inst.run_coordinator, dg.QueuedRunCoordinator)
-    queue = inst.get_concurrency_config().run_queue_config
+    concurrency = inst.get_concurrency_config()
+    queue = concurrency.run_queue_config
     assert queue.max_concurrent_runs == 4
-    assert [(t["key"], t["limit"]) for t in queue.tag_concurrency_limits] == [("dagster/backfill", 1)]
+    # no limit per backfill: a split backfill's runs go side by side, ordered by their assets
+    assert list(queue.tag_concurrency_limits) == []
+    # the warehouse's steps share the pool dq_warehouse, 4 at a time, claimed per step
+    pools = concurrency.pool_config
+    assert (pools.default_pool_limit, pools.pool_granularity.value) == (4, "op")
     assert inst.run_monitoring_enabled
     assert inst.run_monitoring_max_runtime_seconds == 21600
 
