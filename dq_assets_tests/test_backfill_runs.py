@@ -190,6 +190,36 @@ def test_the_backfill_succeeds_in_runs_of_a_few_days_that_overlap(backfill):
     assert any(b_start < a_end for (_, a_end), (b_start, _) in zip(spans, spans[1:])), spans
 
 
+# (an asset's day, the asset whose previous day it needs): the order declared when backfills are
+# split (dq_assets.partitions.previous_days)
+NEEDS_THE_DAY_BEFORE = [("raw/landing_files", "raw/customers"), ("raw/landing_files", "raw/orders"),
+                        ("raw/landing_files", "raw/products"), ("raw/customers", "raw/customers"),
+                        ("quality/recon_row_mismatches", "quality/recon_row_mismatches")]
+
+
+def _runs_of(records, asset: str, day: str) -> list:
+    out = []
+    for r in records:
+        tags = r.dagster_run.tags
+        start = tags.get("dagster/asset_partition_range_start", tags.get("dagster/partition"))
+        end = tags.get("dagster/asset_partition_range_end", tags.get("dagster/partition"))
+        keys = {k.to_user_string() for k in r.dagster_run.asset_selection or []}
+        if asset in keys and start <= day <= end:
+            out.append(r)
+    return out
+
+
+def test_no_run_started_before_the_day_before_it_needs_was_in(backfill):
+    """Whatever the timing: the run that audits (or reconciles, or loads a referenced table of)
+    day D started after the run that materialized what it needs of day D-1 had ended."""
+    records = list(backfill["runs"].values())
+    for later, earlier in NEEDS_THE_DAY_BEFORE:
+        for before, day in zip(DAYS, DAYS[1:]):
+            [run] = _runs_of(records, later, day)
+            [needed] = _runs_of(records, earlier, before)
+            assert run.start_time >= needed.end_time, (later, day, earlier, before, backfill["described"])
+
+
 def test_customers_first_arrive_the_day_before_across_the_run_boundary(site):
     """The case the order is for is in the data (else the test would prove nothing): on each
     day after the first, an order of a customer first seen the day before, in another run."""
