@@ -27,7 +27,18 @@ import pytest
 from dq_assets.operations.backfills import launch_asset_backfill, wait_for_backfill
 from dq_assets_tests.conftest import DAY1, DAY2, Landing
 from dq_assets_tests.pg_fixtures import free_port, with_database
-from dq_assets_tests.test_celery import BIN, REPO, _base_env, _home, contents, moto_s3, outcomes, tables
+from dq_assets_tests.test_celery import (
+    BIN,
+    REPO,
+    _base_env,
+    _home,
+    contents,
+    instance_env,
+    moto_s3,
+    outcomes,
+    scratch_databases,
+    tables,
+)
 from dq_assets_tests.test_ui_browser import _stop_group, _wait_until_served
 
 pytestmark = pytest.mark.slow
@@ -77,30 +88,16 @@ def site(pg_url, moto_endpoint, tmp_path_factory):
     for path in landing.rglob("*"):
         if path.is_file():
             s3.upload_file(str(path), landing_bucket, f"landing/{path.relative_to(landing).as_posix()}")
-    databases = []
+    with scratch_databases(pg_url, tag) as create:
+        def database(name: str) -> str:
+            return with_database(pg_url, create(name))
 
-    def database(name: str) -> str:
-        db = f"dq_{name}_{tag}"
-        with psycopg.connect(pg_url, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{db}"')
-        databases.append(db)
-        return with_database(pg_url, db)
-
-    instance_url = database("dagster")
-    with psycopg.connect(pg_url) as conn:
-        host, port, user = conn.info.host, conn.info.port, conn.info.user
-    env = {**_base_env(), **aws, "PYTHONPATH": str(REPO),
-           "DAGSTER_PG_HOST": "" if host.startswith("/") else host, "DAGSTER_PG_PORT": str(port),
-           "DAGSTER_PG_DB": instance_url.rsplit("/", 1)[1], "DAGSTER_PG_USERNAME": user,
-           "DAGSTER_PG_PASSWORD": "", "DAGSTER_COMPUTE_LOGS_BUCKET": logs_bucket,
-           "DAGSTER_COMPUTE_LOGS_PREFIX": "logs",
-           "DQ_DEPLOYMENT": "aws", "DQ_S3_BUCKET": warehouse_bucket, "DQ_LANDING": f"s3://{landing_bucket}/landing"}
-    if host.startswith("/"):
-        env["PGHOST"] = host
-    yield {"root": root, "env": env, "landing": landing, "database": database, "instance_url": instance_url}
-    with psycopg.connect(pg_url, autocommit=True) as admin:
-        for db in databases:
-            admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        instance_url = database("dagster")
+        env = {**_base_env(), **aws, "PYTHONPATH": str(REPO),
+               **instance_env(pg_url, instance_url.rsplit("/", 1)[1], logs_bucket),
+               "DQ_DEPLOYMENT": "aws", "DQ_S3_BUCKET": warehouse_bucket,
+               "DQ_LANDING": f"s3://{landing_bucket}/landing"}
+        yield {"root": root, "env": env, "landing": landing, "database": database, "instance_url": instance_url}
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import boto3
@@ -82,6 +83,40 @@ def moto_s3(endpoint: str) -> tuple[dict, object]:
                              aws_access_key_id="testing", aws_secret_access_key="testing")
 
 
+@contextmanager
+def scratch_databases(pg_url: str, tag: str):
+    """`create(name)`: a new database on the test server, named for `name` and `tag` (its name
+    returned); every one of them dropped when the block ends."""
+    databases = []
+
+    def create(name: str) -> str:
+        db = f"dq_{name}_{tag}"
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{db}"')
+        databases.append(db)
+        return db
+
+    try:
+        yield create
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            for db in databases:
+                admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+def instance_env(pg_url: str, instance_db: str, logs_bucket: str) -> dict:
+    """The variables deploy/dagster.yaml reads: Dagster's instance in `instance_db` on the test
+    server, compute logs in `logs_bucket`."""
+    with psycopg.connect(pg_url) as conn:
+        host, port, user = conn.info.host, conn.info.port, conn.info.user
+    env = {"DAGSTER_PG_HOST": "" if host.startswith("/") else host, "DAGSTER_PG_PORT": str(port),
+           "DAGSTER_PG_DB": instance_db, "DAGSTER_PG_USERNAME": user, "DAGSTER_PG_PASSWORD": "",
+           "DAGSTER_COMPUTE_LOGS_BUCKET": logs_bucket, "DAGSTER_COMPUTE_LOGS_PREFIX": "logs"}
+    if host.startswith("/"):
+        env["PGHOST"] = host
+    return env
+
+
 @pytest.fixture(scope="module")
 def site(broker, pg_url, moto_endpoint, tmp_path_factory):
     """What every process shares: the broker, the S3 endpoint with the landing zones and the
@@ -103,34 +138,17 @@ def site(broker, pg_url, moto_endpoint, tmp_path_factory):
         finally:
             for k in aws:
                 os.environ.pop(k, None)
-    databases = []
-
-    def database(prefix: str) -> str:
-        db = f"dq_{prefix}_{tag}"
-        with psycopg.connect(pg_url, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{db}"')
-        databases.append(db)
-        return db
-
-    instance_db = database("dagster")
-    with psycopg.connect(pg_url) as conn:
-        host, port, user = conn.info.host, conn.info.port, conn.info.user
-    env = {
-        **aws,
-        # Dagster's instance (deploy/dagster.yaml): runs and event log in PostgreSQL, logs on S3
-        "DAGSTER_PG_HOST": "" if host.startswith("/") else host, "DAGSTER_PG_PORT": str(port),
-        "DAGSTER_PG_DB": instance_db, "DAGSTER_PG_USERNAME": user, "DAGSTER_PG_PASSWORD": "",
-        "DAGSTER_COMPUTE_LOGS_BUCKET": logs_bucket, "DAGSTER_COMPUTE_LOGS_PREFIX": "logs",
-        "DQ_DEPLOYMENT": "aws", "DQ_S3_BUCKET": warehouse_bucket,
-        "DQ_CELERY_BROKER_URL": broker,
-    }
-    if host.startswith("/"):
-        env["PGHOST"] = host
-    yield {"root": root, "env": env, "pg_url": pg_url, "landing": f"s3://{landing_bucket}",
-           "database": database, "instance_db": instance_db}
-    with psycopg.connect(pg_url, autocommit=True) as admin:
-        for db in databases:
-            admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    with scratch_databases(pg_url, tag) as database:
+        instance_db = database("dagster")
+        env = {
+            **aws,
+            # Dagster's instance (deploy/dagster.yaml): runs and event log in PostgreSQL, logs on S3
+            **instance_env(pg_url, instance_db, logs_bucket),
+            "DQ_DEPLOYMENT": "aws", "DQ_S3_BUCKET": warehouse_bucket,
+            "DQ_CELERY_BROKER_URL": broker,
+        }
+        yield {"root": root, "env": env, "pg_url": pg_url, "landing": f"s3://{landing_bucket}",
+               "database": database, "instance_db": instance_db}
 
 
 def _base_env() -> dict:
