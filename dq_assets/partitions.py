@@ -37,6 +37,15 @@ def previous_days(*keys: dg.AssetKey) -> list[dg.AssetDep]:
         return []
     return [dg.AssetDep(key, partition_mapping=PREVIOUS_DAY) for key in keys]
 
+
+def same_days(*keys: dg.AssetKey) -> list[dg.AssetKey]:
+    """Day D of the asset comes after day D of each of `keys`, declared only when backfills are
+    split (as previous_days). Where a day must follow another asset's previous day, depend on
+    that asset's same day, which follows its own previous day: a previous-day mapping between
+    two assets would make a backfill launched for a range of days (the UI's Materialize dialog)
+    skip the asset's first day and target the day after the range, which may not have landed."""
+    return list(keys) if _RUN_DAYS else []
+
 # Every step that reads or writes the warehouse: Dagster's concurrency pool, whose limit (the
 # instance's `concurrency: pools:`) bounds the warehouse connections of concurrent runs.
 WAREHOUSE_POOL = "dq_warehouse"

@@ -23,11 +23,14 @@ from dq_assets.definitions import defs
 g = defs.resolve_asset_graph()
 print(json.dumps({k.to_user_string(): {
     "parents": sorted(p.to_user_string() for p in g.get(k).parent_keys),
+    "previous_day": sorted(p.to_user_string() for p in g.get(k).parent_keys
+                           if getattr(g.get_partition_mapping(k, p), "start_offset", 0) == -1),
     "policy": g.get(k).backfill_policy.max_partitions_per_run,
     "pools": sorted(g.get(k).pools or [])} for k in g.materializable_asset_keys}))
 """
 
-# (asset, its previous day's parents) declared with runs of a few days
+# (asset, the parents declared with runs of a few days): every asset that follows a previous day
+# follows its own (a chain of days); the landing audit follows the same day of those chains
 DECLARED = {
     "raw/customers": ["raw/customers"],
     "raw/products": ["raw/products"],
@@ -35,6 +38,25 @@ DECLARED = {
     "raw/landing_files": ["raw/customers", "raw/orders", "raw/products"],
     "quality/recon_row_mismatches": ["quality/recon_row_mismatches"],
 }
+PREVIOUS_DAY = {k: v for k, v in DECLARED.items() if v == [k]}
+
+# What Dagster's backfill daemon targets for a backfill launched as the UI's Materialize dialog
+# launches it (the days and every asset): {day: number of assets}. Read with Dagster's private
+# AssetBackfillData, the class the launch mutation builds.
+TARGET = """
+import json, time
+import dagster as dg
+from dagster._core.execution.asset_backfill import AssetBackfillData
+from dq_assets.definitions import defs
+g = defs.resolve_asset_graph()
+data = AssetBackfillData.from_asset_partitions(
+    g, ["2025-01-02", "2025-01-03", "2025-01-04"], list(g.materializable_asset_keys),
+    dg.DagsterInstance.ephemeral(), time.time(), all_partitions=False)
+days = {}
+for p in data.target_subset.iterate_asset_partitions():
+    days.setdefault(p.partition_key, []).append(p.asset_key.to_user_string())
+print(json.dumps(days))
+"""
 
 
 @pytest.mark.parametrize("value, expected", [("", None), ("0", None), (" 7 ", 7), ("30", 30)])
@@ -74,7 +96,20 @@ def test_runs_of_a_few_days_declare_the_order_across_days(split):
         before = sorted(p.to_user_string() for p in default.get(dg.AssetKey.from_user_string(key)).parent_keys)
         added = sorted(set(node["parents"]) - set(before))
         assert added == DECLARED.get(key, []), key
+        assert node["previous_day"] == PREVIOUS_DAY.get(key, []), key
         assert node["pools"] == [WAREHOUSE_POOL], key
+
+
+def test_a_backfill_launched_for_a_range_targets_exactly_those_days_of_every_asset(tmp_path):
+    """With runs of a few days, as without: a previous-day dependency between two assets would
+    make Dagster skip the dependent asset's first day and add the day after the range (which
+    fails when that day has not landed)."""
+    proc = python(TARGET, fresh_env(tmp_path, DQ_BACKFILL_RUN_DAYS="1"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    days = json.loads(proc.stdout.strip().splitlines()[-1])
+    every = sorted(k.to_user_string() for k in defs.resolve_asset_graph().materializable_asset_keys)
+    assert {d: sorted(keys) for d, keys in days.items()} == {
+        d: every for d in ("2025-01-02", "2025-01-03", "2025-01-04")}
 
 
 def test_a_refused_value_stops_the_code_location_from_loading(tmp_path):

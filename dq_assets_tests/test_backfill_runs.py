@@ -24,7 +24,7 @@ import dagster as dg
 import psycopg
 import pytest
 
-from dq_assets.operations.backfills import launch_asset_backfill, wait_for_backfill
+from dq_assets.operations.backfills import graphql, launch_asset_backfill, wait_for_backfill
 from dq_assets_tests.conftest import DAY1, DAY2, Landing
 from dq_assets_tests.pg_fixtures import free_port, with_database
 from dq_assets_tests.test_celery import (
@@ -39,7 +39,14 @@ from dq_assets_tests.test_celery import (
     scratch_databases,
     tables,
 )
-from dq_assets_tests.test_ui_browser import _stop_group, _wait_until_served
+from dq_assets_tests.test_ui_browser import (
+    _stop_group,
+    _text,
+    _wait_until_served,
+    chromium,
+    need_chromium,
+    new_page,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -143,8 +150,9 @@ def backfill(site, in_order_run):
         _wait_until_served(url, proc, log, deadline_s=180)
         backfill_id = launch_asset_backfill(url, FIRST, LAST)
         state = wait_for_backfill(url, backfill_id, timeout=600)
-    finally:
+    except BaseException:
         _stop_group(proc)
+        raise
     os.environ.update({k: site["env"][k] for k in site["env"] if k.startswith("DAGSTER_")})
     try:
         instance = dg.DagsterInstance.from_config(str(home))
@@ -156,7 +164,10 @@ def backfill(site, in_order_run):
                 os.environ.pop(k, None)
     described = "\n".join(sorted(_describe(r) for r in runs.values()))
     (cwd / "runs.txt").write_text(described)  # what ran when, for whoever reads a failure
-    return {"state": state, "pg": env["DQ_PG_URL"], "runs": runs, "log": log, "described": described}
+    # the webserver stays up for the pages a user opens afterwards
+    yield {"state": state, "pg": env["DQ_PG_URL"], "runs": runs, "log": log, "described": described,
+           "url": url, "id": backfill_id}
+    _stop_group(proc)
 
 
 def _describe(record) -> str:
@@ -187,8 +198,8 @@ def test_the_backfill_succeeds_in_runs_of_a_few_days_that_overlap(backfill):
     assert any(b_start < a_end for (_, a_end), (b_start, _) in zip(spans, spans[1:])), spans
 
 
-# (an asset's day, the asset whose previous day it needs): the order declared when backfills are
-# split (dq_assets.partitions.previous_days)
+# (an asset's day, the asset whose previous day it needs): what the order declared when backfills
+# are split (dq_assets.partitions.previous_days, same_days) must give
 NEEDS_THE_DAY_BEFORE = [("raw/landing_files", "raw/customers"), ("raw/landing_files", "raw/orders"),
                         ("raw/landing_files", "raw/products"), ("raw/customers", "raw/customers"),
                         ("quality/recon_row_mismatches", "quality/recon_row_mismatches")]
@@ -241,3 +252,35 @@ def test_tables_and_check_results_equal_one_in_order_run(backfill, in_order):
     for name in tables(in_order):
         assert contents(backfill["pg"], name) == contents(in_order, name), name
     assert outcomes(backfill["pg"]) == outcomes(in_order)
+
+
+_ASSET_STATUSES = """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
+    ... on PartitionBackfill { assetBackfillData { assetBackfillStatuses {
+        ... on AssetPartitionsStatusCounts { assetKey { path } numPartitionsTargeted
+            numPartitionsInProgress numPartitionsMaterialized numPartitionsFailed } } } } } }"""
+
+
+def test_the_ui_shows_the_backfill_completed_with_exactly_the_range_of_every_asset(backfill):
+    """What a user sees: the backfill completed, every asset targeted the range's days and no
+    other, each materialized; the backfill's page says so in a real browser."""
+    from playwright.sync_api import expect
+
+    need_chromium()
+    statuses = graphql(backfill["url"], _ASSET_STATUSES, {"id": backfill["id"]})
+    counts = {"/".join(a["assetKey"]["path"]): (a["numPartitionsTargeted"], a["numPartitionsMaterialized"],
+                                                a["numPartitionsFailed"], a["numPartitionsInProgress"])
+              for a in statuses["partitionBackfillOrError"]["assetBackfillData"]["assetBackfillStatuses"]}
+    assert len(counts) == 26 and set(counts.values()) == {(len(DAYS), len(DAYS), 0, 0)}, counts
+    # tall enough that the asset table (rendered as it scrolls into view) shows all 26 rows
+    with chromium() as browser, new_page(browser, {"width": 1440, "height": 3200}) as page:
+        page.goto(f"{backfill['url']}/runs/b/{backfill['id']}")
+        expect(page.get_by_text("Partition selection").first).to_be_visible()
+        expect(page.get_by_text("raw / landing_files").first).to_be_visible()
+        text = _text(page)
+    (backfill["log"].parent / "backfill_page.txt").write_text(text)
+    head, rows = text.split("Asset name", 1)
+    assert f"Partition selection {FIRST}...{LAST} Status Succeeded" in head, text[:3000]
+    # each asset's row: targeted, in progress, succeeded, failed
+    for asset in counts:
+        shown = asset.replace("/", " / ")
+        assert f"{shown} {shown} 100% completed {len(DAYS)} 0 {len(DAYS)} 0" in rows, (asset, text[:6000])

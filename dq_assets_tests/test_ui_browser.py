@@ -13,6 +13,7 @@ DQ_UPDATE_SCREENSHOTS=1, into docs/screenshots/ (the README shows those).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -24,7 +25,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
@@ -123,9 +123,8 @@ def _stop_group(proc: subprocess.Popen) -> None:
         pass
 
 
-@pytest.fixture(scope="module")
-def ui(tmp_path_factory):
-    """A served instance holding a passing backfill and a failed day; yields its state."""
+def need_chromium() -> None:
+    """Skip (or fail, where every part is required) without a headless Chromium and Playwright."""
     if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
         missing_part("no headless Chromium found", "install one (Debian: `apt-get install -y "
                      "chromium`; .ci/run does it) or point DQ_TEST_CHROMIUM at it")
@@ -134,6 +133,37 @@ def ui(tmp_path_factory):
     except ImportError:
         missing_part("the Python package `playwright` is missing", "pip install -e '.[dev]'")
 
+
+@contextlib.contextmanager
+def chromium():
+    """A headless Chromium driven by Playwright, with expect()'s waits set for a busy CI box."""
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=TIMEOUT_MS)  # expect's own default is 5 s: too short on a busy CI box
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                              args=["--no-sandbox", "--disable-dev-shm-usage"])
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@contextlib.contextmanager
+def new_page(browser, viewport: dict = VIEWPORT):
+    context = browser.new_context(viewport=viewport, device_scale_factor=1)
+    pg = context.new_page()
+    pg.set_default_timeout(TIMEOUT_MS)
+    try:
+        yield pg
+    finally:
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory):
+    """A served instance holding a passing backfill and a failed day; yields its state."""
+    need_chromium()
     root = tmp_path_factory.mktemp("ui")
     home, landing, shots = root / "dagster_home", root / "landing", root / "screenshots"
     for d in (home, landing, shots):
@@ -233,26 +263,14 @@ def _warehouse_figures(conn) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def browser(ui):
-    from playwright.sync_api import expect, sync_playwright
-
-    expect.set_options(timeout=TIMEOUT_MS)  # expect's own default is 5 s: too short on a busy CI box
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                              args=["--no-sandbox", "--disable-dev-shm-usage"])
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
-    pg = context.new_page()
-    pg.set_default_timeout(TIMEOUT_MS)
-    yield pg
-    context.close()
+    with new_page(browser) as pg:
+        yield pg
 
 
 def _screenshot(page, ui, name: str, docs: bool = True) -> None:

@@ -22,7 +22,7 @@ from dq_assets.keys import LANDING_FILES_KEY, RAW_GROUP, raw_key
 from dq_assets.landing.csv_files import FileSchema, empty_raw, read_csv_file, read_header
 from dq_assets.landing.zone import LandingError, LandingZone, sha256_of, table_of_file
 from dq_assets.layers.common import mark_writes, partition_asset_args
-from dq_assets.partitions import DAILY, previous_days
+from dq_assets.partitions import DAILY, previous_days, same_days
 from dq_assets.rules.history import history_tables
 from dq_assets.rules.values import money_sum
 from dq_assets.storage.batches import PartitionBatches, run_partition_keys
@@ -120,10 +120,10 @@ def _load_partition(conn, landing: LandingZone, t: Table, key, partition_key: st
     ),
     check_specs=[NO_UNEXPECTED_FILES.spec(DAILY), HISTORY.spec(DAILY)],
     # What history_complete checks, declared for a backfill of several runs: day D's audit
-    # follows the previous day of every table that references resolve against, each of which
-    # follows its own previous day, so staging (after the audit) never starts a day whose
-    # history is still loading in another run.
-    deps=previous_days(*(raw_key(t) for t in history_tables())),
+    # follows day D of every table that references resolve against, each of which follows its
+    # own previous day, so staging (after the audit) never starts a day whose history is still
+    # loading in another run.
+    deps=same_days(*(raw_key(t) for t in history_tables())),
     **partition_asset_args(RAW_GROUP),
 )
 def landing_files(

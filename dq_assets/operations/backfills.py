@@ -81,18 +81,15 @@ def _days(first: str, last: str) -> list[str]:
 
 
 def launch_asset_backfill(url: str, first: str, last: str, *, title: str | None = None) -> str:
-    """Backfill every partitioned asset of the code location for the days first..last and no
-    other day (as the UI's "Materialize all" does with one range per asset); returns its id."""
+    """Backfill every partitioned asset of the code location for the days first..last, with the
+    request the UI's "Materialize all" > partition range > "Launch backfill" sends (the days and
+    the asset selection); returns its id."""
     days = _days(first, last)
     nodes = graphql(url, _ASSET_NODES)["assetNodes"]
     keys = [{"path": n["assetKey"]["path"]} for n in nodes if n["isPartitioned"]]
     if not keys:
         raise BackfillError(f"the webserver at {url} shows no partitioned assets: is dq_assets loaded?")
-    # Each asset's days named exactly. With partition names for the whole selection Dagster also
-    # targets the partitions downstream that a previous-day dependency reaches (the day after
-    # the range, from staging on, when backfills are split into runs), as the UI's dialog says.
-    params = {"partitionsByAssets": [{"assetKey": key, "partitions": {"range": {"start": days[0], "end": days[-1]}}}
-                                     for key in keys],
+    params = {"assetSelection": keys, "partitionNames": days, "fromFailure": False,
               "title": title or f"dq_assets {first}..{last}"}
     result = graphql(url, _LAUNCH, {"params": params})["launchPartitionBackfill"]
     if result["__typename"] != "LaunchBackfillSuccess":
