@@ -39,12 +39,18 @@ defect syntax: [TABLE.]KIND[@OPTION][=VALUE]
   TABLE   one of {', '.join(C.TABLE_NAMES)}, or * for every table where KIND applies
           (default: the kind's default table, below)
   OPTION  row-level kinds: the column; duplicate: exact|older|mixed; manifest_drift:
-          rows|sha256|sum; missing_column: the column; extra_column: the new column's name
+          rows|sha256|sum; missing_column: the column; extra_column: the new column's name;
+          null_share: a nullable column; vanished_value: COLUMN.VALUE, an ENUM column and
+          one of its accepted values (e.g. events.vanished_value@platform.android)
   VALUE   row-level, late_arriving, resent_orders: a count (integer >= 1) or a rate of the
           table's rows (< 1 or with a decimal point, e.g. 0.02); partial_load: hours removed
-          (default 6); volume_drop: factor of normal volume (default 0.3). With --defect, the
-          VALUE of manifest_drift, missing_file, unlisted_file, missing_column and
-          extra_column is the probability per day (default 1).
+          (default 6); volume_drop: factor of normal volume (default 0.3); null_share: the
+          further share of rows blanked (default 0.3); unit_change: the integer factor of
+          every money amount (default 100). With --defect, the VALUE of manifest_drift,
+          missing_file, unlisted_file, missing_column and extra_column is the probability
+          per day (default 1).
+  VALID drift (null_share, unit_change, vanished_value): rows the contract accepts, only a
+          column's distribution changes that day; later days are generated as without it.
 
 kinds:
 {kinds}
@@ -58,6 +64,8 @@ examples:
   dq-generate --out /tmp/l --start 2025-01-01 --days 30 --defect '*.invalid_value=0.01' \\
       --defect duplicate=0.005 --on 2025-01-12:orders.invalid_value@currency=3 \\
       --on 2025-01-13:payments.missing_file --on 2025-01-20:volume_drop=0.3 --clean-dims-after-day-one
+  dq-generate --out /tmp/d --start 2025-01-01 --days 10 --on 2025-01-08:events.null_share@customer_id=0.3 \\
+      --on 2025-01-09:unit_change=100 --on 2025-01-10:events.vanished_value@platform.android
 
 The log {LOG_FILE} (landing root) lists per day exactly what was injected.""",
     )

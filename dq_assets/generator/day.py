@@ -39,6 +39,7 @@ from dq_assets.generator.defects import (
     _spec_tables,
     _Task,
 )
+from dq_assets.generator.drift import Drift
 from dq_assets.generator.formatting import Formatting
 from dq_assets.generator.frame import Frame
 from dq_assets.generator.numeric_defects import NumericDefects
@@ -49,7 +50,7 @@ from dq_assets.generator.values import _arr, _rng, day_start, money_str
 from dq_assets.generator.writing import Writing
 
 
-class _Day(RowGeneration, NumericDefects, Formatting, RowDefects, Writing):
+class _Day(RowGeneration, NumericDefects, Drift, Formatting, RowDefects, Writing):
     """Everything for one ingest date."""
 
     def __init__(self, cfg: Config, state: State, index: int, d: date):
@@ -62,6 +63,8 @@ class _Day(RowGeneration, NumericDefects, Formatting, RowDefects, Writing):
         self.injected: list[dict[str, Any]] = []
         self.pending_log: list[tuple[dict, str, list[int], dict]] = []  # (entry, table, uids, extra per row)
         self.frames: dict[str, Frame] = {}
+        self.money_factor = 1  # unit_change: the factor of the day's written money amounts
+        self.vanished: dict[tuple[str, str], str] = {}  # vanished_value: (table, column) -> value
 
     def mess_rng(self, table: str, purpose: int) -> np.random.Generator:
         return _rng(self.cfg.seed, self.d, 1, C.TABLE_NAMES.index(table), purpose)
@@ -148,6 +151,9 @@ class _Day(RowGeneration, NumericDefects, Formatting, RowDefects, Writing):
         pay_tasks = [t for t in row_tasks if t.table == PAYMENTS and t.kind not in ("unknown_reference", "duplicate")]
         pay = self.reserve_payment_carriers(pay_tasks, o, pay, used_orders, n_base_orders)
         pay = self.sort_payments(pay, o)
+        # valid-looking drift (unit_change, vanished_value): on copies written today; `o`
+        # itself (the run's state for later days) keeps the usual units and values
+        o_out, it, pay, ev = self.drift(tasks, o, it, pay, ev)
 
         self.used_orders = used_orders
         mess_log: dict[str, Any] = {
@@ -173,11 +179,11 @@ class _Day(RowGeneration, NumericDefects, Formatting, RowDefects, Writing):
                 f = self.format_products(prod_rows)
                 f.meta["depended"] = f.meta["is_new"] & np.isin(f.meta["prod"], dims_ref[1])
             elif tname == ORDERS:
-                f = self.format_orders(o, used_orders)
+                f = self.format_orders(o_out, used_orders)
             elif tname == ORDER_ITEMS:
-                f = self.format_items(it, o)
+                f = self.format_items(it, o_out)
             elif tname == PAYMENTS:
-                f = self.format_payments(pay, o)
+                f = self.format_payments(pay, o_out)
             else:
                 f = self.format_events(ev)
                 ev = None  # free the numeric events early
@@ -187,6 +193,9 @@ class _Day(RowGeneration, NumericDefects, Formatting, RowDefects, Writing):
                     if t.table == tname and t.kind == k and not (
                             tname == ORDER_ITEMS and k in ("calculation_mismatch", "out_of_range")):
                         self.row_defect(t)
+            for t in by_kind("null_share"):
+                if t.table == tname:
+                    self.null_share(t, f)
             for t in by_kind("missing_column"):
                 if t.table == tname:
                     f.drop_column(t.option)
@@ -300,6 +309,7 @@ class _Day(RowGeneration, NumericDefects, Formatting, RowDefects, Writing):
             uids = rows  # items uid = numeric row index
             lines = itf.lines(uids)
             keys = itf.keys(uids)
+            old, new = old * self.money_factor, new * self.money_factor
             vals = [money_str(int(x)) for x in new]
             if t.kind == "calculation_mismatch":
                 entry = {"kind": t.kind, "table": ORDER_ITEMS, "column": "line_amount", "count": len(rows), "spec": t.spec,

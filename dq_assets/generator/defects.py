@@ -20,7 +20,9 @@ from dq_assets.generator.constants import (
 )
 
 ROW_KINDS = C.REJECT_REASONS
-VALID_KINDS = ("late_arriving", "resent_orders", "no_changes")  # valid data, still logged
+# valid-looking drift: every row stays valid, the distribution of a column changes that day
+DRIFT_KINDS = ("null_share", "unit_change", "vanished_value")
+VALID_KINDS = ("late_arriving", "resent_orders", "no_changes") + DRIFT_KINDS  # valid data, still logged
 FILE_KINDS = ("manifest_drift", "missing_file", "unlisted_file", "missing_column",
               "extra_column", "partial_load", "volume_drop")
 BATCH_KINDS = ("late_arriving", "resent_orders")  # value = count or rate of orders
@@ -36,6 +38,7 @@ DEFAULT_TABLE = {
     "manifest_drift": ORDERS, "missing_file": EVENTS, "unlisted_file": EVENTS,
     "missing_column": ORDERS, "extra_column": ORDERS, "partial_load": EVENTS,
     "volume_drop": "*", "late_arriving": ORDERS, "resent_orders": ORDERS, "no_changes": PRODUCTS,
+    "null_share": EVENTS, "unit_change": "*", "vanished_value": EVENTS,
 }
 # Default column (or option) per (kind, table). A missing entry = not applicable.
 DEFAULT_OPTION: dict[str, dict[str, str]] = {
@@ -63,7 +66,17 @@ DEFAULT_OPTION: dict[str, dict[str, str]] = {
     "late_arriving": {ORDERS: "", EVENTS: ""},
     "resent_orders": {ORDERS: ""},
     "no_changes": {CUSTOMERS: "", PRODUCTS: ""},
+    # the first nullable column of each table that has one (today events.customer_id)
+    "null_share": {t.name: next(c.name for c in t.columns if c.nullable)
+                   for t in C.TABLES if any(c.nullable for c in t.columns)},
+    "unit_change": {"*": ""},
+    # COLUMN.VALUE: an ENUM column and one of its accepted values
+    "vanished_value": {ORDERS: "status.cancelled", PAYMENTS: "method.paypal", EVENTS: "platform.android"},
 }
+DEFAULT_RATE = {"null_share": 0.3}
+DEFAULT_FACTOR = {"unit_change": 100}
+# money columns scaled by unit_change (products, a dimension, keep their prices)
+MONEY_COLUMNS = {ORDERS: ("amount",), ORDER_ITEMS: ("unit_price", "line_amount"), PAYMENTS: ("amount",)}
 KIND_HELP = {
     "missing_required": "blank a required value (@column; default orders.status)",
     "unparseable": "value not readable as its type, e.g. 12,50 / 07/01/2025 / two (@column)",
@@ -85,6 +98,13 @@ KIND_HELP = {
     "resent_orders": "VALID: earlier orders re-sent, changed (status/amount, items and payments "
                      "consistent) or unchanged",
     "no_changes": "VALID: a change feed (products/customers) has no rows; file absent and unlisted",
+    "null_share": "VALID drift: blank a nullable column (@column, default events.customer_id) in a "
+                  "further share RATE of the rows (value RATE, default 0.3)",
+    "unit_change": "VALID drift: every money amount of orders, order_items, payments x FACTOR "
+                   "(value FACTOR, integer >= 2, default 100: euros to cents); totals consistent",
+    "vanished_value": "VALID drift: an ENUM value absent that day (@COLUMN.VALUE, default "
+                      "events.vanished_value@platform.android), its rows get the column's other "
+                      "values by their usual weights (status columns: other tables not adjusted)",
 }
 
 
@@ -120,7 +140,7 @@ class DefectSpec:
 
 _SPEC_RE = re.compile(
     r"^(?:(?P<day>\d{4}-\d{2}-\d{2}):)?(?:(?P<table>\*|[a-z_]+)\.)?(?P<kind>[a-z_]+)"
-    r"(?:@(?P<option>[A-Za-z0-9_]+))?(?:=(?P<value>[0-9.]+))?$"
+    r"(?:@(?P<option>[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)?))?(?:=(?P<value>[0-9.]+))?$"
 )
 
 
@@ -153,6 +173,10 @@ def _spec_tables(spec: DefectSpec) -> list[str]:
     applicable = list(DEFAULT_OPTION[spec.kind])
     if spec.kind == "volume_drop":
         return ["*"]
+    if spec.kind == "unit_change":
+        if spec.table not in (None, "*"):
+            raise DefectError(f"{spec}: unit_change scales every fact table's money at once; give no table")
+        return ["*"]
     if spec.table == "*":
         return [t for t in C.TABLE_NAMES if t in applicable]
     t = spec.table or DEFAULT_TABLE[spec.kind]
@@ -166,6 +190,8 @@ def _check_option(spec: DefectSpec, t: str) -> str:
     opt = spec.option or DEFAULT_OPTION[spec.kind][t]
     k = spec.kind
     tab = C.table(t) if t != "*" else None
+    if "." in (spec.option or "") and k != "vanished_value":
+        raise DefectError(f"{spec}: only vanished_value takes an option COLUMN.VALUE with a dot")
     if k in ("missing_required", "unparseable", "invalid_value", "out_of_range",
              "future_timestamp", "unknown_reference", "missing_column", "calculation_mismatch"):
         if spec.table == "*" and spec.option:
@@ -205,7 +231,50 @@ def _check_option(spec: DefectSpec, t: str) -> str:
         raise DefectError(f"{spec}: partial_load hours must be 1..24")
     elif k == "volume_drop" and spec.value is not None and not (0 < spec.value < 1):
         raise DefectError(f"{spec}: volume_drop factor must be in (0, 1)")
+    elif k in DRIFT_KINDS:
+        _check_drift(spec, t, tab, opt)
     return opt
+
+
+def _check_drift(spec: DefectSpec, t: str, tab, opt: str) -> None:
+    k = spec.kind
+    if k == "unit_change":
+        v = spec.value
+        if v is not None and not (v >= 2 and float(v).is_integer() and not spec.is_rate):
+            raise DefectError(f"{spec}: unit_change FACTOR must be an integer >= 2 (e.g. 100, euros to cents)")
+        return
+    if spec.table == "*" and spec.option:
+        raise DefectError(f"{spec}: a column option needs one table")
+    if k == "null_share":
+        if spec.value is not None and not (0 < spec.value < 1):
+            raise DefectError(f"{spec}: null_share RATE must be in (0, 1), e.g. 0.3")
+        try:
+            col = tab.column(opt)
+        except KeyError:
+            raise DefectError(f"{spec}: {t} has no column {opt!r}") from None
+        if not col.nullable:
+            raise DefectError(f"{spec}: null_share needs a nullable column; {t}.{opt} is required "
+                              f"(nullable columns: {', '.join(_nullable_columns()) or 'none'})")
+        return
+    # vanished_value
+    if spec.value is not None:
+        raise DefectError(f"{spec}: vanished_value takes no value; spell it @COLUMN.VALUE")
+    name, dot, value = opt.partition(".")
+    if not dot:
+        raise DefectError(f"{spec}: vanished_value option must be COLUMN.VALUE, e.g. @platform.android")
+    try:
+        col = tab.column(name)
+    except KeyError:
+        raise DefectError(f"{spec}: {t} has no column {name!r}") from None
+    if col.kind != C.ENUM:
+        raise DefectError(f"{spec}: vanished_value needs an ENUM column; {t}.{name} is {col.kind}")
+    if value not in col.values:
+        raise DefectError(f"{spec}: {value!r} is not an accepted value of {t}.{name} "
+                          f"({', '.join(col.values)})")
+
+
+def _nullable_columns() -> list[str]:
+    return [f"{t.name}.{c.name}" for t in C.TABLES for c in t.columns if c.nullable]
 
 
 @dataclass

@@ -168,22 +168,28 @@ class RowDefects:
         k = t.count
         ghosts = _arr(f"OZ{self.tag}-{x:06d}" for x in r.integers(1, 10**6, k))
         if t.table == PAYMENTS:
-            cents = r.integers(500, 20000, k)
+            cents = r.integers(500, 20000, k) * self.money_factor  # unit_change: 1 unless requested
             base = f.base_n
             ids = fixed_ids("PAY" + self.tag + "-", np.arange(base + 1, base + k + 1) + 10**self.cfg.payment_width // 2,
                             self.cfg.payment_width)
             cols = {"payment_id": ids, "order_id": ghosts,
                     "payment_ts": timestamps(self.ds + r.integers(0, DAY, k), 0),
-                    "method": _arr(C.PAYMENT_METHODS[0] for _ in range(k)),
-                    "status": _arr(C.PAYMENT_STATUSES[C.PAYMENT_STATUSES.index("captured")] for _ in range(k)),
+                    "method": _arr(self._not_vanished(PAYMENTS, "method", C.PAYMENT_METHODS[0]) for _ in range(k)),
+                    "status": _arr(self._not_vanished(PAYMENTS, "status", "captured") for _ in range(k)),
                     "amount": money(cents), "currency": _arr(CURRENCIES[0] for _ in range(k))}
         else:
             prod = r.integers(0, self.state.products.n, k)
-            price = self.state.products.cols["price"][prod]
+            price = self.state.products.cols["price"][prod] * self.money_factor
             cols = {"order_id": ghosts, "line_no": _arr("1" for _ in range(k)),
                     "product_id": fixed_ids("P", prod + 1, 5), "quantity": _arr("1" for _ in range(k)),
                     "unit_price": money(price), "line_amount": money(price)}
         return f.add_rows(cols, {}, r.integers(0, f.base_n + 1, k))
+
+    def _not_vanished(self, table: str, column: str, value: str) -> str:
+        """value, or the first other accepted value when vanished_value removed it today."""
+        if self.vanished.get((table, column)) != value:
+            return value
+        return next(v for v in C.table(table).column(column).values if v != value)
 
     def _duplicates(self, t: _Task, f: Frame, entry: dict) -> None:
         r = self.rng_def
@@ -202,7 +208,7 @@ class RowDefects:
                 ots, upd = f.meta["order_ts"][src], f.meta["updated"][src]
                 old_upd = ots + (upd - ots) // 2
                 st = pc.replace_with_mask(cols["status"], pa.array(older),
-                                          _arr(C.ORDER_STATUSES[0] for _ in oi))
+                                          _arr(self._not_vanished(ORDERS, "status", C.ORDER_STATUSES[0]) for _ in oi))
                 cols["status"] = st
             elif t.table == CUSTOMERS:
                 sg, upd = f.meta["signup"][src], f.meta["updated"][src]
