@@ -408,7 +408,7 @@ def test_connection_killed_mid_copy_keeps_previous_partition(pg_database):
 
 def _quality_batches():
     from dq_assets.checks.reporting import CHECK_RESULTS_SCHEMA, RECON_SUMMARY_SCHEMA
-    from dq_assets.layers.staging import PROFILE_SCHEMA
+    from dq_assets.layers.staging import METRICS_SCHEMA, PROFILE_SCHEMA
 
     t0 = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc)
 
@@ -423,6 +423,10 @@ def _quality_batches():
         return {"run_id": run, "partition_key": pk, "table_name": table, "raw_rows": raw,
                 "staging_rows": raw - 1, "quarantined_rows": 1, "revenue_raw": revenue,
                 "revenue_clean": clean, "profiled_at": at}
+
+    def metric(run, pk, column, name, value, at, table="orders"):
+        return {"run_id": run, "partition_key": pk, "table_name": table, "column_name": column,
+                "metric": name, "value": value, "profiled_at": at}
 
     later = t0 + timedelta(hours=1)
     return [
@@ -449,6 +453,15 @@ def _quality_batches():
              "metric": "revenue", "scope": "orders/EUR", "expected": "1.50", "observed": "1.49",
              "difference": Decimal("-0.010000"), "passed": False, "evaluated_at": t0},
         ], schema=RECON_SUMMARY_SCHEMA)),
+        ("column_metrics", pa.Table.from_pylist([
+            metric("r1", "2025-01-01", "*", "rows", 100.0, t0),
+            metric("r1", "2025-01-01", "currency", "share:EUR", 1.0, t0),
+            metric("r1", "2025-01-02", "*", "rows", 90.0, t0),
+            metric("r1", "2025-01-02", "amount", "mean", 12.5, t0),
+        ], schema=METRICS_SCHEMA)),
+        ("column_metrics", pa.Table.from_pylist([  # 2025-01-01 again: only its latest profile counts
+            metric("r2", "2025-01-01", "*", "rows", 120.0, later),
+        ], schema=METRICS_SCHEMA)),
     ]
 
 
@@ -460,6 +473,7 @@ def test_quality_store_answers_like_duckdb(pg_database, tmp_path):
     # Nothing stored yet.
     assert pg.latest_check_results(keys).equals(duck.latest_check_results(keys))
     assert pg.raw_rows_history("orders") == duck.raw_rows_history("orders") == {}
+    assert pg.column_metrics("orders") == duck.column_metrics("orders") == []
     assert pg.latest_profiles(keys) == duck.latest_profiles(keys) == []
 
     batches = _quality_batches()
@@ -484,6 +498,13 @@ def test_quality_store_answers_like_duckdb(pg_database, tmp_path):
 
     assert sort(pg.latest_profiles(keys)) == sort(duck.latest_profiles(keys))
     assert len(pg.latest_profiles(keys)) == 3
+
+    def metrics(store, table):
+        return sorted(tuple(r.values()) for r in store.column_metrics(table))
+
+    assert metrics(pg, "orders") == metrics(duck, "orders") == [
+        ("2025-01-01", "*", "rows", 120.0), ("2025-01-02", "*", "rows", 90.0), ("2025-01-02", "amount", "mean", 12.5)]
+    assert pg.column_metrics("nope") == duck.column_metrics("nope") == []
 
     # Write marks: the latest per asset and partition, the same on both.
     for store in (pg, duck):
@@ -532,7 +553,8 @@ def test_quality_store_answers_like_duckdb(pg_database, tmp_path):
     pg.append("check_results", batches[0][1].select(["run_id", "partition_key", "asset_key", "check_name", "evaluated_at"]))
     with psycopg.connect(pg_database) as conn:
         counts = {t: conn.execute(f"SELECT count(*) FROM quality.{t}").fetchone()[0] for t in APPEND_ONLY_TABLES}
-    assert counts == {"check_results": 10, "partition_profiles": 4, "recon_summary": 1, "partition_writes": 3}
+    assert counts == {"check_results": 10, "partition_profiles": 4, "recon_summary": 1, "column_metrics": 5,
+                      "partition_writes": 3}
 
 
 # ------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
-"""The marts' check, on marts.fact_revenue_daily: matches_staging. Evaluated by the publishing
+"""The marts' checks, on marts.fact_revenue_daily: matches_staging, evaluated by the publishing
 step on each partition before it publishes it (blocking: a partition whose mart disagrees with
-staging is not published).
+staging is not published), and monitor_revenue, each published day's revenue per currency
+against the same weekday's history (WARN).
 """
 
 from datetime import date
@@ -12,6 +13,7 @@ import pyarrow as pa
 from dq_assets.checks.model import CheckDef, Outcome, Recon, partition_filter
 from dq_assets.contract.gate import GateConfig
 from dq_assets.keys import FACT_REVENUE_KEY
+from dq_assets.rules.monitors import evaluate_weekday
 from dq_assets.rules.profiling import REVENUE_IN
 from dq_assets.storage.duckdb.warehouse import query_tables
 
@@ -21,6 +23,52 @@ MATCHES_STAGING = CheckDef(
     "matches_staging", FACT_REVENUE_KEY,
     "Order count and revenue per currency equal staging.orders'; a partition that does not "
     "agree is not published.", blocking=True)
+
+
+REVENUE_MONITOR = CheckDef(
+    "monitor_revenue", FACT_REVENUE_KEY,
+    "Each currency's revenue of the day within the band of the same weekday's history (median "
+    "and MAD of the previous same weekdays, gate.yaml monitors.revenue).")
+
+DAILY_REVENUE_SQL = """
+    SELECT CAST(ingest_date AS VARCHAR) AS day, currency, sum(revenue) AS revenue
+    FROM revenue GROUP BY ALL"""
+
+
+def revenue_monitor_outcomes(cfg: GateConfig, published: list[str], revenue: pa.Table | None) -> list[Outcome]:
+    """monitor_revenue of each published partition: its revenue per currency (from every day of
+    marts.fact_revenue_daily, `revenue`) against the same weekday's earlier days. A currency
+    without revenue on a published day has 0 there."""
+    settings = cfg.monitors.get("revenue") or {}
+    sensitivity = float(settings.get("sensitivity", 6))
+    window, needed = int(settings.get("weekday_window", 8)), int(settings.get("min_history", 4))
+    by_currency: dict[str, dict[str, float]] = {}
+    days = set()
+    if revenue is not None and revenue.num_rows:
+        for r in query_tables(DAILY_REVENUE_SQL, revenue=revenue).to_pylist():
+            days.add(r["day"])
+            by_currency.setdefault(r["currency"], {})[r["day"]] = float(r["revenue"] or 0)
+    for history in by_currency.values():
+        history.update({d: 0.0 for d in days - set(history)})
+    sev = cfg.severity_of(SEVERITY_SCOPE, REVENUE_MONITOR.name)
+    out = []
+    for day in published:
+        findings = [f for currency, history in sorted(by_currency.items()) if day in history
+                    and (f := evaluate_weekday(day, f"revenue {currency}", history[day], history,
+                                               sensitivity, window, needed))]
+        fired = [f for f in findings if f.fired]
+        where = f"ingest_date <= DATE '{day}' AND dayofweek(ingest_date) = dayofweek(DATE '{day}')"
+        out.append(Outcome(
+            REVENUE_MONITOR.name, REVENUE_MONITOR.asset, day, passed=not fired, severity=sev,
+            failing_rows=len(fired),
+            observed=("; ".join(f.describe() for f in fired) if fired else
+                      f"{len(findings)} currencies within their bands" if findings else
+                      f"not evaluated: fewer than {needed} earlier {date.fromisoformat(day).strftime('%A')}s"),
+            threshold=f"within median +- {sensitivity:g} x spread of the previous {window} same weekdays",
+            sql=(f"SELECT ingest_date, currency, sum(revenue) AS revenue FROM marts.fact_revenue_daily "
+                 f"WHERE {where} GROUP BY ALL ORDER BY 2, 1 DESC"),
+        ))
+    return out
 
 
 STAGED_TOTALS_SQL = f"""

@@ -1,8 +1,8 @@
 """Staging checks, on staging.<table> (severity scope: the table's name): row_conservation,
-unique_key, quarantine_rate, volume, partial_load (hourly-covered tables), and one
+unique_key, quarantine_rate, volume, partial_load (hourly-covered tables), one
 `no_<reason>` per reject reason that can occur in the table (`Table.reject_reasons`: not-null,
 parse, accepted values and shapes, ranges, future timestamps, row rules, referential
-integrity, duplicates). Evaluated on the counts and failure statistics the staging step
+integrity, duplicates), and the statistical monitors (dq_assets.checks.monitors). Evaluated on the counts and failure statistics the staging step
 gathers while it validates (dq_assets.rules.cleaning).
 """
 
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from dq_assets.checks.model import SAMPLE_KEYS, CheckDef, Outcome, Recon, partition_filter
+from dq_assets.checks.monitors import monitor_check_defs
 from dq_assets.contract.gate import ERROR, WARN, GateConfig
 from dq_assets.contract.tables import Table
 from dq_assets.rules.cleaning import rows_of_repeated_keys
@@ -40,7 +41,7 @@ def staging_check_defs(t: Table, asset: dg.AssetKey) -> list[CheckDef]:
     for reason in t.reject_reasons:
         defs.append(CheckDef(reason_check_name(reason), asset,
                              f"No row of {t.file_name} rejected as `{reason}`."))
-    return defs
+    return defs + monitor_check_defs(t, asset)
 
 
 @dataclass(frozen=True)

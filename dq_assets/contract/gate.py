@@ -26,6 +26,7 @@ class GateConfig:
     volume_history: int = 7
     volume_tables: tuple[str, ...] = ()
     freshness: dict = field(default_factory=dict)
+    monitors: dict = field(default_factory=dict)  # the `monitors` section (dq_assets.checks.monitors)
 
     def severity_of(self, table: str, check: str) -> str:
         value = self.severity.get(f"{table}.{check}") or self.severity.get(check) or ERROR
@@ -40,7 +41,7 @@ def load_gate_config(path: str | None = None) -> GateConfig:
     override_path = path or os.environ.get(GATE_CONFIG_ENV)
     if override_path:
         override = read_yaml(Path(override_path)) or {}
-        for section in ("severity", "quarantine_rate", "partial_load", "volume", "freshness"):
+        for section in ("severity", "quarantine_rate", "partial_load", "volume", "freshness", "monitors"):
             doc[section] = {**doc.get(section, {}), **(override.get(section) or {})}
     rate, volume = doc["quarantine_rate"], doc["volume"]
     return GateConfig(
@@ -52,4 +53,5 @@ def load_gate_config(path: str | None = None) -> GateConfig:
         volume_history=int(volume["history"]),
         volume_tables=tuple(volume.get("tables") or ()),
         freshness=doc.get("freshness") or {},
+        monitors=doc.get("monitors") or {},
     )

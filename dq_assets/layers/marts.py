@@ -23,7 +23,12 @@ import pyarrow.compute as pc
 
 from dq_assets.catalog.docs import published_column_schema
 from dq_assets.checks.gate import by_partition, inputs_version
-from dq_assets.checks.marts import MATCHES_STAGING, mart_totals_outcomes
+from dq_assets.checks.marts import (
+    MATCHES_STAGING,
+    REVENUE_MONITOR,
+    mart_totals_outcomes,
+    revenue_monitor_outcomes,
+)
 from dq_assets.checks.reporting import check_output, report
 from dq_assets.contract.gate import load_gate_config
 from dq_assets.keys import (
@@ -171,7 +176,7 @@ def _changed_since(decision: dict, writes_here: list[dict]) -> str:
         "customers": dg.AssetIn(key=staging_key("customers")),
         "gate": dg.AssetIn(key=GATE_KEY),
     },
-    check_specs=[MATCHES_STAGING.spec(DAILY)],
+    check_specs=[MATCHES_STAGING.spec(DAILY), REVENUE_MONITOR.spec(DAILY)],
     backfill_policy=BACKFILL_POLICY,
     pool=WAREHOUSE_POOL,
     can_subset=False,
@@ -197,8 +202,10 @@ def publish_marts(
             _publish_customers(context, marts, customers, passed, records)
     yield from records
     yield from report(context, quality_store, outcomes)
-    if not outcomes:  # nothing published: the check has nothing to say, but its output is due
-        yield check_output(context, MATCHES_STAGING.key)
+    for check in (MATCHES_STAGING, REVENUE_MONITOR):
+        if not any(o.check == check.name for o in outcomes):
+            # nothing published: the check has nothing to say, but its output is due
+            yield check_output(context, check.key)
     if unexplained:
         raise dg.Failure(
             description="marts not published for " + "; ".join(f"{k}: {refused[k]}" for k in unexplained),
@@ -208,7 +215,8 @@ def publish_marts(
 def _publish_orders(context, store: Publication, orders: PartitionReader, passed: list[str],
                     records: list) -> list:
     """fact_orders and fact_revenue_daily of the passed partitions that agree with staging,
-    then revenue_by_order_date over every published day. Returns the matches_staging outcomes."""
+    then revenue_by_order_date over every published day. Returns the matches_staging and
+    monitor_revenue outcomes."""
     cfg = load_gate_config()
     outcomes, revenue_rows = [], {}
 
@@ -235,6 +243,7 @@ def _publish_orders(context, store: Publication, orders: PartitionReader, passed
         everything = store.read_table(MARTS_SCHEMA, "fact_orders")
         current = query_tables(REVENUE_BY_ORDER_DATE_SQL, fact_orders=everything)
         records += _replace(context, store, REVENUE_BY_ORDER_DATE_KEY, current, published)
+        outcomes += revenue_monitor_outcomes(cfg, published, store.read_table(MARTS_SCHEMA, "fact_revenue_daily"))
     return outcomes
 
 

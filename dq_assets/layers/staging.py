@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 import dagster as dg
 import pyarrow as pa
 
+from dq_assets.checks.monitors import evaluate_monitors, metric_history
 from dq_assets.checks.reporting import report
 from dq_assets.checks.staging import (
     PartitionCounts,
@@ -29,6 +30,7 @@ from dq_assets.keys import (
 from dq_assets.layers.common import mark_writes, partition_metadata
 from dq_assets.partitions import BACKFILL_POLICY, DAILY, WAREHOUSE_POOL
 from dq_assets.rules.cleaning import Validation, open_validation
+from dq_assets.rules.monitors import partition_metrics
 from dq_assets.rules.profiling import column_profiles, profile_markdown, raw_revenue, revenue
 from dq_assets.rules.values import trimmed
 from dq_assets.storage.batches import (
@@ -98,6 +100,7 @@ def build_staging_asset(t: Table) -> dg.AssetsDefinition:
         **refs: PartitionReader,
     ):
         keys = run_partition_keys(context)
+        cfg = load_gate_config()
         conn = connect_duckdb()
         ref_keys = {}
         for col, ref in t.references:
@@ -105,7 +108,7 @@ def build_staging_asset(t: Table) -> dg.AssetsDefinition:
             received = (reader.read_many(keys) if ref.scope == SAME_PARTITION
                         else reader.read_through(keys[-1]))
             ref_keys[col.name] = _received_keys(conn, received, ref.column)
-        counts, revenues, profiles, failures = {}, {}, {}, []
+        counts, revenues, profiles, metrics, failures = {}, {}, {}, {}, []
         mark_writes(context, quality_store, [skey, qkey])
         quarantined: dict[str, pa.Table] = {}  # a partition's, until written with its staging
 
@@ -121,7 +124,10 @@ def build_staging_asset(t: Table) -> dg.AssetsDefinition:
             counts.update(partition_counts(conn, t, chunk, raw_rows, result))
             revenues.update(revenue(conn, t, raw_rev, result.staging, result.quarantine, chunk))
             profiles.update(column_profiles(conn, t, result.staging, chunk))
-            failures.extend(result.failures.to_pylist())
+            chunk_failures = result.failures.to_pylist()
+            failures.extend(chunk_failures)
+            metrics.update({k: partition_metrics(t, profiles[k], counts[k].raw_rows, _missing(chunk_failures, k))
+                            for k in chunk})
             quarantined.update((k, partition_slice(result.quarantine, k)) for k in chunk)
             return result.staging
 
@@ -134,16 +140,19 @@ def build_staging_asset(t: Table) -> dg.AssetsDefinition:
         yield dg.Output(
             PartitionBatches.for_asset(
                 context, skey, chunk_producer(keys, raw_rows, validate_chunk, hand_over=True),
-                describe=lambda k: staging_metadata(counts[k], revenues[k], profiles[k]),
+                describe=lambda k: staging_metadata(counts[k], revenues[k], profiles[k],
+                                                    plotted_metrics(t, metrics[k], cfg)),
                 together=[quarantine], publishes=[raw_rows.publication()]),
             output_name="staging",
         )
         yield dg.Output(quarantine, output_name="quarantine")
         raw_rows.published()  # committed: the store may drop the raw versions superseded
-        quality_store.append("partition_profiles", profile_rows(context.run.run_id, t, counts, revenues))
-        cfg = load_gate_config()
+        now = datetime.now(timezone.utc)
+        quality_store.append("partition_profiles", profile_rows(context.run.run_id, t, counts, revenues, now))
+        quality_store.append("column_metrics", metric_rows(context.run.run_id, t, metrics, now))
         outcomes = evaluate_partitions(t, skey, cfg, counts, failures,
                                        quality_store.raw_rows_history(t.name))
+        outcomes += evaluate_monitors(t, skey, cfg, keys, metric_history(quality_store.column_metrics(t.name)))
         yield from report(context, quality_store, outcomes)
 
     return stage
@@ -157,8 +166,15 @@ PROFILE_SCHEMA = pa.schema(
 )
 
 
-def profile_rows(run_id: str, t: Table, counts: dict[str, PartitionCounts], revenues: dict) -> pa.Table:
-    now = datetime.now(timezone.utc)
+METRICS_SCHEMA = pa.schema(
+    [("run_id", pa.string()), ("partition_key", pa.string()), ("table_name", pa.string()),
+     ("column_name", pa.string()), ("metric", pa.string()), ("value", pa.float64()),
+     ("profiled_at", pa.timestamp("us", tz="UTC"))]
+)
+
+
+def profile_rows(run_id: str, t: Table, counts: dict[str, PartitionCounts], revenues: dict,
+                 now: datetime) -> pa.Table:
     return pa.Table.from_pylist(
         [{"run_id": run_id, "partition_key": k, "table_name": t.name, "raw_rows": c.raw_rows,
           "staging_rows": c.staging_rows, "quarantined_rows": c.quarantined_rows,
@@ -169,10 +185,38 @@ def profile_rows(run_id: str, t: Table, counts: dict[str, PartitionCounts], reve
     )
 
 
-def staging_metadata(c: PartitionCounts, revenues: tuple, profile: list[dict]) -> dict:
-    """One partition's figures (numeric, so the UI plots them across partitions) and its column
-    profile."""
+def metric_rows(run_id: str, t: Table, metrics: dict[str, dict], now: datetime) -> pa.Table:
+    """quality.column_metrics rows: one per partition, column and metric (all of a run's
+    partitions share `now`, which tells a partition's latest profile)."""
+    return pa.Table.from_pylist(
+        [{"run_id": run_id, "partition_key": k, "table_name": t.name, "column_name": column,
+          "metric": metric, "value": value, "profiled_at": now}
+         for k, by_metric in metrics.items() for (column, metric), value in sorted(by_metric.items())],
+        schema=METRICS_SCHEMA,
+    )
+
+
+def plotted_metrics(t: Table, metrics: dict[tuple[str, str], float], cfg) -> dict[str, float]:
+    """The few metrics of a table gate.yaml's `monitors.plotted` names, as `column.metric` ->
+    value (absent when the partition has no such value)."""
+    names = (cfg.monitors.get("plotted") or {}).get(t.name) or []
+    return {name: metrics[key] for name in names
+            if (key := tuple(name.split(".", 1))) in metrics}
+
+
+def _missing(failures: list[dict], partition_key: str) -> dict[str, int]:
+    """Per column, the rows of a partition quarantined for a missing required value."""
+    return {f["column"]: f["failing_rows"] for f in failures
+            if f["reason"] == "missing_required" and f["column"] != "*"
+            and f["ingest_date"].isoformat() == partition_key}
+
+
+def staging_metadata(c: PartitionCounts, revenues: tuple, profile: list[dict],
+                     plotted: dict[str, float] | None = None) -> dict:
+    """One partition's figures (numeric, so the UI plots them across partitions), the metrics
+    gate.yaml plots, and its column profile."""
     meta: dict = {"quarantined_rows": c.quarantined_rows, "landed_rows": c.raw_rows}
+    meta |= {name: dg.MetadataValue.float(value) for name, value in (plotted or {}).items()}
     raw_rev, clean_rev, at_risk = revenues
     if raw_rev is not None:
         meta["revenue_raw"] = float(raw_rev)

@@ -2,41 +2,74 @@
 
 import pyarrow as pa
 
-from dq_assets.contract.tables import DECIMAL, INTEGER, REVENUE_STATUSES, TIMESTAMP, Table
+from dq_assets.contract.tables import CURRENCY, DECIMAL, ENUM, INTEGER, REVENUE_STATUSES, TIMESTAMP, Table
 from dq_assets.rules.values import parse_decimal, trimmed
-from dq_assets.storage.sql import sql_list
+from dq_assets.storage.sql import quote, sql_list, sql_str
 
 REVENUE_IN = sql_list(REVENUE_STATUSES)
 
 
+QUANTILES = (("p01", 0.01), ("p50", 0.5), ("p99", 0.99))  # of numbers and money
+COUNTED_KINDS = (ENUM, CURRENCY)  # columns whose values are counted (their shares monitored)
+_STATS = ("nulls", "distinct_values", "min", "max", "mean", "stddev", *(q for q, _ in QUANTILES))
+
+
 def column_profiles(conn, t: Table, staging: pa.Table, partition_keys: list[str]) -> dict[str, list[dict]]:
-    """Per partition: row count, nulls, distinct values (approximate: HyperLogLog, in fixed
-    memory; an exact count of 10M distinct keys cost more than validating them), and
-    min/max/mean of numeric and time columns."""
+    """Per partition and column: rows, nulls, distinct values (approximate: HyperLogLog, in
+    fixed memory; an exact count of 10M distinct keys cost more than validating them),
+    min/max of numbers and times; mean, standard deviation and quantiles of numbers and
+    money; the count of each value of enumerations and currencies. One scan for the
+    statistics, one per counted column."""
     conn.register("_profiled", staging)
-    parts = []
-    for col in t.columns:
-        c = f'"{col.name}"'
+    aggregates = []
+    for i, col in enumerate(t.columns):
+        c = quote(col.name)
+        number = f"CAST({c} AS DOUBLE)"
         numeric = col.kind in (DECIMAL, INTEGER)
         ordered = numeric or col.kind == TIMESTAMP
-        parts.append(
-            f"""SELECT CAST(ingest_date AS VARCHAR) AS partition_key, {len(parts)} AS position,
-                       '{col.name}' AS "column", '{col.kind}' AS kind, count(*) AS rows,
-                       count(*) - count({c}) AS nulls,
-                       approx_count_distinct({c}) AS distinct_values,
-                       {f"CAST(min({c}) AS VARCHAR)" if ordered else "NULL"} AS min,
-                       {f"CAST(max({c}) AS VARCHAR)" if ordered else "NULL"} AS max,
-                       {f"CAST(round(avg({c}), 4) AS VARCHAR)" if numeric else "NULL"} AS mean
-                FROM _profiled GROUP BY ingest_date"""
-        )
-    rows = conn.execute(" UNION ALL ".join(parts) + " ORDER BY partition_key, position").fetchall()
+        stats = {
+            "nulls": f"count(*) - count({c})",
+            "distinct_values": f"approx_count_distinct({c})",
+            "min": f"CAST(min({c}) AS VARCHAR)" if ordered else "NULL",
+            "max": f"CAST(max({c}) AS VARCHAR)" if ordered else "NULL",
+            "mean": f"avg({number})" if numeric else "NULL",
+            "stddev": f"stddev_samp({number})" if numeric else "NULL",
+            **{q: (f"quantile_cont({number}, {at})" if numeric else "NULL") for q, at in QUANTILES},
+        }
+        aggregates += [f"{sql} AS {quote(f'{stat}_{i}')}" for stat, sql in stats.items()]
+    rows = conn.execute(
+        f"""SELECT CAST(ingest_date AS VARCHAR), count(*), {", ".join(aggregates)}
+            FROM _profiled GROUP BY ingest_date"""
+    ).fetchall()
+    counted = [col for col in t.columns if col.kind in COUNTED_KINDS]
+    values: dict[tuple[str, str], dict] = {}
+    if counted:
+        found = conn.execute(" UNION ALL ".join(
+            f"""SELECT CAST(ingest_date AS VARCHAR), {sql_str(col.name)}, CAST({quote(col.name)} AS VARCHAR),
+                       count(*) FROM _profiled WHERE {quote(col.name)} IS NOT NULL GROUP BY ALL"""
+            for col in counted)).fetchall()
+        for key, column, value, n in found:
+            values.setdefault((key, column), {})[value] = n
     conn.unregister("_profiled")
-    names = ["column", "kind", "rows", "nulls", "distinct_values", "min", "max", "mean"]
-    empty = [dict(zip(names, (col.name, col.kind, 0, 0, 0, None, None, None))) for col in t.columns]
     out: dict[str, list[dict]] = {k: [] for k in partition_keys}
-    for key, _position, *values in rows:
-        out.setdefault(key, []).append(dict(zip(names, values)))
-    return {k: v or [dict(e) for e in empty] for k, v in out.items()}
+    for key, n, *stats in rows:
+        out[key] = [_column_profile(t, i, col, n, stats, values.get((key, col.name), {}))
+                    for i, col in enumerate(t.columns)]
+    return {k: v or [_column_profile(t, i, col, 0, [None] * len(_STATS) * len(t.columns), {})
+                     for i, col in enumerate(t.columns)]
+            for k, v in out.items()}
+
+
+def _column_profile(t: Table, i: int, col, rows: int, stats: list, values: dict) -> dict:
+    mine = dict(zip(_STATS, stats[i * len(_STATS):(i + 1) * len(_STATS)]))
+    mean = mine["mean"]
+    return {"column": col.name, "kind": col.kind, "rows": rows, **mine,
+            "nulls": mine["nulls"] or 0, "distinct_values": mine["distinct_values"] or 0,
+            # as the profile table shows it
+            "mean": None if mean is None else f"{round(mean, 4)}",
+            "mean_value": mean,
+            "values": ({v: values.get(v, 0) for v in col.values} | values if col.kind == ENUM else values)
+            if col.kind in COUNTED_KINDS else None}
 
 
 def profile_markdown(profile: list[dict]) -> str:

@@ -21,7 +21,8 @@ import pyarrow as pa
 
 QUALITY_SCHEMA = "quality"
 # History tables: every evaluation adds rows, a rerun never replaces them.
-APPEND_ONLY_TABLES = ("check_results", "recon_summary", "partition_profiles", "partition_writes")
+APPEND_ONLY_TABLES = ("check_results", "recon_summary", "partition_profiles", "column_metrics",
+                      "partition_writes")
 
 WRITES_SCHEMA = pa.schema([
     ("run_id", pa.string()), ("asset_key", pa.string()), ("partition_key", pa.string()),
@@ -54,6 +55,11 @@ class QualityStore(dg.ConfigurableResource):
 
     def raw_rows_history(self, table_name: str) -> dict[str, int]:
         """Latest landed row count of every profiled partition of a table."""
+        raise NotImplementedError
+
+    def column_metrics(self, table_name: str) -> list[dict]:
+        """Every partition's metrics of a table (quality.column_metrics: partition_key,
+        column_name, metric, value), from the partition's latest profile."""
         raise NotImplementedError
 
     def latest_profiles(self, partition_keys: list[str]) -> list[dict]:

@@ -81,6 +81,18 @@ class DuckDBQualityStore(QualityStore):
             ).fetchall()
         return dict(rows)
 
+    def column_metrics(self, table_name: str) -> list[dict]:
+        with self._connect() as conn:
+            if not table_exists(conn, QUALITY_SCHEMA, "column_metrics"):
+                return []
+            return fetch_arrow(
+                conn,
+                f"""SELECT partition_key, column_name, metric, value
+                    FROM {qualified(QUALITY_SCHEMA, "column_metrics")} WHERE table_name = ?
+                    QUALIFY profiled_at = max(profiled_at) OVER (PARTITION BY partition_key)""",
+                [table_name],
+            ).to_pylist()
+
     def _latest(self, table: str, partition_keys: list[str], per: str, newest: str) -> list[dict]:
         with self._connect() as conn:
             if not table_exists(conn, QUALITY_SCHEMA, table):

@@ -66,6 +66,20 @@ class PostgresQualityStore(QualityStore):
             )
         return dict(rows)
 
+    def column_metrics(self, table_name: str) -> list[dict]:
+        with self.connection.session(f"reading {QUALITY_SCHEMA}.column_metrics") as conn:
+            if not table_columns(conn, QUALITY_SCHEMA, "column_metrics"):
+                return []
+            rows = conn.execute(
+                sql.SQL(
+                    "SELECT partition_key, column_name, metric, value FROM (SELECT *, max(profiled_at) "
+                    "OVER (PARTITION BY partition_key) AS newest FROM {} WHERE table_name = %s) m "
+                    "WHERE profiled_at = newest"
+                ).format(_qualified(QUALITY_SCHEMA, "column_metrics")),
+                [table_name],
+            )
+        return [dict(zip(("partition_key", "column_name", "metric", "value"), r)) for r in rows]
+
     def _latest(self, table: str, partition_keys: list[str], per: str, newest: str) -> list[dict]:
         with self.connection.session(f"reading {QUALITY_SCHEMA}.{table}") as conn:
             data = read_table(
