@@ -11,15 +11,16 @@ REVENUE_IN = sql_list(REVENUE_STATUSES)
 
 QUANTILES = (("p01", 0.01), ("p50", 0.5), ("p99", 0.99))  # of numbers and money
 COUNTED_KINDS = (ENUM, CURRENCY)  # columns whose values are counted (their shares monitored)
-_STATS = ("nulls", "distinct_values", "min", "max", "mean", "stddev", *(q for q, _ in QUANTILES))
+_STATS = ("nulls", "distinct_values", "min", "max", "mean", "stddev", "quantiles")
 
 
 def column_profiles(conn, t: Table, staging: pa.Table, partition_keys: list[str]) -> dict[str, list[dict]]:
     """Per partition and column: rows, nulls, distinct values (approximate: HyperLogLog, in
     fixed memory; an exact count of 10M distinct keys cost more than validating them),
-    min/max of numbers and times; mean, standard deviation and quantiles of numbers and
-    money; the count of each value of enumerations and currencies. One scan for the
-    statistics, one per counted column."""
+    min/max of numbers and times; mean of numbers and money, and (but of key columns) their
+    standard deviation and quantiles (approximate: a t-digest, in fixed memory, where exact
+    ones hold every value of the day); the count of each value of enumerations and
+    currencies. One scan for the statistics, one per counted column."""
     conn.register("_profiled", staging)
     aggregates = []
     for i, col in enumerate(t.columns):
@@ -27,14 +28,15 @@ def column_profiles(conn, t: Table, staging: pa.Table, partition_keys: list[str]
         number = f"CAST({c} AS DOUBLE)"
         numeric = col.kind in (DECIMAL, INTEGER)
         ordered = numeric or col.kind == TIMESTAMP
+        spread = numeric and col.name not in t.key
         stats = {
             "nulls": f"count(*) - count({c})",
             "distinct_values": f"approx_count_distinct({c})",
             "min": f"CAST(min({c}) AS VARCHAR)" if ordered else "NULL",
             "max": f"CAST(max({c}) AS VARCHAR)" if ordered else "NULL",
             "mean": f"avg({number})" if numeric else "NULL",
-            "stddev": f"stddev_samp({number})" if numeric else "NULL",
-            **{q: (f"quantile_cont({number}, {at})" if numeric else "NULL") for q, at in QUANTILES},
+            "stddev": f"stddev_samp({number})" if spread else "NULL",
+            "quantiles": f"approx_quantile({number}, {[at for _, at in QUANTILES]})" if spread else "NULL",
         }
         aggregates += [f"{sql} AS {quote(f'{stat}_{i}')}" for stat, sql in stats.items()]
     rows = conn.execute(
@@ -62,6 +64,7 @@ def column_profiles(conn, t: Table, staging: pa.Table, partition_keys: list[str]
 
 def _column_profile(t: Table, i: int, col, rows: int, stats: list, values: dict) -> dict:
     mine = dict(zip(_STATS, stats[i * len(_STATS):(i + 1) * len(_STATS)]))
+    mine |= dict(zip((q for q, _ in QUANTILES), mine.pop("quantiles") or (None,) * len(QUANTILES)))
     mean = mine["mean"]
     return {"column": col.name, "kind": col.kind, "rows": rows, **mine,
             "nulls": mine["nulls"] or 0, "distinct_values": mine["distinct_values"] or 0,
