@@ -11,8 +11,10 @@ dragged by it), and the floor keeps a metric that never moved (a share that is a
 firing on a change too small to matter. A metric fires when it lies outside the every-day band
 and outside the same-weekday band (when that window has enough days): a weekly rhythm is then
 no anomaly, a shift seen against both is. An enumeration value present on every day of the
-window and absent today (or the reverse, above the share floor) fires too. Nothing fires with
-fewer than `min_history` earlier partitions.
+window and absent today, when today's rows would hold at least VANISHED_MIN_EXPECTED of it,
+fires too, as does one absent on every day that appears with at least a SHARE_FLOOR share.
+Nothing fires with fewer than `min_history` earlier partitions. The defaults (gate.yaml) were
+calibrated on generated clean days (docs/checks-and-gate.md#statistical-monitors).
 """
 
 from __future__ import annotations
