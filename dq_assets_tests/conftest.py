@@ -24,8 +24,10 @@ from pathlib import Path
 
 # A developer's shell may carry the warehouse's own settings (a demo's DQ_LANDING or
 # DQ_PARTITIONS_START, say), read when the code location loads: the tests set what they need
-# themselves, so they are dropped before anything is imported (the tests' own DQ_TEST_* stay).
-for _name in [n for n in os.environ if n.startswith("DQ_") and not n.startswith(("DQ_TEST_", "DQ_PROPERTY_"))]:
+# themselves, so they are dropped before anything is imported (the tests' own DQ_TEST_*,
+# DQ_PROPERTY_* and DQ_UPDATE_SCREENSHOTS stay).
+_KEPT = ("DQ_TEST_", "DQ_PROPERTY_", "DQ_UPDATE_SCREENSHOTS")
+for _name in [n for n in os.environ if n.startswith("DQ_") and not n.startswith(_KEPT)]:
     del os.environ[_name]
 
 from typing import TYPE_CHECKING  # noqa: E402
