@@ -119,7 +119,8 @@ def test_the_revenue_band_is_the_weekdays_median_with_the_spread_of_every_day():
 
 def test_partition_metrics_of_a_profile():
     orders = table("orders")
-    profile = [{"column": c.name, "rows": 0, "nulls": 0, "mean_value": None, "values": None} for c in orders.columns]
+    profile = [{"column": c.name, "rows": 100, "nulls": 0, "distinct_values": 90, "mean_value": None, "values": None}
+               for c in orders.columns]
     amount = next(p for p in profile if p["column"] == "amount")
     amount.update(rows=100, mean_value=50.0, stddev=10.0, p01=1.0, p50=48.0, p99=120.0, min=0.5, max=150.0)
     status = next(p for p in profile if p["column"] == "status")
@@ -131,6 +132,7 @@ def test_partition_metrics_of_a_profile():
     assert ("amount", "p99") not in metrics  # 100 values: p99 is the day's extreme, not kept
     assert metrics[("status", "share:paid")] == 0.6 and metrics[("status", "share:placed")] == 0
     assert ("order_id", "mean") not in metrics and ("order_id", "null_share") in metrics
+    assert metrics[("order_id", "distinct")] == 90  # kept, not monitored
 
 
 def test_the_configuration_per_table_and_column(tmp_path):
@@ -143,6 +145,29 @@ def test_the_configuration_per_table_and_column(tmp_path):
     assert mc.settings_for("orders", "currency").sensitivity == mc.settings.sensitivity
     assert mc.settings_for("events", "platform").min_history == 21
     assert mc.settings_for("orders", "status") is None and mc.settings_for("payments", "amount") is None
+
+
+def test_a_column_may_have_its_own_severity(tmp_path):
+    override = tmp_path / "gate.yaml"
+    override.write_text("monitors:\n  overrides:\n    orders.amount: {severity: error}\n")
+    cfg = load_gate_config(str(override))
+    steady = series([float(v) for v in NOISE] * 2)  # 42 days
+    day = days(43)[-1]
+
+    def outcome(column: str, metric: str, value: float):
+        history = {(TABLE_LEVEL, ROWS): {**steady, day: 10000.0}, (column, metric): {**steady, day: value}}
+        [o] = [o for o in evaluate_monitors(table("orders"), None, cfg, [day], history)
+               if o.check == "monitor_distribution"]
+        return o
+
+    assert (outcome("amount", "mean", 20000).passed, outcome("amount", "mean", 20000).severity) == (False, "ERROR")
+    assert outcome("amount", "mean", 10100).severity == "WARN"  # passed: the check's own
+    both = outcome("amount", "p50", 20000)
+    assert not both.passed and both.severity == "ERROR"
+    other = load_gate_config()  # without the override: the check's WARN
+    history = {(TABLE_LEVEL, ROWS): {**steady, day: 10000.0}, ("amount", "mean"): {**steady, day: 20000.0}}
+    [o] = [o for o in evaluate_monitors(table("orders"), None, other, [day], history) if o.check == "monitor_distribution"]
+    assert (o.passed, o.severity) == (False, "WARN")
 
 
 def test_a_share_absent_from_a_day_is_a_share_of_zero_there():

@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 import dagster as dg
 
 from dq_assets.checks.model import CheckDef, Outcome
-from dq_assets.contract.gate import GateConfig
+from dq_assets.contract.gate import ERROR, WARN, GateConfig
 from dq_assets.contract.tables import Table
 from dq_assets.rules.monitors import (
     DISTRIBUTION,
@@ -82,6 +82,16 @@ class MonitorConfig:
             settings = _settings(settings, entry, {f.name for f in fields(Settings)})
         return settings
 
+    def severity_for(self, table: str, column: str, default: str) -> str:
+        """A column's `severity` override, else its table's, else `default` (the check's)."""
+        for scope in (f"{table}.{column}", table):
+            value = (self.overrides.get(scope) or {}).get("severity")
+            if value:
+                if str(value).upper() not in (ERROR, WARN):
+                    raise ValueError(f"gate config: monitors.overrides.{scope}.severity must be ERROR or WARN")
+                return str(value).upper()
+        return default
+
 
 def _settings(base: Settings, entry: dict, known: set[str]) -> Settings:
     values = {k: v for k, v in entry.items() if k in known}
@@ -129,7 +139,7 @@ def evaluate_monitors(t: Table, asset: dg.AssetKey, cfg: GateConfig, partition_k
                 continue
             findings[f].append(finding)
         for f in monitored_families(t):
-            out.append(_outcome(t, asset, day, cfg, f, findings[f], mc.settings_for(t.name, TABLE_LEVEL), shortest))
+            out.append(_outcome(t, asset, day, cfg, mc, f, findings[f], shortest))
     return out
 
 
@@ -138,10 +148,11 @@ def _median_of(by_day: dict[str, float], day: str) -> float | None:
     return earlier[len(earlier) // 2] if earlier else None
 
 
-def _outcome(t: Table, asset, day: str, cfg: GateConfig, f: str, findings: list[Finding],
-             table_settings: Settings | None, shortest) -> Outcome:
+def _outcome(t: Table, asset, day: str, cfg: GateConfig, mc: MonitorConfig, f: str, findings: list[Finding],
+             shortest) -> Outcome:
     check = CHECK_OF[f]
     sev = cfg.severity_of(t.name, check)
+    table_settings = mc.settings_for(t.name, TABLE_LEVEL)
     if table_settings is None and not findings:
         return Outcome(check, asset, day, passed=True, severity=sev,
                        observed=f"not monitored for {t.name} (gate.yaml monitors)")
@@ -150,6 +161,9 @@ def _outcome(t: Table, asset, day: str, cfg: GateConfig, f: str, findings: list[
         return Outcome(check, asset, day, passed=True, severity=sev,
                        observed=f"not evaluated: {earlier} earlier partitions", threshold=f"needs {needed}")
     fired = [x for x in findings if x.fired]
+    # the worst of the fired metrics' severities (a column may have its own)
+    if any(mc.severity_for(t.name, x.column, sev) == ERROR for x in fired):
+        sev = ERROR
     history = max((b for x in findings for b in x.bands), key=lambda b: len(b.days))
     return Outcome(
         check, asset, day, passed=not fired, severity=sev, failing_rows=len(fired),

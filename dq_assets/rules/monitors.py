@@ -31,6 +31,7 @@ VOLUME, NULLS, DISTRIBUTION, VALUES = "volume", "nulls", "distribution", "values
 FAMILIES = (VOLUME, NULLS, DISTRIBUTION, VALUES)
 TABLE_LEVEL = "*"  # the column name of a table's own metrics (rows)
 ROWS, NULL_SHARE, SHARE = "rows", "null_share", "share:"  # share:<value> of a counted column
+DISTINCT = "distinct"  # approximate distinct values of a column: kept, not monitored
 LOCATION_METRICS = ("mean", "p01", "p50", "p99")  # monitored; stddev, min and max only kept
 KEPT_METRICS = ("mean", "stddev", "p01", "p50", "p99", "min", "max")
 
@@ -63,14 +64,16 @@ def partition_metrics(t: Table, profile: list[dict], landed_rows: int,
     """(column, metric) -> value of one partition, from its column profile
     (dq_assets.rules.profiling.column_profiles): the rows landed; per column the share of
     landed rows without a value (nulls kept in staging, and values missing where required,
-    which were quarantined: `missing_required`, column -> rows); the mean, standard deviation,
-    quantiles, min and max of numbers and money; the share of each value of enumerations and
-    currencies among the staged rows. A table's key columns are identifiers: only their nulls."""
+    which were quarantined: `missing_required`, column -> rows) and its distinct values
+    (approximate); the mean, standard deviation, quantiles, min and max of numbers and money;
+    the share of each value of enumerations and currencies among the staged rows. A table's key columns are identifiers: only their nulls."""
     out: dict[tuple[str, str], float] = {(TABLE_LEVEL, ROWS): float(landed_rows)}
     for p in profile:
         column = p["column"]
         if landed_rows:
             out[(column, NULL_SHARE)] = (p["nulls"] + missing_required.get(column, 0)) / landed_rows
+        if p["rows"]:
+            out[(column, DISTINCT)] = float(p["distinct_values"])
         if column in t.key:
             continue
         if p.get("mean_value") is not None:
