@@ -154,16 +154,12 @@ def evaluate(day: str, column: str, metric: str, value: float, history: dict[str
     column's typical standard deviation (for the floor of its quantiles); `rows`: the day's
     rows (for a share that vanished). None while the history is shorter than
     `settings.min_history`."""
-    earlier = sorted(k for k in history if k < day)
+    earlier, recent, same_day = _windows(day, history, settings.window, settings.weekday_window)
     if len(earlier) < settings.min_history:
         return None
-    recent = earlier[-settings.window:]
-    weekday = date.fromisoformat(day).weekday()
-    same_day = [k for k in earlier if date.fromisoformat(k).weekday() == weekday][-settings.weekday_window:]
     bands = [_band(recent, history, metric, settings, f"{len(recent)} days", column_sd, rows)]
     if len(same_day) >= settings.weekday_min_history:
-        bands.append(_band(same_day, history, metric, settings,
-                           f"{len(same_day)} {date.fromisoformat(day).strftime('%A')}s", column_sd, rows))
+        bands.append(_band(same_day, history, metric, settings, _weekdays(day, same_day), column_sd, rows))
     fired = all(not b.holds(value) for b in bands)
     why = ""
     if metric.startswith(SHARE):
@@ -186,18 +182,29 @@ def evaluate_weekday(day: str, name: str, value: float, history: dict[str, float
     handful of same weekdays gives a median but no usable spread (two of four deviations
     alike make a MAD of almost 0); the spread of every day is the wider, if anything, by the
     weekly rhythm. None with fewer than `min_history` same weekdays."""
-    weekday = date.fromisoformat(day).weekday()
-    earlier = sorted(k for k in history if k < day)
-    same_day = [k for k in earlier if date.fromisoformat(k).weekday() == weekday][-weekday_window:]
+    _, recent_days, same_day = _windows(day, history, window, weekday_window)
     if len(same_day) < min_history:
         return None
     logs = {k: math.log1p(max(v, 0.0)) for k, v in history.items()}
-    recent = [logs[k] for k in earlier[-window:]]
+    recent = [logs[k] for k in recent_days]
     median = statistics.median(logs[k] for k in same_day)
     mad = statistics.median(abs(v - statistics.median(recent)) for v in recent)
-    band = Band(f"{len(same_day)} {date.fromisoformat(day).strftime('%A')}s", same_day, median,
+    band = Band(_weekdays(day, same_day), same_day, median,
                 max(MAD_TO_SD * mad, math.log1p(RELATIVE_FLOOR)), sensitivity, log=True)
     return Finding(TABLE_LEVEL, name, value, [band], fired=not band.holds(value))
+
+
+def _windows(day: str, history: dict[str, float], window: int, weekday_window: int):
+    """The partitions of `history` before `day` (oldest first), the last `window` of them, and
+    the last `weekday_window` of them on the day's weekday."""
+    earlier = sorted(k for k in history if k < day)
+    weekday = date.fromisoformat(day).weekday()
+    same_day = [k for k in earlier if date.fromisoformat(k).weekday() == weekday][-weekday_window:]
+    return earlier, earlier[-window:], same_day
+
+
+def _weekdays(day: str, same_day: list[str]) -> str:
+    return f"{len(same_day)} {date.fromisoformat(day).strftime('%A')}s"
 
 
 def _band(days: list[str], history: dict[str, float], metric: str, settings: Settings, label: str,
