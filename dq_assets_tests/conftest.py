@@ -155,6 +155,15 @@ class Warehouse:
         assert rows, f"no result for {asset}:{check} on {partition}"
         return rows[0]
 
+    def monitor_results(self) -> list[tuple]:
+        """(partition, "asset:check", passed, observed) of every statistical monitor's latest
+        evaluation of every partition."""
+        return self.query(
+            """SELECT partition_key, asset_key || ':' || check_name, passed, observed FROM quality.check_results
+               WHERE check_name LIKE 'monitor_%'
+               QUALIFY row_number() OVER (PARTITION BY partition_key, asset_key, check_name
+                                          ORDER BY evaluated_at DESC) = 1""")
+
     def failed_checks(self, partition: str) -> dict[str, tuple]:
         rows = self.query(
             """SELECT asset_key || ':' || check_name, severity, failing_rows FROM quality.check_results

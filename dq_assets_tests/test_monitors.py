@@ -214,18 +214,10 @@ def seeded(tmp_path_factory, instance):
     return warehouse, result
 
 
-def _monitor_results(warehouse: Warehouse) -> list[tuple]:
-    return warehouse.query(
-        """SELECT partition_key, asset_key || ':' || check_name, passed, observed FROM quality.check_results
-           WHERE check_name LIKE 'monitor_%'
-           QUALIFY row_number() OVER (PARTITION BY partition_key, asset_key, check_name
-                                      ORDER BY evaluated_at DESC) = 1""")
-
-
 def test_each_monitor_fails_on_its_day_and_on_no_other(seeded):
     warehouse, _ = seeded
     failed: dict[str, set[str]] = {}
-    for day, check, passed, _observed in _monitor_results(warehouse):
+    for day, check, passed, _observed in warehouse.monitor_results():
         if not passed:
             failed.setdefault(day, set()).add(check)
     assert failed == EXPECTED
@@ -233,7 +225,7 @@ def test_each_monitor_fails_on_its_day_and_on_no_other(seeded):
 
 def test_the_first_days_are_not_evaluated_and_the_clean_days_after_are(seeded):
     warehouse, _ = seeded
-    results = _monitor_results(warehouse)
+    results = warehouse.monitor_results()
     first = {day for day, check, _, observed in results
              if check.startswith("staging/") and observed.startswith("not evaluated")}
     assert first == set(days(14))  # 14 earlier partitions needed

@@ -78,11 +78,7 @@ def test_resent_and_late_orders_are_counted_once(sample):
 def test_no_statistical_monitor_fails_on_a_sample_day(sample):
     """No false alarm: the sample's defects are rule-level (the checks above name them), not a
     drift; the monitors evaluate once 14 earlier days exist, so on 2025-01-15."""
-    results = sample.query(
-        """SELECT partition_key, asset_key || ':' || check_name, passed, observed FROM quality.check_results
-           WHERE check_name LIKE 'monitor_%'
-           QUALIFY row_number() OVER (PARTITION BY partition_key, asset_key, check_name
-                                      ORDER BY evaluated_at DESC) = 1""")
+    results = sample.monitor_results()
     assert [r for r in results if not r[2]] == []
     evaluated = {check for day, check, _, observed in results
                  if day == "2025-01-15" and "within their bands" in observed}
