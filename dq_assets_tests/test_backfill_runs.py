@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import os
 import subprocess
-import sys
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -39,14 +38,7 @@ from dq_assets_tests.test_celery import (
     scratch_databases,
     tables,
 )
-from dq_assets_tests.test_ui_browser import (
-    _stop_group,
-    _text,
-    _wait_until_served,
-    chromium,
-    need_chromium,
-    new_page,
-)
+from dq_assets_tests.test_ui_browser import _text, chromium, need_chromium, new_page, serve_dagster
 
 pytestmark = pytest.mark.slow
 
@@ -137,29 +129,28 @@ def backfill(site, in_order_run):
     through the run queue of deploy/dagster.yaml."""
     cwd = site["root"] / "runs"
     home = _home(cwd / "dagster_home")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     env = {**site["env"], "DAGSTER_HOME": str(home), "DQ_S3_PREFIX": "runs",
            "DQ_PG_URL": site["database"]("runs"), "DQ_BACKFILL_RUN_DAYS": str(RUN_DAYS)}
     log = cwd / "dagster_dev.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "dagster", "dev", "-m", "dq_assets", "-p", str(port),
-                                 "-h", "127.0.0.1"], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    try:
-        _wait_until_served(url, proc, log, deadline_s=180)
+    # the webserver stays up for the pages a user opens afterwards
+    with serve_dagster(["dagster", "dev"], env, cwd, log, free_port(), deadline_s=180) as url:
         backfill_id = launch_asset_backfill(url, FIRST, LAST)
         state = wait_for_backfill(url, backfill_id, timeout=600)
-    except BaseException:
-        _stop_group(proc)
-        raise
+        runs, materialized = _records(site, home, backfill_id)
+        described = "\n".join(sorted(_describe(r) for r in runs.values()))
+        (cwd / "runs.txt").write_text(described)  # what ran when, for whoever reads a failure
+        yield {"state": state, "pg": env["DQ_PG_URL"], "runs": runs, "log": log, "described": described,
+               "url": url, "id": backfill_id, "materialized": materialized}
+
+
+def _records(site, home: Path, backfill_id: str) -> tuple[dict, dict]:
+    """The backfill's run records, and when it materialized each day of the assets that later
+    days need (the instance also holds the in-order CLI run's materializations)."""
     os.environ.update({k: site["env"][k] for k in site["env"] if k.startswith("DAGSTER_")})
     try:
         instance = dg.DagsterInstance.from_config(str(home))
         runs = {r.dagster_run.run_id: r for r in instance.get_run_records(
             dg.RunsFilter(tags={"dagster/backfill": backfill_id}))}
-        # when the backfill materialized each day of the assets that later days need (the
-        # instance also holds the in-order CLI run's materializations)
         materialized = {}
         for asset in {earlier for _, earlier in NEEDS_THE_DAY_BEFORE}:
             for day in DAYS:
@@ -172,12 +163,7 @@ def backfill(site, in_order_run):
         for k in site["env"]:
             if k.startswith("DAGSTER_"):
                 os.environ.pop(k, None)
-    described = "\n".join(sorted(_describe(r) for r in runs.values()))
-    (cwd / "runs.txt").write_text(described)  # what ran when, for whoever reads a failure
-    # the webserver stays up for the pages a user opens afterwards
-    yield {"state": state, "pg": env["DQ_PG_URL"], "runs": runs, "log": log, "described": described,
-           "url": url, "id": backfill_id, "materialized": materialized}
-    _stop_group(proc)
+    return runs, materialized
 
 
 def _describe(record) -> str:

@@ -123,6 +123,22 @@ def _stop_group(proc: subprocess.Popen) -> None:
         pass
 
 
+@contextlib.contextmanager
+def serve_dagster(module: list[str], env: dict, cwd: Path, log: Path, port: int, deadline_s: float = 120):
+    """`python -m <module...> -m dq_assets` on 127.0.0.1:`port` (`dagster dev`, or the webserver
+    alone) in a process group of its own; yields its URL once it serves the code location, and
+    stops it and everything it started afterwards."""
+    base = f"http://127.0.0.1:{port}"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", *module, "-m", "dq_assets", "-p", str(port), "-h", "127.0.0.1"],
+                                env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_until_served(base, proc, log, deadline_s)
+        yield base
+    finally:
+        _stop_group(proc)
+
+
 def need_chromium() -> None:
     """Skip (or fail, where every part is required) without a headless Chromium and Playwright."""
     if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
@@ -189,12 +205,7 @@ def ui(tmp_path_factory):
     assert rc == 0, f"{CLI_DAY} should pass:\n{(root / 'cli.log').read_text()[-3000:]}"
 
     log = root / "dagster_dev.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dagster", "dev", "-m", "dq_assets", "-p", str(port), "-h", "127.0.0.1"],
-            env=env, cwd=root, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        _wait_until_served(base, proc, log)
+    with serve_dagster(["dagster", "dev"], env, root, log, port):
         backfill_id, backfill = _launch_backfill(base)
         # An operator looks at the defect day again from the CLI: its checks' latest results
         # are then that day's (the UI's check pages show an asset check's latest evaluation).
@@ -214,8 +225,6 @@ def ui(tmp_path_factory):
             held = _warehouse_figures(conn)
         yield {"base": base, "failed": failed, "shots": shots, "log": log, "held": held,
                "backfill_id": backfill_id, "backfill": backfill, "cli_log": (root / "cli.log").read_text()}
-    finally:
-        _stop_group(proc)
 
 
 def _launch_backfill(base: str) -> tuple[str, dict]:
@@ -273,12 +282,13 @@ def page(browser):
         yield pg
 
 
-def _screenshot(page, ui, name: str, docs: bool = True) -> None:
-    """Under the test's tmp directory; with DQ_UPDATE_SCREENSHOTS=1 also in docs/screenshots/
-    for the README (so an ordinary test run leaves the tracked images alone)."""
+def _screenshot(page, ui, name: str, docs: bool = True, clip: dict | None = None) -> None:
+    """Under the test's tmp directory (`ui["shots"]`); with DQ_UPDATE_SCREENSHOTS=1 also in
+    docs/screenshots/ for the README (so an ordinary test run leaves the tracked images alone).
+    `clip`: a region of the page, else the viewport."""
     page.wait_for_timeout(1000)  # let the graph's layout animation and status badges settle
     path = ui["shots"] / name
-    page.screenshot(path=str(path))
+    page.screenshot(path=str(path), clip=clip)
     if docs and os.environ.get("DQ_UPDATE_SCREENSHOTS") == "1":
         DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, DOCS_SCREENSHOTS / name)
